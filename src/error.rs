@@ -1,0 +1,139 @@
+//! Error types.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+
+/// A boxed error from a store's backend.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// An error from a [`KeyValueStore`](crate::KeyValueStore).
+///
+/// Each store converts its backend's errors into these meaning-based
+/// variants and keeps the original error as the source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key cannot be stored by this store (bad characters, too long, ...).
+    #[error("{store} store: invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The store's name.
+        store: &'static str,
+        /// The offending key.
+        key: String,
+        /// Why the key was refused.
+        reason: &'static str,
+    },
+    /// The backend could not be reached in time (connection refused, timeout, ...).
+    #[error("{store} store is unavailable")]
+    Unavailable {
+        /// The store's name.
+        store: &'static str,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The store was set up wrongly (e.g. a conflicting index exists).
+    #[error("{store} store is misconfigured: {message}")]
+    Misconfigured {
+        /// The store's name.
+        store: &'static str,
+        /// What is wrong and how to fix it.
+        message: Cow<'static, str>,
+        /// The backend's error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The backend does not support an operation the caller asked for.
+    #[error("{store} store does not support {operation}")]
+    Unsupported {
+        /// The store's name.
+        store: &'static str,
+        /// The operation.
+        operation: &'static str,
+    },
+    /// Any other backend failure.
+    #[error("{store} store failed")]
+    Backend {
+        /// The store's name.
+        store: &'static str,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl StoreError {
+    /// A generic backend failure.
+    pub fn backend(store: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Backend {
+            store,
+            source: source.into(),
+        }
+    }
+
+    /// The backend is unreachable.
+    pub fn unavailable(store: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable {
+            store,
+            source: source.into(),
+        }
+    }
+}
+
+/// The crate's error type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The session store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A value could not be serialized into the session.
+    #[error("cannot serialize session value {key:?}")]
+    Serialize {
+        /// The session key.
+        key: String,
+        /// The serializer's error.
+        #[source]
+        source: rmp_serde::encode::Error,
+    },
+    /// A session value could not be deserialized into the requested type.
+    #[error("cannot deserialize session value {key:?}")]
+    Deserialize {
+        /// The session key.
+        key: String,
+        /// The deserializer's error.
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    /// A stored record is not a valid session envelope.
+    #[error("stored session record is corrupt: {reason}")]
+    CorruptRecord {
+        /// What is wrong with it.
+        reason: Cow<'static, str>,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid kvsession configuration: `{key}` {message}")]
+    Config {
+        /// The configuration key, e.g. `key_bits`.
+        key: &'static str,
+        /// What is wrong with its value.
+        message: Cow<'static, str>,
+    },
+    /// The session could not be saved because concurrent requests kept
+    /// changing it, even after the configured number of merges and retries.
+    #[error("session save kept conflicting with concurrent requests after {attempts} attempts")]
+    Conflict {
+        /// How many writes were tried.
+        attempts: u32,
+    },
+    /// No free session id was found after several draws: the random source is
+    /// broken (it keeps returning ids that exist).
+    #[error("could not find a free session id after {attempts} attempts")]
+    IdExhausted {
+        /// How many ids were tried.
+        attempts: u32,
+    },
+    /// The `KvSession` fairing is not attached to this Rocket instance.
+    #[error("the KvSession fairing is not attached")]
+    NotAttached,
+}

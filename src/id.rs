@@ -1,0 +1,203 @@
+//! [`SessionId`]: the Flask-KVSession id layout `{random hex}_{created hex}`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand_core::RngCore;
+
+/// The fewest random bits an id may have.
+pub const MIN_KEY_BITS: u32 = 64;
+/// The most random bits an id may have.
+pub const MAX_KEY_BITS: u32 = 256;
+
+/// A session id: `key_bits` random bits as zero-padded lower-case hex, an
+/// underscore, and the creation time in Unix seconds as lower-case hex, e.g.
+/// `5f0e3c2a9b8d7e6f_6745c1a0`.
+///
+/// The creation time lets [`cleanup_sessions`](crate::cleanup_sessions)
+/// decide expiry from the key alone. Ids travel only inside an encrypted,
+/// authenticated cookie, so a client can neither read nor choose one.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId {
+    random: String,
+    created: u64,
+}
+
+/// Why a string is not a [`SessionId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseIdError {
+    /// There is no `_` separating the two parts.
+    #[error("session id has no `_` separator")]
+    NoSeparator,
+    /// The random part is not 16 to 64 lower-case hex digits, an even number.
+    #[error("session id random part is not 16 to 64 lower-case hex digits")]
+    BadRandom,
+    /// The creation time is not 1 to 16 lower-case hex digits.
+    #[error("session id creation time is not lower-case hex")]
+    BadCreated,
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl SessionId {
+    /// Draws a new id with `key_bits` random bits (a multiple of 8 from 64 to
+    /// 256; other values are clamped to that range and rounded up to whole bytes).
+    pub fn generate<R: RngCore + ?Sized>(rng: &mut R, key_bits: u32, created: SystemTime) -> Self {
+        let bytes = key_bits.clamp(MIN_KEY_BITS, MAX_KEY_BITS).div_ceil(8) as usize;
+        let mut buf = [0u8; (MAX_KEY_BITS / 8) as usize];
+        rng.fill_bytes(&mut buf[..bytes]);
+        let mut random = String::with_capacity(bytes * 2);
+        for b in &buf[..bytes] {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            random.push(HEX[(b >> 4) as usize] as char);
+            random.push(HEX[(b & 0xf) as usize] as char);
+        }
+        let created = created
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        SessionId { random, created }
+    }
+
+    /// The creation time, in Unix seconds.
+    pub fn created_unix(&self) -> u64 {
+        self.created
+    }
+
+    /// The creation time.
+    pub fn created(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.created)
+    }
+
+    /// How many random bits the id carries.
+    pub fn key_bits(&self) -> u32 {
+        self.random.len() as u32 * 4
+    }
+
+    /// When a session with this id ends, given the absolute lifetime.
+    pub fn expires(&self, lifetime: Duration) -> SystemTime {
+        self.created()
+            .checked_add(lifetime)
+            .unwrap_or(UNIX_EPOCH + Duration::from_secs(u64::MAX / 2))
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = ParseIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (random, created) = s.split_once('_').ok_or(ParseIdError::NoSeparator)?;
+        if !(16..=64).contains(&random.len()) || random.len() % 2 != 0 || !is_lower_hex(random) {
+            return Err(ParseIdError::BadRandom);
+        }
+        if created.is_empty() || created.len() > 16 || !is_lower_hex(created) {
+            return Err(ParseIdError::BadCreated);
+        }
+        let created = u64::from_str_radix(created, 16).map_err(|_| ParseIdError::BadCreated)?;
+        Ok(SessionId {
+            random: random.to_owned(),
+            created,
+        })
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{:x}", self.random, self.created)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Ids are bearer secrets: never print the random part in full.
+        write!(f, "SessionId({}…_{:x})", &self.random[..4], self.created)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    use std::collections::HashSet;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn layout_is_random_hex_underscore_created_hex() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let id = SessionId::generate(&mut rng, 64, at(0x6745_c1a0));
+        let s = id.to_string();
+        let (random, created) = s.split_once('_').unwrap();
+        assert_eq!(random.len(), 16);
+        assert!(is_lower_hex(random));
+        assert_eq!(created, "6745c1a0");
+        assert_eq!(s.parse::<SessionId>().unwrap(), id);
+        for bits in [64, 128, 200, 256] {
+            let id = SessionId::generate(&mut rng, bits, at(1));
+            assert_eq!(id.key_bits(), bits);
+            assert_eq!(id.to_string().parse::<SessionId>().unwrap(), id);
+        }
+    }
+
+    #[test]
+    fn seeded_rng_is_reproducible() {
+        let draw = |seed| {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            (0..5)
+                .map(|_| SessionId::generate(&mut rng, 128, at(1000)).to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(42), draw(42));
+        assert_ne!(draw(42), draw(43));
+        let ids = draw(42);
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 5);
+    }
+
+    #[test]
+    fn hundred_thousand_ids_have_no_duplicate() {
+        let mut rng = ChaCha20Rng::from_os_rng();
+        let ids: HashSet<String> = (0..100_000)
+            .map(|_| SessionId::generate(&mut rng, 64, at(1)).to_string())
+            .collect();
+        assert_eq!(ids.len(), 100_000);
+    }
+
+    #[test]
+    fn rejects_malformed_ids() {
+        for bad in [
+            "",
+            "_",
+            "abc",
+            "0123456789abcdef",
+            "0123456789abcdef_",
+            "0123456789ABCDEF_1",
+            "0123456789abcde_1",
+            "0123456789abcdeg_1",
+            "0123456789abcdef_xyz",
+            "0123456789abcdef_1_2",
+            "0123456789abcdef_11111111111111111",
+            "../../etc/passwd_1",
+            "0123456789abcdef_-1",
+            "0123456789abcdef_ 1",
+        ] {
+            assert!(bad.parse::<SessionId>().is_err(), "{bad:?} parsed");
+        }
+        let long = format!("{}_1", "a".repeat(66));
+        assert!(long.parse::<SessionId>().is_err());
+    }
+
+    #[test]
+    fn debug_does_not_reveal_the_id() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let id = SessionId::generate(&mut rng, 64, at(1));
+        let s = id.to_string();
+        assert!(!format!("{id:?}").contains(&s[..16]));
+    }
+}

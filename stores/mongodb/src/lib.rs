@@ -1,0 +1,1 @@
+//! mongodb store for rocket_kvsession.
