@@ -133,7 +133,50 @@ pub enum Error {
         /// How many ids were tried.
         attempts: u32,
     },
+    /// A new session's id was already taken when the session was first
+    /// saved. Its cookie was already sealed into the response, so the save is
+    /// refused rather than retried under another id.
+    #[error("new session id collided with an existing session")]
+    IdCollision,
     /// The `KvSession` fairing is not attached to this Rocket instance.
     #[error("the KvSession fairing is not attached")]
     NotAttached,
+}
+
+/// Formats an error with its whole source chain, for logs.
+pub(crate) fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+impl Error {
+    /// The HTTP status this error answers with when a handler returns it:
+    /// `503 Service Unavailable` for store failures and save conflicts (the
+    /// client may retry), `500 Internal Server Error` otherwise.
+    pub fn status(&self) -> rocket::http::Status {
+        use rocket::http::Status;
+        match self {
+            Error::Store(_)
+            | Error::Conflict { .. }
+            | Error::IdCollision
+            | Error::IdExhausted { .. } => Status::ServiceUnavailable,
+            _ => Status::InternalServerError,
+        }
+    }
+}
+
+/// Handlers can return `Result<_, rocket_kvsession::Error>`: the error is
+/// logged with its source chain and forwarded to the catcher of
+/// [`Error::status`]. Details never reach the client.
+impl<'r, 'o: 'r> rocket::response::Responder<'r, 'o> for Error {
+    fn respond_to(self, _: &'r rocket::Request<'_>) -> rocket::response::Result<'o> {
+        log::error!("kvsession: {}", chain(&self));
+        Err(self.status())
+    }
 }

@@ -1,15 +1,25 @@
-//! rocket_kvsession (docs come from README.md).
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod cleanup;
+mod config;
+mod engine;
+mod envelope;
 mod error;
+mod fairing;
 mod id;
 mod memory;
+mod session;
 mod store;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use cleanup::{cleanup_sessions, CleanupReport};
+pub use config::{SameSitePolicy, SessionConfig};
 pub use error::{BoxError, Error, StoreError};
+pub use fairing::KvSession;
 pub use id::{ParseIdError, SessionId, MAX_KEY_BITS, MIN_KEY_BITS};
 pub use memory::MemoryStore;
+pub use session::Session;
 pub use store::{CreateOutcome, KeyInfo, KeyValueStore, Record, UpdateOutcome, Version};

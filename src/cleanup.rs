@@ -1,0 +1,166 @@
+//! [`cleanup_sessions`]: the sweep for stores without TTL.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime};
+
+use futures::future;
+use futures::stream::TryStreamExt;
+
+use crate::config::SessionConfig;
+use crate::engine::unix;
+use crate::error::{Error, StoreError};
+use crate::id::SessionId;
+use crate::store::{KeyInfo, KeyValueStore};
+
+/// How many keys go to one [`KeyValueStore::delete_many`] call.
+pub(crate) const SWEEP_BATCH: usize = 1000;
+/// How many `delete_many` calls run at once during a sweep.
+pub(crate) const SWEEP_CONCURRENCY: usize = 4;
+
+/// What one [`cleanup_sessions`] sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CleanupReport {
+    /// Keys listed under the app's prefix.
+    pub scanned: u64,
+    /// Expired sessions deleted.
+    pub deleted: u64,
+    /// Keys under the prefix that are not session ids, left alone.
+    pub skipped: u64,
+    /// How long the sweep took.
+    pub elapsed: Duration,
+}
+
+/// Whether the session stored under `info` has ended, judged from the key
+/// (its creation time) and, with an idle timeout, the listing's
+/// last-modified time. `None` if the key is not a session key.
+fn expired(info: &KeyInfo, config: &SessionConfig, now: u64) -> Option<bool> {
+    let id: SessionId = info.key.strip_prefix(&config.key_prefix)?.parse().ok()?;
+    let absolute = id.created_unix().saturating_add(config.lifetime);
+    let idle = match (config.idle_timeout, info.last_modified) {
+        (Some(idle), Some(modified)) => unix(modified).saturating_add(idle) <= now,
+        _ => false,
+    };
+    Some(absolute <= now || idle)
+}
+
+/// One sweep: deletes every expired session under the app's `key_prefix`
+/// and reports how many keys it scanned and deleted.
+///
+/// Expiry is decided from the key alone (the creation time in the id, and
+/// with `idle_timeout` the store's last-modified time): no value is read.
+/// Keys that are not session ids are skipped. The listing is streamed and
+/// deletions go out in batches of 1,000, four batches at a time, so memory
+/// stays flat whatever the number of sessions.
+///
+/// Stores with TTL expire sessions by themselves; a sweep on them is
+/// harmless but rarely needed. Schedule sweeps with `cleanup_interval`
+/// (configuration) or [`KvSession::cleanup_interval`](crate::KvSession::cleanup_interval).
+pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
+    store: &S,
+    config: &SessionConfig,
+) -> Result<CleanupReport, Error> {
+    let started = std::time::Instant::now();
+    let now = unix(SystemTime::now());
+    let scanned = AtomicU64::new(0);
+    let skipped = AtomicU64::new(0);
+    let deleted = store
+        .list(&config.key_prefix)
+        .try_filter_map(|info| {
+            scanned.fetch_add(1, Relaxed);
+            let doomed = match expired(&info, config, now) {
+                Some(true) => Some(info.key),
+                Some(false) => None,
+                None => {
+                    skipped.fetch_add(1, Relaxed);
+                    None
+                }
+            };
+            future::ready(Ok(doomed))
+        })
+        .try_chunks(SWEEP_BATCH)
+        .map_err(|e| e.1)
+        .map_ok(|keys| store.delete_many(keys))
+        .try_buffer_unordered(SWEEP_CONCURRENCY)
+        .try_fold(0u64, |total, n| {
+            future::ready(Ok::<_, StoreError>(total + n))
+        })
+        .await?;
+    Ok(CleanupReport {
+        scanned: scanned.into_inner(),
+        deleted,
+        skipped: skipped.into_inner(),
+        elapsed: started.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::KeyValueStore;
+    use crate::MemoryStore;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn id_at(rng: &mut ChaCha20Rng, secs_ago: u64) -> String {
+        let created = SystemTime::now() - Duration::from_secs(secs_ago);
+        SessionId::generate(rng, 64, created).to_string()
+    }
+
+    #[tokio::test]
+    async fn deletes_only_expired_sessions_of_its_prefix() {
+        let store = MemoryStore::new();
+        let config = SessionConfig {
+            lifetime: 100,
+            key_prefix: "app:".into(),
+            ..Default::default()
+        };
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut live = Vec::new();
+        for n in 0..2500u64 {
+            let key = format!(
+                "app:{}",
+                id_at(&mut rng, if n % 5 == 0 { 10 } else { 1000 })
+            );
+            let _ = store.create(&key, b"x", None).await.unwrap();
+            if n % 5 == 0 {
+                live.push(key);
+            }
+        }
+        // Not session keys, and another app's sessions: left alone.
+        let other = format!("other:{}", id_at(&mut rng, 1000));
+        for key in ["app:settings", "app:abc_def", other.as_str()] {
+            let _ = store.create(key, b"x", None).await.unwrap();
+        }
+        let report = cleanup_sessions(&store, &config).await.unwrap();
+        assert_eq!(report.scanned, 2502);
+        assert_eq!(report.deleted, 2000);
+        assert_eq!(report.skipped, 2);
+        assert_eq!(store.len(), 500 + 3);
+        for key in live {
+            assert!(store.get(&key).await.unwrap().is_some());
+        }
+        assert!(store.get(&other).await.unwrap().is_some());
+        let again = cleanup_sessions(&store, &config).await.unwrap();
+        assert_eq!((again.scanned, again.deleted), (502, 0));
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_are_swept_by_last_modified() {
+        let config = SessionConfig {
+            idle_timeout: Some(60),
+            touch_after: 10,
+            ..Default::default()
+        };
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let key = id_at(&mut rng, 10);
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        let fresh = KeyInfo::new(key.clone(), Some(SystemTime::now()));
+        let idle = KeyInfo::new(key.clone(), Some(long_ago));
+        let unknown = KeyInfo::new(key, None);
+        let now = unix(SystemTime::now());
+        assert_eq!(expired(&fresh, &config, now), Some(false));
+        assert_eq!(expired(&idle, &config, now), Some(true));
+        assert_eq!(expired(&unknown, &config, now), Some(false));
+    }
+}

@@ -1,0 +1,365 @@
+//! [`SessionConfig`]: the `kvsession` configuration table.
+
+use std::time::Duration;
+
+use rocket::http::SameSite;
+use rocket::serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::id::{MAX_KEY_BITS, MIN_KEY_BITS};
+
+/// The `SameSite` attribute of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(crate = "rocket::serde", rename_all = "lowercase")]
+pub enum SameSitePolicy {
+    /// `SameSite=Strict`: the cookie is never sent on cross-site requests.
+    Strict,
+    /// `SameSite=Lax`: sent on top-level cross-site navigations (the default).
+    #[default]
+    Lax,
+    /// `SameSite=None`: sent on every request; requires `cookie_secure`.
+    None,
+}
+
+impl From<SameSitePolicy> for SameSite {
+    fn from(policy: SameSitePolicy) -> Self {
+        match policy {
+            SameSitePolicy::Strict => SameSite::Strict,
+            SameSitePolicy::Lax => SameSite::Lax,
+            SameSitePolicy::None => SameSite::None,
+        }
+    }
+}
+
+/// Session configuration, read from the `kvsession` table of Rocket's
+/// figment (`[default.kvsession]` in `Rocket.toml`, or
+/// `ROCKET_KVSESSION='{lifetime=3600}'`). A missing table means defaults;
+/// unknown keys are refused. [`KvSession::config`](crate::KvSession::config)
+/// overrides the table.
+///
+/// All durations are whole seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(crate = "rocket::serde", default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// The session cookie's name.
+    ///
+    /// _Default:_ `"session"`.
+    pub cookie_name: String,
+    /// The session cookie's `Path`.
+    ///
+    /// _Default:_ `"/"`.
+    pub cookie_path: String,
+    /// The session cookie's `Domain`; none means host-only.
+    ///
+    /// _Default:_ none.
+    pub cookie_domain: Option<String>,
+    /// Whether the session cookie is `Secure` (sent over HTTPS only).
+    ///
+    /// _Default:_ `false`.
+    pub cookie_secure: bool,
+    /// Whether the session cookie is `HttpOnly` (hidden from scripts).
+    ///
+    /// _Default:_ `true`.
+    pub cookie_http_only: bool,
+    /// The session cookie's `SameSite`: `"strict"`, `"lax"` or `"none"`.
+    ///
+    /// _Default:_ `"lax"`.
+    pub cookie_same_site: SameSitePolicy,
+    /// Absolute lifetime of a session, from its creation (Flask's
+    /// `PERMANENT_SESSION_LIFETIME`). Also the `Max-Age` of permanent cookies.
+    ///
+    /// _Default:_ `2678400` (31 days).
+    pub lifetime: u64,
+    /// Whether new sessions are permanent (cookie with `Max-Age`) rather than
+    /// browser-session cookies.
+    ///
+    /// _Default:_ `true`.
+    pub permanent: bool,
+    /// Random bits in a session id: a multiple of 8 from 64 to 256.
+    ///
+    /// _Default:_ `64`.
+    pub key_bits: u32,
+    /// Prefix of every store key, so several apps can share one store. End it
+    /// with a separator (e.g. `"shop:"`) so no prefix is the start of another.
+    ///
+    /// _Default:_ `""`.
+    pub key_prefix: String,
+    /// Whether TTL-capable stores are handed each session's expiry.
+    ///
+    /// _Default:_ `true`.
+    pub set_ttl: bool,
+    /// Seconds between scheduled [`cleanup_sessions`](crate::cleanup_sessions)
+    /// sweeps; none disables them.
+    ///
+    /// _Default:_ none.
+    pub cleanup_interval: Option<u64>,
+    /// Whether a response with a 5xx status still persists the request's
+    /// session changes.
+    ///
+    /// _Default:_ `false`.
+    pub save_on_error: bool,
+    /// Idle timeout: a session also ends this many seconds after its last
+    /// request, whichever comes first. None means only `lifetime` applies.
+    ///
+    /// _Default:_ none.
+    pub idle_timeout: Option<u64>,
+    /// With `idle_timeout`, a request that changes nothing refreshes the
+    /// session's activity at most once per this many seconds.
+    ///
+    /// _Default:_ `60`.
+    pub touch_after: u64,
+    /// How many times a save is tried when concurrent requests on the same
+    /// session keep changing it (each retry merges this request's changes
+    /// into the newest record).
+    ///
+    /// _Default:_ `10`.
+    pub save_attempts: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            cookie_name: "session".into(),
+            cookie_path: "/".into(),
+            cookie_domain: None,
+            cookie_secure: false,
+            cookie_http_only: true,
+            cookie_same_site: SameSitePolicy::Lax,
+            lifetime: 31 * 24 * 3600,
+            permanent: true,
+            key_bits: 64,
+            key_prefix: String::new(),
+            set_ttl: true,
+            cleanup_interval: None,
+            save_on_error: false,
+            idle_timeout: None,
+            touch_after: 60,
+            save_attempts: 10,
+        }
+    }
+}
+
+/// The longest lifetime accepted: 100 years. Anything longer is a typo.
+const MAX_LIFETIME: u64 = 100 * 365 * 24 * 3600;
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn config_error(key: &'static str, message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::Config {
+        key,
+        message: message.into(),
+    }
+}
+
+impl SessionConfig {
+    /// Checks every value; the error names the offending key.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !is_token(&self.cookie_name) {
+            return Err(config_error(
+                "cookie_name",
+                format!("{:?} is not a valid cookie name", self.cookie_name),
+            ));
+        }
+        if !self.cookie_path.starts_with('/')
+            || self
+                .cookie_path
+                .bytes()
+                .any(|b| b == b';' || b.is_ascii_control())
+        {
+            return Err(config_error(
+                "cookie_path",
+                format!("{:?} must start with `/` and hold no `;`", self.cookie_path),
+            ));
+        }
+        if let Some(domain) = &self.cookie_domain {
+            if domain.is_empty() || domain.bytes().any(|b| b == b';' || b <= b' ') {
+                return Err(config_error(
+                    "cookie_domain",
+                    format!("{domain:?} is not a domain"),
+                ));
+            }
+        }
+        if self.cookie_same_site == SameSitePolicy::None && !self.cookie_secure {
+            return Err(config_error(
+                "cookie_same_site",
+                "\"none\" requires `cookie_secure = true` (browsers drop such cookies otherwise)",
+            ));
+        }
+        if self.lifetime == 0 || self.lifetime > MAX_LIFETIME {
+            return Err(config_error(
+                "lifetime",
+                format!(
+                    "must be from 1 to {MAX_LIFETIME} seconds, got {}",
+                    self.lifetime
+                ),
+            ));
+        }
+        if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&self.key_bits) || self.key_bits % 8 != 0 {
+            return Err(config_error(
+                "key_bits",
+                format!(
+                    "must be a multiple of 8 from {MIN_KEY_BITS} to {MAX_KEY_BITS}, got {}",
+                    self.key_bits
+                ),
+            ));
+        }
+        if self.key_prefix.len() > 256 || self.key_prefix.chars().any(char::is_control) {
+            return Err(config_error(
+                "key_prefix",
+                "must be at most 256 bytes with no control characters",
+            ));
+        }
+        if self.cleanup_interval == Some(0) {
+            return Err(config_error(
+                "cleanup_interval",
+                "must be at least 1 second",
+            ));
+        }
+        if let Some(idle) = self.idle_timeout {
+            if idle == 0 {
+                return Err(config_error("idle_timeout", "must be at least 1 second"));
+            }
+            if self.touch_after >= idle {
+                return Err(config_error(
+                    "touch_after",
+                    format!(
+                        "must be shorter than idle_timeout ({idle}), got {}",
+                        self.touch_after
+                    ),
+                ));
+            }
+        }
+        if self.save_attempts == 0 || self.save_attempts > 1000 {
+            return Err(config_error("save_attempts", "must be from 1 to 1000"));
+        }
+        Ok(())
+    }
+
+    /// [`lifetime`](Self::lifetime) as a `Duration`.
+    pub fn lifetime(&self) -> Duration {
+        Duration::from_secs(self.lifetime)
+    }
+
+    /// [`idle_timeout`](Self::idle_timeout) as a `Duration`.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout.map(Duration::from_secs)
+    }
+
+    /// [`cleanup_interval`](Self::cleanup_interval) as a `Duration`.
+    pub fn cleanup_interval(&self) -> Option<Duration> {
+        self.cleanup_interval.map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        SessionConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases: Vec<(&str, SessionConfig)> = vec![
+            (
+                "key_bits",
+                SessionConfig {
+                    key_bits: 12,
+                    ..Default::default()
+                },
+            ),
+            (
+                "key_bits",
+                SessionConfig {
+                    key_bits: 72 + 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "key_bits",
+                SessionConfig {
+                    key_bits: 264,
+                    ..Default::default()
+                },
+            ),
+            (
+                "lifetime",
+                SessionConfig {
+                    lifetime: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "cookie_name",
+                SessionConfig {
+                    cookie_name: "a b".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "cookie_name",
+                SessionConfig {
+                    cookie_name: String::new(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "cookie_path",
+                SessionConfig {
+                    cookie_path: "app".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "cookie_same_site",
+                SessionConfig {
+                    cookie_same_site: SameSitePolicy::None,
+                    ..Default::default()
+                },
+            ),
+            (
+                "cleanup_interval",
+                SessionConfig {
+                    cleanup_interval: Some(0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "idle_timeout",
+                SessionConfig {
+                    idle_timeout: Some(0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "touch_after",
+                SessionConfig {
+                    idle_timeout: Some(30),
+                    touch_after: 30,
+                    ..Default::default()
+                },
+            ),
+            (
+                "save_attempts",
+                SessionConfig {
+                    save_attempts: 0,
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (key, config) in cases {
+            let err = config.validate().unwrap_err();
+            assert!(
+                matches!(err, Error::Config { key: k, .. } if k == key),
+                "{key}: {err}"
+            );
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+}

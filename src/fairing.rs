@@ -1,0 +1,228 @@
+//! [`KvSession`]: the fairing.
+
+use std::fmt;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
+use rocket::fairing::{self, Fairing, Info, Kind};
+use rocket::http::{ContentType, Status};
+use rocket::{Build, Orbit, Request, Response, Rocket};
+
+use crate::cleanup::cleanup_sessions;
+use crate::config::SessionConfig;
+use crate::engine::{Engine, SaveOutcome, SessionRng};
+use crate::error::chain;
+use crate::session::Loaded;
+use crate::store::KeyValueStore;
+
+/// The session fairing: attach it once to a Rocket instance.
+///
+/// ```rust,no_run
+/// use rocket_kvsession::{KvSession, MemoryStore};
+///
+/// #[rocket::launch]
+/// fn rocket() -> _ {
+///     rocket::build().attach(KvSession::new(MemoryStore::new()))
+/// }
+/// ```
+///
+/// At ignite it reads the `kvsession` configuration table (unless
+/// [`config`](Self::config) was given), validates it, prepares the store
+/// ([`KeyValueStore::init`]) and refuses launch on any error. After each
+/// response it saves the request's session if it changed. At liftoff it
+/// starts the scheduled sweep, if `cleanup_interval` is set; the sweep stops
+/// at shutdown.
+pub struct KvSession {
+    store: Arc<dyn KeyValueStore>,
+    rng: Mutex<Option<SessionRng>>,
+    config: Option<SessionConfig>,
+    cleanup_interval: Option<Duration>,
+}
+
+impl fmt::Debug for KvSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KvSession")
+            .field("store", &self.store.name())
+            .field("config", &self.config)
+            .field("cleanup_interval", &self.cleanup_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KvSession {
+    /// A fairing keeping sessions in `store`.
+    pub fn new<S: KeyValueStore>(store: S) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// A fairing keeping sessions in a shared store.
+    pub fn from_arc(store: Arc<dyn KeyValueStore>) -> Self {
+        KvSession {
+            store,
+            rng: Mutex::new(None),
+            config: None,
+            cleanup_interval: None,
+        }
+    }
+
+    /// Draws session ids from `rng` instead of a `ChaCha20Rng` seeded from
+    /// the operating system. It must be a cryptographically secure generator:
+    /// ids are bearer secrets.
+    pub fn rng<R: RngCore + CryptoRng + Send + 'static>(self, rng: R) -> Self {
+        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(rng));
+        self
+    }
+
+    /// Uses `config` instead of the `kvsession` table of Rocket's figment.
+    pub fn config(mut self, config: SessionConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Runs [`cleanup_sessions`] every `interval` from liftoff to shutdown,
+    /// overriding `cleanup_interval` from the configuration.
+    pub fn cleanup_interval(mut self, interval: Duration) -> Self {
+        self.cleanup_interval = Some(interval);
+        self
+    }
+
+    fn read_config(&self, rocket: &Rocket<Build>) -> Result<SessionConfig, ()> {
+        let config = match &self.config {
+            Some(config) => config.clone(),
+            None => match rocket.figment().extract_inner::<SessionConfig>("kvsession") {
+                Ok(config) => config,
+                Err(e) if e.missing() => SessionConfig::default(),
+                Err(e) => {
+                    rocket::config::pretty_print_error(e);
+                    log::error!("kvsession: invalid `kvsession` configuration");
+                    return Err(());
+                }
+            },
+        };
+        if let Err(e) = config.validate() {
+            log::error!("kvsession: {e}");
+            return Err(());
+        }
+        Ok(config)
+    }
+}
+
+#[rocket::async_trait]
+impl Fairing for KvSession {
+    fn info(&self) -> Info {
+        Info {
+            name: "KvSession",
+            kind: Kind::Ignite | Kind::Liftoff | Kind::Response,
+        }
+    }
+
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        if rocket.state::<Arc<Engine>>().is_some() {
+            log::error!("kvsession: the KvSession fairing is attached twice");
+            return Err(rocket);
+        }
+        let Ok(config) = self.read_config(&rocket) else {
+            return Err(rocket);
+        };
+        if let Err(e) = self.store.init().await {
+            log::error!(
+                "kvsession: cannot prepare the {} store: {}",
+                self.store.name(),
+                chain(&e)
+            );
+            return Err(rocket);
+        }
+        let rng = self
+            .rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| Box::new(ChaCha20Rng::from_os_rng()));
+        let engine = Engine::new(self.store.clone(), config, rng);
+        Ok(rocket.manage(Arc::new(engine)))
+    }
+
+    async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
+        let Some(engine) = rocket.state::<Arc<Engine>>().cloned() else {
+            return;
+        };
+        let Some(interval) = self.cleanup_interval.or(engine.config.cleanup_interval()) else {
+            return;
+        };
+        let shutdown = rocket.shutdown();
+        rocket::tokio::spawn(async move {
+            let mut shutdown = std::pin::pin!(shutdown);
+            let mut ticks = rocket::tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(rocket::tokio::time::MissedTickBehavior::Delay);
+            loop {
+                rocket::tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = ticks.tick() => {}
+                }
+                let sweep = cleanup_sessions(&*engine.store, &engine.config);
+                rocket::tokio::select! {
+                    _ = &mut shutdown => break,
+                    result = sweep => match result {
+                        Ok(report) => log::info!(
+                            "kvsession: sweep scanned {} keys, deleted {} expired sessions in {:?}",
+                            report.scanned, report.deleted, report.elapsed
+                        ),
+                        Err(e) => log::error!("kvsession: sweep failed: {}", chain(&e)),
+                    }
+                }
+            }
+        });
+    }
+
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        let Loaded(Some(Ok(cell))) = req.local_cache(|| Loaded(None)) else {
+            return;
+        };
+        let Some(engine) = req.rocket().state::<Arc<Engine>>() else {
+            return;
+        };
+        let name = &engine.config.cookie_name;
+        match engine.save(cell, res.status()).await {
+            SaveOutcome::Done => {}
+            SaveOutcome::DropCookie => drop_set_cookie(res, name),
+            SaveOutcome::RemoveCookie => {
+                drop_set_cookie(res, name);
+                let mut removal = engine.removal_cookie();
+                removal.make_removal();
+                res.adjoin_header(removal);
+            }
+            SaveOutcome::Failed { error, drop_cookie } => {
+                log::error!("kvsession: cannot save session: {}", chain(&error));
+                if drop_cookie {
+                    drop_set_cookie(res, name);
+                }
+                let body = "503 Service Unavailable: the session could not be saved\n";
+                res.set_status(Status::ServiceUnavailable);
+                res.set_header(ContentType::Plain);
+                res.set_sized_body(body.len(), Cursor::new(body));
+            }
+        }
+    }
+}
+
+/// Removes the `Set-Cookie` headers for cookie `name` from a response,
+/// keeping every other cookie.
+fn drop_set_cookie(res: &mut Response<'_>, name: &str) {
+    let keep: Vec<String> = res
+        .headers()
+        .get("Set-Cookie")
+        .filter(|value| {
+            value
+                .split_once('=')
+                .is_none_or(|(cookie, _)| cookie.trim() != name)
+        })
+        .map(str::to_owned)
+        .collect();
+    res.remove_header("Set-Cookie");
+    for value in keep {
+        res.adjoin_raw_header("Set-Cookie", value);
+    }
+}
