@@ -12,7 +12,7 @@ use rocket::{get, launch, post, routes, uri, Build, Rocket};
 use rocket_kvsession::{Error, KvSession, MemoryStore, Session};
 
 /// The demo's one password.
-pub const PASSWORD: &str = "rocket";
+pub(crate) const PASSWORD: &str = "rocket";
 
 #[derive(FromForm)]
 struct Login<'r> {
@@ -77,13 +77,13 @@ fn html_escape(s: &str) -> String {
 }
 
 /// The app, on any store; `main` uses a `MemoryStore`.
-pub fn app(sessions: KvSession) -> Rocket<Build> {
+pub(crate) fn app(sessions: KvSession) -> Rocket<Build> {
     rocket::build()
         .attach(sessions)
         .mount("/", routes![index, login, whoami, logout])
 }
 
 #[launch]
-fn rocket() -> _ {
+pub(crate) fn rocket() -> _ {
     app(KvSession::new(MemoryStore::new()))
 }
