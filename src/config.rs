@@ -198,7 +198,9 @@ impl SessionConfig {
                 ),
             ));
         }
-        if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&self.key_bits) || self.key_bits % 8 != 0 {
+        if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&self.key_bits)
+            || !self.key_bits.is_multiple_of(8)
+        {
             return Err(config_error(
                 "key_bits",
                 format!(

@@ -91,7 +91,10 @@ impl FromStr for SessionId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (random, created) = s.split_once('_').ok_or(ParseIdError::NoSeparator)?;
-        if !(16..=64).contains(&random.len()) || random.len() % 2 != 0 || !is_lower_hex(random) {
+        if !(16..=64).contains(&random.len())
+            || !random.len().is_multiple_of(2)
+            || !is_lower_hex(random)
+        {
             return Err(ParseIdError::BadRandom);
         }
         if created.is_empty() || created.len() > 16 || !is_lower_hex(created) {

@@ -76,7 +76,7 @@ impl MemoryStore {
 
     fn after_write(&self, map: &mut HashMap<String, Entry>, now: SystemTime) {
         let writes = self.shared.writes.fetch_add(1, Ordering::Relaxed) + 1;
-        if writes % PURGE_EVERY == 0 {
+        if writes.is_multiple_of(PURGE_EVERY) {
             map.retain(|_, e| e.live(now));
         }
     }
