@@ -1,0 +1,62 @@
+//! Converting `object_store` errors into [`StoreError`].
+
+use std::error::Error as StdError;
+use std::io;
+
+use rocket_kvsession::StoreError;
+
+use crate::STORE_NAME;
+
+/// Converts a backend error, keeping it as the source.
+pub(crate) fn convert(error: object_store::Error) -> StoreError {
+    use object_store::Error as E;
+    match error {
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => StoreError::Misconfigured {
+            store: STORE_NAME,
+            message: "the backend refused the credentials or their permissions".into(),
+            source: Some(error.into()),
+        },
+        E::UnknownConfigurationKey { .. } => StoreError::Misconfigured {
+            store: STORE_NAME,
+            message: "unknown configuration option".into(),
+            source: Some(error.into()),
+        },
+        E::NotImplemented { .. } | E::NotSupported { .. } => StoreError::Misconfigured {
+            store: STORE_NAME,
+            message: "the backend does not support an operation this store needs".into(),
+            source: Some(error.into()),
+        },
+        other if is_unavailable(&other) => StoreError::unavailable(STORE_NAME, other),
+        other => StoreError::backend(STORE_NAME, other),
+    }
+}
+
+/// Whether the error chain shows a connection failure or a timeout.
+fn is_unavailable(error: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::NotConnected
+                    | io::ErrorKind::AddrNotAvailable
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+        if let Some(http) = e.downcast_ref::<object_store::client::HttpError>() {
+            use object_store::client::HttpErrorKind as K;
+            if matches!(http.kind(), K::Connect | K::Timeout | K::Interrupted) {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
+}

@@ -1,0 +1,98 @@
+//! The core's store conformance suite, every case on every backend: a local
+//! directory (`LocalFileSystem` in a temp dir), `InMemory`, and real S3 served
+//! by the test server (`scripts/s3-server.sh`).
+
+mod common;
+
+use rocket_kvsession::KeyValueStore;
+use rocket_kvsession_object_store::{ObjectStoreKv, UpdateStrategy};
+
+/// One `#[tokio::test]` per conformance case, on the store `$make` returns
+/// (`None` means the backend is skipped, and the test says so).
+macro_rules! conformance_cases {
+    ($make:expr, $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some((store, _guard)) = $make(stringify!($case)) else { return };
+                store.init().await.expect("init");
+                rocket_kvsession::conformance::$case(&store).await;
+            }
+        )+
+    };
+}
+
+macro_rules! all_cases {
+    ($make:expr) => {
+        conformance_cases!(
+            $make,
+            run_all,
+            create_get_update_delete,
+            create_collision,
+            update_of_vanished_record,
+            versioned_update,
+            expiry_invisible_on_read,
+            touch_keeps_value,
+            list_by_prefix,
+            prefix_isolation,
+            large_value,
+            binary_values,
+            delete_many,
+            concurrent_creates,
+            concurrent_versioned_updates,
+        );
+    };
+}
+
+mod local_dir {
+    use super::*;
+
+    fn make(_case: &str) -> Option<(ObjectStoreKv, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = ObjectStoreKv::local_dir(dir.path().join("sessions")).expect("store");
+        Some((store, dir))
+    }
+
+    all_cases!(make);
+
+    #[tokio::test]
+    async fn uses_process_locks() {
+        let (store, _dir) = make("strategy").expect("store");
+        assert_eq!(
+            store.update_strategy().await.expect("strategy"),
+            UpdateStrategy::ProcessLocks
+        );
+        assert!(store.supports_versioning());
+        assert!(!store.supports_ttl());
+    }
+}
+
+mod in_memory {
+    use super::*;
+
+    fn make(_case: &str) -> Option<(ObjectStoreKv, ())> {
+        Some((ObjectStoreKv::in_memory(), ()))
+    }
+
+    all_cases!(make);
+
+    #[tokio::test]
+    async fn uses_conditional_put() {
+        let store = ObjectStoreKv::in_memory();
+        assert_eq!(
+            store.update_strategy().await.expect("strategy"),
+            UpdateStrategy::ConditionalPut
+        );
+    }
+}
+
+mod s3 {
+    use super::*;
+
+    fn make(case: &str) -> Option<(ObjectStoreKv, ())> {
+        let server = common::s3_server(case)?;
+        Some((server.store(case), ()))
+    }
+
+    all_cases!(make);
+}
