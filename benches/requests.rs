@@ -1,0 +1,272 @@
+//! Per-request cost, in process: the same small route dispatched through
+//! `rocket::local::asynchronous::Client` in five apps built in the same run
+//! (see `apps/mod.rs`), printed as a markdown table with the ratios.
+//!
+//! `cargo bench --bench requests [-- --rounds N --millis MS]`
+//!
+//! Each round measures every app for `MS` milliseconds of back-to-back
+//! requests on one thread, in a rotating order; the table shows the median
+//! of the rounds. Every response is checked (status 200 and body `alice`,
+//! which the session apps can only answer from the session).
+
+mod apps;
+
+use std::time::{Duration, Instant};
+
+use apps::{App, BODY, COOKIE};
+use rocket::http::{Cookie, Status};
+use rocket::local::asynchronous::Client;
+
+struct Options {
+    rounds: usize,
+    millis: u64,
+}
+
+fn options() -> Result<Option<Options>, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --benches` runs this binary without `--bench`.
+        eprintln!("requests: benchmark skipped (run it with `cargo bench --bench requests`)");
+        return Ok(None);
+    }
+    let mut options = Options {
+        rounds: 7,
+        millis: 400,
+    };
+    let mut it = args.iter().filter(|a| *a != "--bench");
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|v| *v > 0)
+                .ok_or_else(|| format!("{name} needs a positive number"))
+        };
+        match arg.as_str() {
+            "--rounds" => options.rounds = value("--rounds")? as usize,
+            "--millis" => options.millis = value("--millis")?,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(options))
+}
+
+/// One app, with a client and the cookie of its established session.
+struct Target {
+    app: App,
+    client: Client,
+    cookie: String,
+    rates: Vec<f64>,
+}
+
+async fn target(app: App, fallback_cookie: Option<&str>) -> Result<Target, String> {
+    let client = Client::untracked(app.build(apps::figment()))
+        .await
+        .map_err(|e| format!("{}: launch failed: {e}", app.name()))?;
+    let cookie = {
+        let login = client.get("/login").dispatch().await;
+        if login.status() != Status::Ok {
+            return Err(format!(
+                "{}: /login answered {}",
+                app.name(),
+                login.status()
+            ));
+        }
+        let pair = login
+            .headers()
+            .get("Set-Cookie")
+            .find_map(apps::session_cookie_value);
+        pair
+    };
+    let cookie = cookie
+        .or_else(|| fallback_cookie.map(str::to_owned))
+        .ok_or_else(|| format!("{}: /login set no session cookie", app.name()))?;
+    Ok(Target {
+        app,
+        client,
+        cookie,
+        rates: Vec::new(),
+    })
+}
+
+async fn hello(t: &Target) -> Result<(), String> {
+    let response = t
+        .client
+        .get("/hello")
+        .cookie(Cookie::new(COOKIE, t.cookie.as_str()))
+        .dispatch()
+        .await;
+    let status = response.status();
+    let body = response.into_string().await;
+    if status != Status::Ok || body.as_deref() != Some(BODY) {
+        return Err(format!(
+            "{}: /hello answered {status} {body:?}, expected 200 {BODY:?}",
+            t.app.name()
+        ));
+    }
+    Ok(())
+}
+
+/// Requests per second over `millis` of back-to-back requests.
+async fn measure(t: &Target, millis: u64) -> Result<f64, String> {
+    let budget = Duration::from_millis(millis);
+    let start = Instant::now();
+    let mut count = 0u64;
+    loop {
+        for _ in 0..64 {
+            hello(t).await?;
+        }
+        count += 64;
+        let elapsed = start.elapsed();
+        if elapsed >= budget {
+            return Ok(count as f64 / elapsed.as_secs_f64());
+        }
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn verdict(value: f64, goal: Option<(f64, bool)>) -> String {
+    match goal {
+        None => "".into(),
+        Some((target, at_least)) => {
+            let met = if at_least {
+                value >= target
+            } else {
+                value <= target
+            };
+            let op = if at_least { ">=" } else { "<=" };
+            if met {
+                format!("{op} {target:.2}: met")
+            } else {
+                let by = (value - target).abs() / target * 100.0;
+                format!("{op} {target:.2}: **missed by {by:.0}%**")
+            }
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    // The bare app sets no cookie; it is sent the KvSession app's cookie, so
+    // every app gets the same request.
+    let kv_read = target(App::KvRead, None).await?;
+    let bare = target(App::Bare, Some(&kv_read.cookie)).await?;
+    let mut targets = vec![bare, kv_read];
+    for app in [App::KvWrite, App::RssRead, App::RssWrite] {
+        targets.push(target(app, None).await?);
+    }
+    // Warm up: allocator, caches, the session records.
+    for t in &targets {
+        measure(t, 100).await?;
+    }
+    for round in 0..options.rounds {
+        for i in 0..targets.len() {
+            let k = (i + round) % targets.len();
+            let rate = measure(&targets[k], options.millis).await?;
+            targets[k].rates.push(rate);
+        }
+    }
+    let rate = |app: App| {
+        targets
+            .iter()
+            .find(|t| t.app == app)
+            .map(|t| median(&t.rates))
+            .unwrap_or(f64::NAN)
+    };
+
+    println!("### In process (`rocket::local::asynchronous::Client`)\n");
+    println!(
+        "One thread, back-to-back `GET /hello` with the session cookie; median of {} rounds of {} ms per app, apps interleaved.\n",
+        options.rounds, options.millis
+    );
+    println!("| app | requests/s | µs/request | spread (min..max req/s) |");
+    println!("|---|---:|---:|---|");
+    for t in &targets {
+        let r = median(&t.rates);
+        let min = t.rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = t.rates.iter().copied().fold(0.0, f64::max);
+        println!(
+            "| {} | {:.0} | {:.2} | {:.0}..{:.0} |",
+            t.app.label(),
+            r,
+            1e6 / r,
+            min,
+            max
+        );
+    }
+    println!();
+    print_ratios(&rate);
+    Ok(())
+}
+
+/// The ratio table of the request benchmarks (shared layout with the HTTP run).
+fn print_ratios(rate: &dyn Fn(App) -> f64) {
+    let (a, b, c, d, dw) = (
+        rate(App::Bare),
+        rate(App::KvRead),
+        rate(App::KvWrite),
+        rate(App::RssRead),
+        rate(App::RssWrite),
+    );
+    println!("| ratio (requests/s) | value | goal |");
+    println!("|---|---:|---|");
+    let rows: [(&str, f64, Option<(f64, bool)>); 5] = [
+        ("b/a: KvSession read vs bare", b / a, Some((0.90, true))),
+        ("c/a: KvSession write vs bare", c / a, None),
+        (
+            "b/d: KvSession read vs rocket_session_store read",
+            b / d,
+            Some((1.5, true)),
+        ),
+        (
+            "c/d: KvSession write vs rocket_session_store read",
+            c / d,
+            None,
+        ),
+        (
+            "c/d': KvSession write vs rocket_session_store write",
+            c / dw,
+            None,
+        ),
+    ];
+    for (name, value, goal) in rows {
+        println!("| {name} | {value:.3} | {} |", verdict(value, goal));
+    }
+    println!();
+}
+
+fn main() -> std::process::ExitCode {
+    let options = match options() {
+        Ok(Some(options)) => options,
+        Ok(None) => return std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("requests: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("requests: cannot start a runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("requests: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
