@@ -178,3 +178,61 @@ async fn login_flow() {
     assert_eq!(collection.count_documents(doc! {}).await.unwrap(), 0);
     common::drop_collection(&collection).await;
 }
+
+/// Sets its key, then waits until all concurrent requests have loaded the
+/// session, so that their saves really race.
+#[rocket::post("/together/<key>")]
+async fn together(
+    session: rocket_kvsession::Session<'_>,
+    barrier: &rocket::State<std::sync::Arc<rocket::tokio::sync::Barrier>>,
+    key: &str,
+) -> Result<&'static str, rocket_kvsession::Error> {
+    session.insert(key, "1")?;
+    barrier.wait().await;
+    Ok("ok")
+}
+
+#[rocket::async_test]
+async fn hundred_concurrent_requests_lose_no_update() {
+    let Some((store, log)) = common::counted_store("rocket_hundred").await else {
+        return;
+    };
+    let collection = store.collection().clone();
+    let writers = 100;
+    // All 100 saves race on one document. The default of 10 attempts (with
+    // backoff) fits real MongoDB servers; the test server handles only about
+    // 500 operations a second, so the racing saves need more rounds there.
+    let config = SessionConfig {
+        save_attempts: 200,
+        ..SessionConfig::default()
+    };
+    let rocket = common::app(store, config)
+        .manage(std::sync::Arc::new(rocket::tokio::sync::Barrier::new(
+            writers,
+        )))
+        .mount("/", rocket::routes![together]);
+    let client = Client::tracked(rocket).await.expect("launch");
+    assert_eq!(post(&client, "/set/init/1").await, Status::Ok);
+    log.take();
+
+    let requests = (0..writers).map(|n| {
+        let client = &client;
+        async move { post(client, &format!("/together/k{n:03}")).await }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == Status::Ok), "{statuses:?}");
+    let updates = log.take().iter().filter(|name| *name == "update").count();
+    assert!(
+        updates > writers,
+        "the saves did not conflict ({updates} updates), so the test proves nothing"
+    );
+    for n in 0..writers {
+        let (status, value) = text(&client, &format!("/get/k{n:03}")).await;
+        assert_eq!(
+            (status, value.as_str()),
+            (Status::Ok, "1"),
+            "key k{n:03} was lost"
+        );
+    }
+    common::drop_collection(&collection).await;
+}
