@@ -488,3 +488,65 @@ async fn the_server_removes_expired_documents() {
     );
     common::drop_collection(store.collection()).await;
 }
+
+/// `cleanup_sessions` over this store: it lists ids only and deletes the
+/// expired sessions of its prefix in batches.
+#[tokio::test]
+async fn cleanup_sessions_sweeps_expired_keys() {
+    let Some((store, log)) = common::counted_store("cleanup").await else {
+        return;
+    };
+    let config = rocket_kvsession::SessionConfig {
+        lifetime: 3600,
+        key_prefix: "app:".into(),
+        ..Default::default()
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let key = |n: u64, created: u64| format!("app:{n:016x}_{created:x}");
+    let old: Vec<String> = (0..1200).map(|n| key(n, now - 7200)).collect();
+    let live: Vec<String> = (0..5).map(|n| key(10_000 + n, now - 60)).collect();
+    let others = ["other:0000000000000001_1", "app:not-a-session-id"];
+    let documents = old
+        .iter()
+        .chain(&live)
+        .map(String::as_str)
+        .chain(others)
+        .map(|id| doc! { "_id": id, "value": Bson::Binary(rocket_kvsession_mongodb::mongodb::bson::Binary {
+            subtype: rocket_kvsession_mongodb::mongodb::bson::spec::BinarySubtype::Generic,
+            bytes: vec![1],
+        }), "version": 1i64 });
+    store
+        .collection()
+        .insert_many(documents)
+        .await
+        .expect("insert_many");
+    log.take();
+
+    let report = rocket_kvsession::cleanup_sessions(&store, &config)
+        .await
+        .expect("cleanup");
+    assert_eq!(
+        (report.scanned, report.deleted, report.skipped),
+        (1206, 1200, 1)
+    );
+    let commands = log.take_full();
+    let deletes = commands.iter().filter(|(name, _)| name == "delete").count();
+    assert_eq!(deletes, 2, "1,200 keys are two delete_many batches");
+    for (name, body) in &commands {
+        if name == "find" {
+            assert_eq!(body.get_document("projection").unwrap(), &doc! { "_id": 1 });
+        }
+    }
+    let left = store.collection().count_documents(doc! {}).await.unwrap();
+    assert_eq!(left, 7, "the live sessions and the foreign keys stay");
+    for key in &live {
+        assert!(
+            store.get(key).await.expect("get").is_some(),
+            "{key} was swept"
+        );
+    }
+    common::drop_collection(store.collection()).await;
+}
