@@ -194,9 +194,14 @@ fn check_key(key: &str) -> Result<(), StoreError> {
 }
 
 /// A version token this store handed out, back as a number; `None` for a
-/// token from elsewhere (which can never match).
+/// token from elsewhere, or one that could not be incremented (neither can
+/// ever match).
 fn parse_version(version: &Version) -> Option<i64> {
-    version.as_str().parse().ok()
+    version
+        .as_str()
+        .parse()
+        .ok()
+        .filter(|&n: &i64| n < i64::MAX)
 }
 
 fn version_of(document: &Document) -> Option<Version> {

@@ -426,6 +426,18 @@ async fn foreign_version_tokens_never_match() {
         .await
         .expect("update");
     assert_eq!(outcome, UpdateOutcome::Conflict);
+    for odd in [i64::MAX.to_string(), "-1".to_owned(), "1e3".to_owned()] {
+        let outcome = store
+            .update(
+                "k_1",
+                b"x",
+                Some(&Version::new(odd.as_str())),
+                Some(in_an_hour()),
+            )
+            .await
+            .expect("update");
+        assert_eq!(outcome, UpdateOutcome::Conflict, "{odd}");
+    }
     let outcome = store
         .update("k_2", b"x", Some(&foreign), Some(in_an_hour()))
         .await
