@@ -37,11 +37,13 @@ pub struct CleanupReport {
 fn expired(info: &KeyInfo, config: &SessionConfig, now: u64) -> Option<bool> {
     let id: SessionId = info.key.strip_prefix(&config.key_prefix)?.parse().ok()?;
     let absolute = id.created_unix().saturating_add(config.lifetime);
+    // Times are whole seconds rounded down: a session ends strictly after
+    // its lifetime, as in the engine.
     let idle = match (config.idle_timeout, info.last_modified) {
-        (Some(idle), Some(modified)) => unix(modified).saturating_add(idle) <= now,
+        (Some(idle), Some(modified)) => unix(modified).saturating_add(idle) < now,
         _ => false,
     };
-    Some(absolute <= now || idle)
+    Some(absolute < now || idle)
 }
 
 /// One sweep: deletes every expired session under the app's `key_prefix`

@@ -15,6 +15,9 @@ use crate::error::Error;
 use crate::id::SessionId;
 use crate::store::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
 
+/// Slack for times kept in whole seconds (see [`Engine::deadline`]).
+const ROUNDING: Duration = Duration::from_secs(1);
+
 /// How many ids `regenerate` draws before giving up on a broken RNG.
 const ID_ATTEMPTS: u32 = 8;
 
@@ -193,18 +196,25 @@ impl Engine {
     /// `last_active`, or later if a touch moved the store's expiry since.
     fn activity(&self, envelope: &Envelope, record_expires_at: Option<SystemTime>) -> u64 {
         match (self.config.idle_timeout, record_expires_at) {
-            (Some(idle), Some(at)) => envelope.last_active.max(unix(at).saturating_sub(idle)),
+            (Some(idle), Some(at)) => envelope
+                .last_active
+                .max(unix(at).saturating_sub(idle + ROUNDING.as_secs())),
             _ => envelope.last_active,
         }
     }
 
     /// When a session ends if its last activity was at `activity`.
+    ///
+    /// Creation and activity times are whole Unix seconds, rounded down, so
+    /// one second is added: a session never ends before its full lifetime
+    /// or idle timeout, and at most a second after.
     fn deadline(&self, id: &SessionId, activity: u64) -> SystemTime {
         let absolute = id.expires(self.config.lifetime());
-        match self.config.idle_timeout {
+        let end = match self.config.idle_timeout {
             Some(idle) => absolute.min(from_unix(activity.saturating_add(idle))),
             None => absolute,
-        }
+        };
+        end + ROUNDING
     }
 
     /// The expiry handed to the store on a write, if the store takes one.
@@ -222,7 +232,8 @@ impl Engine {
             return Ok(self.new_session());
         };
         let now = SystemTime::now();
-        if now >= id.expires(self.config.lifetime()) {
+        if now >= id.expires(self.config.lifetime()) + ROUNDING {
+            // Expired: no need to ask the store.
             return Ok(self.new_session());
         }
         let Some(record) = self.store.get(&self.key(&id)).await? else {
@@ -385,24 +396,19 @@ impl Engine {
 
     async fn save_existing(&self, cell: &SessionCell, id: &SessionId, now: u64) -> SaveOutcome {
         let key = self.key(id);
-        let (mut envelope, mut version, empty) = {
+        let (mut envelope, mut version, cleared_empty) = {
             let mut st = cell.lock();
             st.envelope.last_active = now;
             (
                 st.envelope.clone(),
                 st.version.clone(),
-                st.envelope.data.is_empty(),
+                st.cleared && st.envelope.data.is_empty(),
             )
         };
-        if empty {
-            // Emptied by clear()/remove(): an empty session is not kept.
-            return match self.store.delete(&key).await {
-                Ok(()) => SaveOutcome::RemoveCookie,
-                Err(e) => SaveOutcome::Failed {
-                    error: e.into(),
-                    drop_cookie: false,
-                },
-            };
+        if cleared_empty {
+            // clear() is a whole-session operation: an emptied session is
+            // deleted, whatever concurrent requests did meanwhile.
+            return self.delete_emptied(&key).await;
         }
         let versioned = self.store.supports_versioning();
         let attempts = self.config.save_attempts;
@@ -415,11 +421,20 @@ impl Engine {
                 .await
             {
                 Ok(UpdateOutcome::Updated(new_version)) => {
-                    let mut st = cell.lock();
-                    st.version = new_version;
-                    st.envelope = envelope;
-                    st.mark_saved();
-                    return SaveOutcome::Done;
+                    let empty = envelope.data.is_empty();
+                    {
+                        let mut st = cell.lock();
+                        st.version = new_version;
+                        st.envelope = envelope;
+                        st.mark_saved();
+                    }
+                    // Every key was removed (and no concurrent request added
+                    // one): an empty session is not kept.
+                    return if empty {
+                        self.delete_emptied(&key).await
+                    } else {
+                        SaveOutcome::Done
+                    };
                 }
                 Ok(UpdateOutcome::Missing) => {
                     // Destroyed or expired meanwhile: never resurrect it.
@@ -427,8 +442,10 @@ impl Engine {
                     return SaveOutcome::RemoveCookie;
                 }
                 Ok(UpdateOutcome::Conflict) => {
-                    if attempt > 2 {
-                        tokio::time::sleep(self.jitter(1 << attempt.min(7))).await;
+                    // Full-jitter exponential backoff spreads the retries of
+                    // many requests racing on one session.
+                    if attempt > 1 {
+                        tokio::time::sleep(self.jitter(1 << attempt.min(10))).await;
                     }
                     let current = match self.store.get(&key).await {
                         Ok(Some(record)) => record,
@@ -464,6 +481,16 @@ impl Engine {
         SaveOutcome::Failed {
             error: Error::Conflict { attempts },
             drop_cookie: false,
+        }
+    }
+
+    async fn delete_emptied(&self, key: &str) -> SaveOutcome {
+        match self.store.delete(key).await {
+            Ok(()) => SaveOutcome::RemoveCookie,
+            Err(e) => SaveOutcome::Failed {
+                error: e.into(),
+                drop_cookie: false,
+            },
         }
     }
 

@@ -44,6 +44,15 @@ async fn slow(
     Ok("slow done")
 }
 
+/// Removes a key, then waits until the test releases it.
+#[post("/slow-remove/<key>")]
+async fn slow_remove(session: Session<'_>, gate: &State<Arc<Gate>>, key: &str) -> &'static str {
+    session.remove(key);
+    gate.loaded.notify_one();
+    gate.release.notified().await;
+    "slow remove done"
+}
+
 async fn app(store: TestStore, config: SessionConfig, writers: usize) -> (Client, Arc<Gate>) {
     let gate = Arc::new(Gate {
         loaded: Notify::new(),
@@ -54,7 +63,7 @@ async fn app(store: TestStore, config: SessionConfig, writers: usize) -> (Client
         .manage(Arc::new(Barrier::new(writers)))
         .manage(gate.clone())
         .mount("/", routes())
-        .mount("/", routes![together, slow]);
+        .mount("/", routes![together, slow, slow_remove]);
     (Client::tracked(rocket).await.unwrap(), gate)
 }
 
@@ -182,6 +191,32 @@ async fn concurrent_changes_merge_key_by_key() {
 }
 
 #[rocket::async_test]
+async fn removing_the_last_key_keeps_a_concurrent_addition() {
+    let store = TestStore::new();
+    let (client, gate) = app(store.clone(), SessionConfig::default(), 1).await;
+    client.post("/set/a/1").dispatch().await;
+    // A slow request removes `a`, the only key it saw; meanwhile another adds
+    // `b`. The slow save merges instead of deleting the whole session.
+    let slow = async { client.post("/slow-remove/a").dispatch().await };
+    let other = async {
+        gate.loaded.notified().await;
+        client.post("/set/b/2").dispatch().await;
+        gate.release.notify_one();
+    };
+    let (slow, ()) = futures::join!(slow, other);
+    assert_eq!(slow.status(), Status::Ok);
+    let keys = client
+        .get("/keys")
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+    assert_eq!(keys, "b");
+    assert_eq!(store.inner.len(), 1);
+}
+
+#[rocket::async_test]
 async fn persistent_conflicts_fail_loudly() {
     // One attempt only, and a concurrent writer: the save must not report success.
     let store = TestStore::new();
@@ -211,7 +246,7 @@ async fn persistent_conflicts_fail_loudly() {
 
 fn idle_config() -> SessionConfig {
     SessionConfig {
-        idle_timeout: Some(2),
+        idle_timeout: Some(3),
         touch_after: 1,
         ..SessionConfig::default()
     }
@@ -226,8 +261,8 @@ async fn idle_timeout_ends_idle_sessions_only(store: TestStore) {
         let res = client.get("/whoami").dispatch().await;
         assert_eq!(res.status(), Status::Ok, "an active session timed out");
     }
-    // Idle for longer than the timeout: gone.
-    rocket::tokio::time::sleep(Duration::from_millis(3100)).await;
+    // Idle for longer than the timeout (plus the second of rounding): gone.
+    rocket::tokio::time::sleep(Duration::from_millis(4200)).await;
     assert_eq!(
         client.get("/whoami").dispatch().await.status(),
         Status::NotFound

@@ -209,6 +209,19 @@ async fn clearing_a_session_deletes_it() {
 }
 
 #[rocket::async_test]
+async fn removing_the_last_key_deletes_the_session() {
+    let store = TestStore::new();
+    let client = client(store.clone(), config()).await;
+    client.post("/set/a/1").dispatch().await;
+    assert_eq!(store.inner.len(), 1);
+    let res = client.post("/remove/a").dispatch().await;
+    assert!(set_cookies(&res, "session")
+        .iter()
+        .any(|c| c.contains("Max-Age=0")));
+    assert!(store.inner.is_empty());
+}
+
+#[rocket::async_test]
 async fn permanent_and_browser_session_cookies() {
     let permanent = SessionConfig {
         lifetime: 3600,
