@@ -1,2 +1,444 @@
-//! Placeholder.
-fn main() {}
+//! The fixed costs a session adds to a request, in nanoseconds: drawing a
+//! session id, sealing and opening the private cookie that carries it, and
+//! the MessagePack encoding of a typical 1 KiB session.
+//!
+//! `cargo bench --bench per_request [-- --rounds N]`
+//!
+//! * Ids: `SessionId::generate` with the fairing's default generator
+//!   (`ChaCha20Rng` seeded from the OS), 64 random bits, then formatted as the
+//!   cookie value and store key are.
+//! * Cookie: Rocket seals private cookies with the `cookie` crate's
+//!   `PrivateJar` (AES-256-GCM, key from the app's `secret_key`) when it turns
+//!   the request's cookie changes into `Set-Cookie` headers, and opens them
+//!   with `CookieJar::get_private`. Rocket's own jar cannot be built outside a
+//!   request, so this measures the same calls on the `cookie` crate at the
+//!   version Rocket uses.
+//! * MessagePack: the session record's envelope is private to the crate, so
+//!   this replicates its format 1 exactly (a format byte, then the MessagePack
+//!   array `[last_active, permanent, {key: value bytes}]`, each value its own
+//!   `rmp_serde::to_vec_named` encoding, as `Session::insert` makes it). Before
+//!   measuring, the replica is checked byte for byte against a record that
+//!   `KvSession` itself wrote into a `MemoryStore` through a request.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant, SystemTime};
+
+use cookie::{Cookie, CookieJar, Key};
+use futures::TryStreamExt;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use rocket::http::Status;
+use rocket::local::asynchronous::Client;
+use rocket::{post, routes};
+use rocket_kvsession::{KeyValueStore, KvSession, MemoryStore, Session, SessionId};
+use serde::{Deserialize, Serialize};
+
+/// The per-request budget of issue 6: all of these together.
+const GOAL_NS: f64 = 2000.0;
+
+// ---------------------------------------------------------------------------
+// A typical session of about 1 KiB.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CartLine {
+    sku: String,
+    quantity: u32,
+    price_cents: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Preferences {
+    theme: String,
+    language: String,
+    time_zone: String,
+    newsletter: bool,
+}
+
+/// The typical session's keys and values, typed.
+#[derive(Debug, Clone, PartialEq)]
+struct Typical {
+    user: String,
+    user_id: u64,
+    roles: Vec<String>,
+    csrf_token: String,
+    cart: Vec<CartLine>,
+    preferences: Preferences,
+    flash: Vec<String>,
+    last_page: String,
+}
+
+fn typical() -> Typical {
+    Typical {
+        user: "alice.liddell@example.com".into(),
+        user_id: 48_213_377,
+        roles: vec!["customer".into(), "beta-tester".into(), "reviewer".into()],
+        csrf_token: "kq3Jm0Zr7vXo1c8Bq2LwTn5Ys9Pd4Hf6Ga0Ue3Ri7Ok".into(),
+        cart: (0..12)
+            .map(|i| CartLine {
+                sku: format!("SKU-{:05}-BLUE-XL", 10_000 + i * 37),
+                quantity: 1 + i % 3,
+                price_cents: 1999 + u64::from(i) * 250,
+            })
+            .collect(),
+        preferences: Preferences {
+            theme: "dark".into(),
+            language: "en-GB".into(),
+            time_zone: "Europe/London".into(),
+            newsletter: true,
+        },
+        flash: vec![
+            "Your order #1093-2231 has shipped and should arrive on Thursday.".into(),
+            "Two items in your wishlist are now on sale.".into(),
+        ],
+        last_page: "/shop/category/outdoor/tents?sort=price-asc&page=3&filter=4-person".into(),
+    }
+}
+
+/// Inserts the typical session through the public API, as an app would.
+fn insert_typical(session: &Session<'_>, t: &Typical) -> Result<(), rocket_kvsession::Error> {
+    session.insert("user", &t.user)?;
+    session.insert("user_id", t.user_id)?;
+    session.insert("roles", &t.roles)?;
+    session.insert("csrf_token", &t.csrf_token)?;
+    session.insert("cart", &t.cart)?;
+    session.insert("preferences", &t.preferences)?;
+    session.insert("flash", &t.flash)?;
+    session.insert("last_page", &t.last_page)?;
+    Ok(())
+}
+
+/// The values as `Session::insert` encodes them.
+fn encode_values(t: &Typical) -> BTreeMap<String, Vec<u8>> {
+    fn enc<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+        rmp_serde::to_vec_named(v).expect("in-memory encoding")
+    }
+    BTreeMap::from([
+        ("user".to_owned(), enc(&t.user)),
+        ("user_id".to_owned(), enc(&t.user_id)),
+        ("roles".to_owned(), enc(&t.roles)),
+        ("csrf_token".to_owned(), enc(&t.csrf_token)),
+        ("cart".to_owned(), enc(&t.cart)),
+        ("preferences".to_owned(), enc(&t.preferences)),
+        ("flash".to_owned(), enc(&t.flash)),
+        ("last_page".to_owned(), enc(&t.last_page)),
+    ])
+}
+
+/// The values as `Session::get` decodes them.
+fn decode_values(data: &BTreeMap<String, Vec<u8>>) -> Option<Typical> {
+    fn dec<T: for<'de> Deserialize<'de>>(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<T> {
+        rmp_serde::from_slice(data.get(key)?).ok()
+    }
+    Some(Typical {
+        user: dec(data, "user")?,
+        user_id: dec(data, "user_id")?,
+        roles: dec(data, "roles")?,
+        csrf_token: dec(data, "csrf_token")?,
+        cart: dec(data, "cart")?,
+        preferences: dec(data, "preferences")?,
+        flash: dec(data, "flash")?,
+        last_page: dec(data, "last_page")?,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The replica of the crate's envelope, format 1 (src/envelope.rs).
+
+const FORMAT_V1: u8 = 1;
+
+#[derive(Serialize)]
+struct WireRef<'a>(u64, bool, BTreeMap<&'a str, &'a serde_bytes::Bytes>);
+
+#[derive(Deserialize)]
+struct Wire(u64, bool, BTreeMap<String, serde_bytes::ByteBuf>);
+
+#[derive(Debug, Clone, PartialEq)]
+struct Envelope {
+    last_active: u64,
+    permanent: bool,
+    data: BTreeMap<String, Vec<u8>>,
+}
+
+impl Envelope {
+    fn encode(&self) -> Vec<u8> {
+        let wire = WireRef(
+            self.last_active,
+            self.permanent,
+            self.data
+                .iter()
+                .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
+                .collect(),
+        );
+        let mut out =
+            Vec::with_capacity(16 + self.data.values().map(|v| v.len() + 16).sum::<usize>());
+        out.push(FORMAT_V1);
+        rmp_serde::encode::write(&mut out, &wire).expect("in-memory encoding");
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let (&FORMAT_V1, body) = bytes.split_first()? else {
+            return None;
+        };
+        let Wire(last_active, permanent, data) = rmp_serde::from_slice(body).ok()?;
+        Some(Envelope {
+            last_active,
+            permanent,
+            data: data.into_iter().map(|(k, v)| (k, v.into_vec())).collect(),
+        })
+    }
+}
+
+/// Writes the typical session through `KvSession` and returns the record
+/// the crate stored.
+async fn record_written_by_the_crate() -> Result<Vec<u8>, String> {
+    #[post("/typical")]
+    fn store_typical(session: Session<'_>) -> Result<&'static str, rocket_kvsession::Error> {
+        insert_typical(&session, &typical())?;
+        Ok("ok")
+    }
+
+    let store = MemoryStore::new();
+    let figment = rocket::Config::figment()
+        .merge(("secret_key", "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk="))
+        .merge(("log_level", "off"));
+    let rocket = rocket::custom(figment)
+        .attach(KvSession::new(store.clone()))
+        .mount("/", routes![store_typical]);
+    let client = Client::untracked(rocket)
+        .await
+        .map_err(|e| format!("launch failed: {e}"))?;
+    let status = client.post("/typical").dispatch().await.status();
+    if status != Status::Ok {
+        return Err(format!("POST /typical answered {status}"));
+    }
+    let keys: Vec<_> = store
+        .list("")
+        .try_collect()
+        .await
+        .map_err(|e| format!("list: {e}"))?;
+    let [key] = keys.as_slice() else {
+        return Err(format!("expected one stored session, found {}", keys.len()));
+    };
+    let record = store
+        .get(&key.key)
+        .await
+        .map_err(|e| format!("get: {e}"))?
+        .ok_or("the stored session vanished")?;
+    Ok(record.value)
+}
+
+// ---------------------------------------------------------------------------
+// Timing.
+
+/// Median over `rounds` of the mean time of one call, in ns; each round runs
+/// `f` for about 50 ms.
+fn time_ns(rounds: usize, mut f: impl FnMut()) -> (f64, f64) {
+    // Calibrate the batch size to about 5 ms.
+    let mut batch = 1u64;
+    loop {
+        let start = Instant::now();
+        for _ in 0..batch {
+            f();
+        }
+        if start.elapsed() >= Duration::from_millis(5) || batch >= 1 << 30 {
+            break;
+        }
+        batch *= 2;
+    }
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < Duration::from_millis(50) {
+            for _ in 0..batch {
+                f();
+            }
+            n += batch;
+        }
+        samples.push(start.elapsed().as_nanos() as f64 / n as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    (samples[samples.len() / 2], samples[0])
+}
+
+struct Row {
+    name: &'static str,
+    when: &'static str,
+    ns: f64,
+    best: f64,
+}
+
+fn run(rounds: usize) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let record = runtime.block_on(record_written_by_the_crate())?;
+
+    // The replica must be the crate's format, byte for byte.
+    let stored =
+        Envelope::decode(&record).ok_or("the crate's record does not decode as format 1")?;
+    if stored.encode() != record {
+        return Err("the replica re-encodes the crate's record differently".into());
+    }
+    let t = typical();
+    if stored.data != encode_values(&t) || decode_values(&stored.data).as_ref() != Some(&t) {
+        return Err("the replica's values differ from those the crate stored".into());
+    }
+    let envelope = stored;
+    let bytes = envelope.encode();
+
+    let mut rows = Vec::new();
+    let mut push = |name, when, (ns, best): (f64, f64)| {
+        rows.push(Row {
+            name,
+            when,
+            ns,
+            best,
+        })
+    };
+
+    // Ids.
+    let mut rng = ChaCha20Rng::from_os_rng();
+    push(
+        "id: generate (64 bits, ChaCha20) and format",
+        "new session",
+        time_ns(rounds, || {
+            let id = SessionId::generate(&mut rng, 64, SystemTime::now());
+            black_box(id.to_string());
+        }),
+    );
+    let id = SessionId::generate(&mut rng, 64, SystemTime::now()).to_string();
+    push(
+        "id: parse the cookie value",
+        "every request with a cookie",
+        time_ns(rounds, || {
+            black_box(black_box(id.as_str()).parse::<SessionId>().ok());
+        }),
+    );
+
+    // Cookies.
+    let key = Key::derive_from(&[0x5a; 32]);
+    let seal = || {
+        let mut jar = CookieJar::new();
+        jar.private_mut(&key)
+            .add(Cookie::new("session", id.clone()));
+        let header = jar.delta().next().map(|c| c.encoded().to_string());
+        header.unwrap_or_default()
+    };
+    let header = seal();
+    let sealed = Cookie::parse_encoded(header.clone())
+        .map_err(|e| format!("sealed cookie does not parse: {e}"))?
+        .value()
+        .to_owned();
+    push(
+        "cookie: seal (AES-256-GCM) and encode the Set-Cookie value",
+        "new session",
+        time_ns(rounds, || {
+            black_box(seal());
+        }),
+    );
+    let open = || {
+        let mut jar = CookieJar::new();
+        jar.add_original(Cookie::new("session", sealed.clone()));
+        let opened = jar.private(&key).get("session");
+        opened.map(|c| c.value().len()).unwrap_or(0)
+    };
+    if open() != id.len() {
+        return Err("the sealed cookie does not open to the id".into());
+    }
+    push(
+        "cookie: open (AES-256-GCM)",
+        "every request with a cookie",
+        time_ns(rounds, || {
+            black_box(open());
+        }),
+    );
+
+    // MessagePack.
+    push(
+        "msgpack: decode the record (envelope)",
+        "every request that loads a session",
+        time_ns(rounds, || {
+            black_box(Envelope::decode(black_box(&bytes)));
+        }),
+    );
+    push(
+        "msgpack: decode every value to its type (8 `get`s)",
+        "reads (a route reads what it needs; this is all of it)",
+        time_ns(rounds, || {
+            black_box(decode_values(black_box(&envelope.data)));
+        }),
+    );
+    push(
+        "msgpack: encode every value (8 `insert`s)",
+        "writes (a route writes what it changes; this is all of it)",
+        time_ns(rounds, || {
+            black_box(encode_values(black_box(&t)));
+        }),
+    );
+    push(
+        "msgpack: encode the record (envelope)",
+        "every save",
+        time_ns(rounds, || {
+            black_box(black_box(&envelope).encode());
+        }),
+    );
+
+    let total: f64 = rows.iter().map(|r| r.ns).sum();
+    println!("### Per-request costs\n");
+    println!(
+        "Single thread; median of {rounds} rounds of 50 ms (best round in brackets). The session: 8 keys \
+         (user, id, roles, CSRF token, a 12-line cart, preferences, two flash messages, last page), \
+         a {}-byte record; cookie value {} bytes.\n",
+        bytes.len(),
+        sealed.len()
+    );
+    println!("| operation | when | ns |");
+    println!("|---|---|---:|");
+    for r in &rows {
+        println!("| {} | {} | {:.0} ({:.0}) |", r.name, r.when, r.ns, r.best);
+    }
+    let verdict = if total < GOAL_NS {
+        format!("< {GOAL_NS:.0}: met")
+    } else {
+        format!(
+            "< {GOAL_NS:.0}: **missed by {:.0}%**",
+            (total - GOAL_NS) / GOAL_NS * 100.0
+        )
+    };
+    println!("| **all of the above together** | worst case: a new session that reads and writes everything | **{total:.0}** |");
+    println!("\nGoal, all together: {verdict}\n");
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        eprintln!("per_request: benchmark skipped (run it with `cargo bench --bench per_request`)");
+        return std::process::ExitCode::SUCCESS;
+    }
+    let mut rounds = 15usize;
+    let mut it = args.iter().filter(|a| *a != "--bench");
+    while let Some(arg) = it.next() {
+        match (
+            arg.as_str(),
+            it.next().and_then(|v| v.parse::<usize>().ok()),
+        ) {
+            ("--rounds", Some(n)) if n > 0 => rounds = n,
+            _ => {
+                eprintln!("per_request: usage: per_request [--rounds N]");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    match run(rounds) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("per_request: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

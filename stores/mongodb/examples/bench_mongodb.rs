@@ -1,0 +1,353 @@
+//! Store round trips of `MongoStore`, side by side with the same operations
+//! done directly with the `mongodb` driver on the same collection, so the
+//! ratio shows what the adapter adds to a round trip. `scripts/bench.sh`
+//! runs it; by hand:
+//!
+//! ```sh
+//! eval "$(bash scripts/mongodb-server.sh start /tmp/mongodb-bench)"
+//! cargo run --release -p rocket_kvsession_mongodb --example bench_mongodb -- --samples 1000
+//! bash scripts/mongodb-server.sh stop /tmp/mongodb-bench
+//! ```
+//!
+//! It needs `MONGODB_URI` and fails without it. Each sample does, on a 1 KiB
+//! session record, a `get`, a `put` (an `update` with the expected version
+//! and a new expiry: what saving an existing session does) and a `create`
+//! (a new session), once through the adapter and once directly, in
+//! alternating order. The direct operations send the same commands the
+//! adapter sends: `find` with the same liveness filter, `update` filtered on
+//! `_id`, liveness and version with `$inc`/`$set`, and `insert`. It prints a
+//! markdown table: median and p99 per operation, and the adapter/driver
+//! ratio of the medians (goal: at most 1.10). The collection it uses is
+//! dropped at the end.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rocket_kvsession::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
+use rocket_kvsession_mongodb::mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime};
+use rocket_kvsession_mongodb::MongoStore;
+
+/// The ratio goal: the adapter adds at most 10% to a round trip.
+const GOAL: f64 = 1.10;
+
+const DATABASE: &str = "rocket_kvsession_bench";
+
+/// A 1 KiB record of arbitrary bytes.
+fn record(seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Latency samples of one operation.
+#[derive(Default)]
+struct Samples {
+    get: Vec<Duration>,
+    put: Vec<Duration>,
+    create: Vec<Duration>,
+}
+
+/// One side of the comparison: the adapter or the driver.
+#[allow(async_fn_in_trait)]
+trait Side {
+    async fn get(&mut self, key: &str) -> Result<Vec<u8>, String>;
+    async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
+    async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
+}
+
+fn expiry() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(3600)
+}
+
+struct Adapter {
+    store: MongoStore,
+    version: Option<Version>,
+}
+
+impl Side for Adapter {
+    async fn get(&mut self, key: &str) -> Result<Vec<u8>, String> {
+        let record = self
+            .store
+            .get(key)
+            .await
+            .map_err(|e| format!("adapter get: {e}"))?
+            .ok_or("adapter get: record missing")?;
+        self.version = record.version;
+        Ok(record.value)
+    }
+
+    async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        match self
+            .store
+            .update(key, value, self.version.as_ref(), Some(expiry()))
+            .await
+            .map_err(|e| format!("adapter update: {e}"))?
+        {
+            UpdateOutcome::Updated(version) => {
+                self.version = version;
+                Ok(())
+            }
+            other => Err(format!("adapter update: {other:?}")),
+        }
+    }
+
+    async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        match self
+            .store
+            .create(key, value, Some(expiry()))
+            .await
+            .map_err(|e| format!("adapter create: {e}"))?
+        {
+            CreateOutcome::Created(_) => Ok(()),
+            CreateOutcome::AlreadyExists => Err("adapter create: key exists".into()),
+        }
+    }
+}
+
+struct Driver {
+    collection: rocket_kvsession_mongodb::mongodb::Collection<
+        rocket_kvsession_mongodb::mongodb::bson::Document,
+    >,
+    version: i64,
+}
+
+fn binary(value: &[u8]) -> Binary {
+    Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: value.to_vec(),
+    }
+}
+
+impl Side for Driver {
+    async fn get(&mut self, key: &str) -> Result<Vec<u8>, String> {
+        let filter = doc! { "_id": key, "expires_at": { "$not": { "$lte": DateTime::now() } } };
+        let document = self
+            .collection
+            .find_one(filter)
+            .await
+            .map_err(|e| format!("driver find_one: {e}"))?
+            .ok_or("driver find_one: record missing")?;
+        if let Some(Bson::Int64(v)) = document.get("version") {
+            self.version = *v;
+        }
+        match document.get("value") {
+            Some(Bson::Binary(b)) => Ok(b.bytes.clone()),
+            _ => Err("driver find_one: the document has no binary `value`".into()),
+        }
+    }
+
+    async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        let filter = doc! {
+            "_id": key,
+            "expires_at": { "$not": { "$lte": DateTime::now() } },
+            "version": self.version,
+        };
+        let update = doc! {
+            "$inc": { "version": 1i64 },
+            "$set": { "value": binary(value), "expires_at": DateTime::from_system_time(expiry()) },
+        };
+        let result = self
+            .collection
+            .update_one(filter, update)
+            .await
+            .map_err(|e| format!("driver update_one: {e}"))?;
+        if result.matched_count != 1 {
+            return Err("driver update_one: no document matched".into());
+        }
+        self.version += 1;
+        Ok(())
+    }
+
+    async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        let document = doc! {
+            "_id": key,
+            "value": binary(value),
+            "version": 1i64,
+            "expires_at": DateTime::from_system_time(expiry()),
+        };
+        self.collection
+            .insert_one(document)
+            .await
+            .map_err(|e| format!("driver insert_one: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Times one get, put and create on `side`, checking what it reads.
+async fn sample(
+    side: &mut impl Side,
+    key: &str,
+    new_key: &str,
+    value: &[u8],
+    into: Option<&mut Samples>,
+) -> Result<(), String> {
+    let start = Instant::now();
+    side.put(key, value).await?;
+    let put = start.elapsed();
+    let start = Instant::now();
+    let read = side.get(key).await?;
+    let get = start.elapsed();
+    if read != value {
+        return Err("get did not return the value just written".into());
+    }
+    let start = Instant::now();
+    side.create(new_key, value).await?;
+    let create = start.elapsed();
+    if let Some(s) = into {
+        s.get.push(get);
+        s.put.push(put);
+        s.create.push(create);
+    }
+    Ok(())
+}
+
+async fn run(uri: &str, samples: usize) -> Result<(), String> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let collection = format!("bench_{:x}_{nanos:x}", std::process::id());
+    let store = MongoStore::connect(uri, DATABASE, &collection)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    store.init().await.map_err(|e| format!("init: {e}"))?;
+
+    let mut adapter = Adapter {
+        store: store.clone(),
+        version: None,
+    };
+    let mut driver = Driver {
+        collection: store.collection().clone(),
+        version: 0,
+    };
+    let (adapter_key, driver_key) = ("a5f0e3c2a9b8d7e6_6745c1a0", "d5f0e3c2a9b8d7e6_6745c1a0");
+    adapter.create(adapter_key, &record(0)).await?;
+    driver.create(driver_key, &record(0)).await?;
+    adapter.get(adapter_key).await?;
+    driver.get(driver_key).await?;
+
+    let values = [record(1), record(2)];
+    let (mut a, mut d) = (Samples::default(), Samples::default());
+    let warmup = (samples / 10).max(10);
+    for i in 0..warmup + samples {
+        let value = &values[i % 2];
+        let keep = i >= warmup;
+        let (a_new, d_new) = (format!("a{i:015x}_6745c1a0"), format!("d{i:015x}_6745c1a0"));
+        let (a_into, d_into) = if keep {
+            (Some(&mut a), Some(&mut d))
+        } else {
+            (None, None)
+        };
+        // Alternate which side goes first, so neither always follows the other.
+        if i % 2 == 0 {
+            sample(&mut adapter, adapter_key, &a_new, value, a_into).await?;
+            sample(&mut driver, driver_key, &d_new, value, d_into).await?;
+        } else {
+            sample(&mut driver, driver_key, &d_new, value, d_into).await?;
+            sample(&mut adapter, adapter_key, &a_new, value, a_into).await?;
+        }
+    }
+
+    let dropped = store.collection().drop().await;
+
+    println!("| store | operation | median µs | p99 µs | samples |");
+    println!("|---|---|---:|---:|---:|");
+    let mut ratios = Vec::new();
+    for (op, mut av, mut dv) in [
+        ("get", a.get, d.get),
+        ("put (update, CAS)", a.put, d.put),
+        ("create", a.create, d.create),
+    ] {
+        av.sort();
+        dv.sort();
+        for (who, v) in [("MongoStore", &av), ("mongodb driver, same command", &dv)] {
+            println!(
+                "| {who} | {op} | {:.0} | {:.0} | {} |",
+                micros(percentile(v, 0.5)),
+                micros(percentile(v, 0.99)),
+                v.len()
+            );
+        }
+        ratios.push((
+            op,
+            micros(percentile(&av, 0.5)) / micros(percentile(&dv, 0.5)),
+            micros(percentile(&av, 0.99)) / micros(percentile(&dv, 0.99)),
+        ));
+    }
+    println!();
+    println!("| MongoStore / driver | median ratio | p99 ratio | goal (median) |");
+    println!("|---|---:|---:|---|");
+    for (op, median, p99) in ratios {
+        let verdict = if median <= GOAL {
+            format!("<= {GOAL:.2}: met")
+        } else {
+            format!(
+                "<= {GOAL:.2}: **missed by {:.0}%**",
+                (median - GOAL) / GOAL * 100.0
+            )
+        };
+        println!("| {op} | {median:.3} | {p99:.3} | {verdict} |");
+    }
+    println!();
+    dropped.map_err(|e| format!("drop the benchmark collection: {e}"))
+}
+
+fn main() -> ExitCode {
+    let mut samples = 1000usize;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match (
+            arg.as_str(),
+            it.next().and_then(|v| v.parse::<usize>().ok()),
+        ) {
+            ("--samples", Some(n)) if n >= 100 => samples = n,
+            _ => {
+                eprintln!("bench_mongodb: usage: bench_mongodb [--samples N (>= 100)]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let uri = match std::env::var("MONGODB_URI") {
+        Ok(uri) if !uri.is_empty() => uri,
+        _ => {
+            eprintln!(
+                "bench_mongodb: MONGODB_URI is not set; start a server with \
+                 `eval \"$(bash scripts/mongodb-server.sh start STATE_DIR)\"`"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("bench_mongodb: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&uri, samples)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_mongodb: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
