@@ -1,0 +1,286 @@
+//! Store round trips of `ObjectStoreKv` on a local directory (a fresh temp
+//! directory), with object_store's own calls on the same directory beside
+//! them. `scripts/bench.sh` runs it; by hand:
+//!
+//! ```sh
+//! cargo run --release -p rocket_kvsession_object_store --example bench_object_store -- --samples 5000
+//! ```
+//!
+//! Each sample does, on a 1 KiB session record, a `get`, a `put` (an
+//! `update` with the expected version: what saving an existing session does)
+//! and a `create` (a new session), once through the store and once with the
+//! plain object_store call (`get`, an unconditional `put`, a `put` with
+//! `PutMode::Create`), in alternating order. The plain calls do less than the
+//! store (no version check), so their ratio is context, not a goal. It
+//! prints a markdown table: median and p99 per operation.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rocket_kvsession::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
+use rocket_kvsession_object_store::object_store::path::Path;
+use rocket_kvsession_object_store::object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+use rocket_kvsession_object_store::ObjectStoreKv;
+
+/// A 1 KiB record of arbitrary bytes.
+fn record(seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+#[derive(Default)]
+struct Samples {
+    get: Vec<Duration>,
+    put: Vec<Duration>,
+    create: Vec<Duration>,
+}
+
+/// One side of the comparison.
+#[allow(async_fn_in_trait)]
+trait Side {
+    async fn get(&mut self, key: &str) -> Result<Vec<u8>, String>;
+    async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
+    async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
+}
+
+struct Store {
+    store: ObjectStoreKv,
+    version: Option<Version>,
+}
+
+impl Side for Store {
+    async fn get(&mut self, key: &str) -> Result<Vec<u8>, String> {
+        let record = self
+            .store
+            .get(key)
+            .await
+            .map_err(|e| format!("store get: {e}"))?
+            .ok_or("store get: record missing")?;
+        self.version = record.version;
+        Ok(record.value)
+    }
+
+    async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        match self
+            .store
+            .update(key, value, self.version.as_ref(), None)
+            .await
+            .map_err(|e| format!("store update: {e}"))?
+        {
+            UpdateOutcome::Updated(version) => {
+                self.version = version;
+                Ok(())
+            }
+            other => Err(format!("store update: {other:?}")),
+        }
+    }
+
+    async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        match self
+            .store
+            .create(key, value, None)
+            .await
+            .map_err(|e| format!("store create: {e}"))?
+        {
+            CreateOutcome::Created(_) => Ok(()),
+            CreateOutcome::AlreadyExists => Err("store create: key exists".into()),
+        }
+    }
+}
+
+struct Plain {
+    store: Arc<dyn ObjectStore>,
+    kv: ObjectStoreKv,
+}
+
+impl Plain {
+    fn path(&self, key: &str) -> Result<Path, String> {
+        self.kv.path_of(key).map_err(|e| format!("path: {e}"))
+    }
+}
+
+impl Side for Plain {
+    async fn get(&mut self, key: &str) -> Result<Vec<u8>, String> {
+        let path = self.path(key)?;
+        let bytes = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| format!("object_store get: {e}"))?
+            .bytes()
+            .await
+            .map_err(|e| format!("object_store get: {e}"))?;
+        Ok(bytes.to_vec())
+    }
+
+    async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        let path = self.path(key)?;
+        self.store
+            .put(&path, PutPayload::from(value.to_vec()))
+            .await
+            .map_err(|e| format!("object_store put: {e}"))?;
+        Ok(())
+    }
+
+    async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        let path = self.path(key)?;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&path, PutPayload::from(value.to_vec()), options)
+            .await
+            .map_err(|e| format!("object_store put (create): {e}"))?;
+        Ok(())
+    }
+}
+
+async fn sample(
+    side: &mut impl Side,
+    key: &str,
+    new_key: &str,
+    value: &[u8],
+    into: Option<&mut Samples>,
+) -> Result<(), String> {
+    let start = Instant::now();
+    side.put(key, value).await?;
+    let put = start.elapsed();
+    let start = Instant::now();
+    let read = side.get(key).await?;
+    let get = start.elapsed();
+    if read != value {
+        return Err("get did not return the value just written".into());
+    }
+    let start = Instant::now();
+    side.create(new_key, value).await?;
+    let create = start.elapsed();
+    if let Some(s) = into {
+        s.get.push(get);
+        s.put.push(put);
+        s.create.push(create);
+    }
+    Ok(())
+}
+
+async fn run(samples: usize) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let kv = ObjectStoreKv::local_dir(dir.path()).map_err(|e| format!("local_dir: {e}"))?;
+    kv.init().await.map_err(|e| format!("init: {e}"))?;
+    let mut store = Store {
+        store: kv.clone(),
+        version: None,
+    };
+    let mut plain = Plain {
+        store: kv.object_store().clone(),
+        kv: kv.clone(),
+    };
+    let (store_key, plain_key) = ("a5f0e3c2a9b8d7e6_6745c1a0", "d5f0e3c2a9b8d7e6_6745c1a0");
+    store.create(store_key, &record(0)).await?;
+    plain.create(plain_key, &record(0)).await?;
+    store.get(store_key).await?;
+
+    let values = [record(1), record(2)];
+    let (mut s, mut p) = (Samples::default(), Samples::default());
+    let warmup = (samples / 10).max(10);
+    for i in 0..warmup + samples {
+        let value = &values[i % 2];
+        let keep = i >= warmup;
+        let (s_new, p_new) = (format!("a{i:015x}_6745c1a0"), format!("d{i:015x}_6745c1a0"));
+        let (s_into, p_into) = if keep {
+            (Some(&mut s), Some(&mut p))
+        } else {
+            (None, None)
+        };
+        if i % 2 == 0 {
+            sample(&mut store, store_key, &s_new, value, s_into).await?;
+            sample(&mut plain, plain_key, &p_new, value, p_into).await?;
+        } else {
+            sample(&mut plain, plain_key, &p_new, value, p_into).await?;
+            sample(&mut store, store_key, &s_new, value, s_into).await?;
+        }
+    }
+
+    println!("| store | operation | median µs | p99 µs | samples |");
+    println!("|---|---|---:|---:|---:|");
+    for (op, mut sv, mut pv) in [
+        ("get", s.get, p.get),
+        ("put (update, CAS)", s.put, p.put),
+        ("create", s.create, p.create),
+    ] {
+        sv.sort();
+        pv.sort();
+        let plain_op = match op {
+            "get" => "get (plain `get`)",
+            "create" => "create (plain `put`, `PutMode::Create`)",
+            _ => "put (plain `put`, no version check)",
+        };
+        for (who, op, v) in [
+            ("ObjectStoreKv, local dir", op, &sv),
+            ("object_store LocalFileSystem, same dir", plain_op, &pv),
+        ] {
+            println!(
+                "| {who} | {op} | {:.1} | {:.1} | {} |",
+                micros(percentile(v, 0.5)),
+                micros(percentile(v, 0.99)),
+                v.len()
+            );
+        }
+    }
+    println!();
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut samples = 5000usize;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match (
+            arg.as_str(),
+            it.next().and_then(|v| v.parse::<usize>().ok()),
+        ) {
+            ("--samples", Some(n)) if n >= 100 => samples = n,
+            _ => {
+                eprintln!("bench_object_store: usage: bench_object_store [--samples N (>= 100)]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("bench_object_store: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(samples)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_object_store: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
