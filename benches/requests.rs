@@ -3,6 +3,7 @@
 //! (see `apps/mod.rs`), printed as a markdown table with the ratios.
 //!
 //! `cargo bench --bench requests [-- --rounds N --millis MS]`
+//! (`-- --profile APP --count N` sends N requests to one app, untimed, for a profiler)
 //!
 //! Each round measures every app for `MS` milliseconds of back-to-back
 //! requests on one thread, in a rotating order; the table shows the median
@@ -20,6 +21,9 @@ use rocket::local::asynchronous::Client;
 struct Options {
     rounds: usize,
     millis: u64,
+    /// Profile mode: only this app (or none, `-`), `count` requests, untimed.
+    profile: Option<String>,
+    count: u64,
 }
 
 fn options() -> Result<Option<Options>, String> {
@@ -32,6 +36,8 @@ fn options() -> Result<Option<Options>, String> {
     let mut options = Options {
         rounds: 7,
         millis: 400,
+        profile: None,
+        count: 10_000,
     };
     let mut it = args.iter().filter(|a| *a != "--bench");
     while let Some(arg) = it.next() {
@@ -44,6 +50,8 @@ fn options() -> Result<Option<Options>, String> {
         match arg.as_str() {
             "--rounds" => options.rounds = value("--rounds")? as usize,
             "--millis" => options.millis = value("--millis")?,
+            "--count" => options.count = value("--count")?,
+            "--profile" => options.profile = it.next().cloned(),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -163,6 +171,18 @@ async fn run(options: Options) -> Result<(), String> {
     for app in [App::KvWrite, App::RssRead, App::RssWrite] {
         targets.push(target(app, None).await?);
     }
+    if let Some(only) = &options.profile {
+        // For a profiler (`valgrind --tool=callgrind`): `count` requests to
+        // one app (`-`: none, to measure the setup alone).
+        if let Some(t) = targets.iter().find(|t| t.app.name() == only) {
+            for _ in 0..options.count {
+                hello(t).await?;
+            }
+        } else if only != "-" {
+            return Err(format!("--profile: no app named {only:?}"));
+        }
+        return Ok(());
+    }
     // Warm up: allocator, caches, the session records.
     for t in &targets {
         measure(t, 100).await?;
@@ -207,6 +227,9 @@ async fn run(options: Options) -> Result<(), String> {
     Ok(())
 }
 
+/// A ratio's name, value and goal (target, whether it is a minimum).
+type RatioRow<'a> = (&'a str, f64, Option<(f64, bool)>);
+
 /// The ratio table of the request benchmarks (shared layout with the HTTP run).
 fn print_ratios(rate: &dyn Fn(App) -> f64) {
     let (a, b, c, d, dw) = (
@@ -218,7 +241,7 @@ fn print_ratios(rate: &dyn Fn(App) -> f64) {
     );
     println!("| ratio (requests/s) | value | goal |");
     println!("|---|---:|---|");
-    let rows: [(&str, f64, Option<(f64, bool)>); 5] = [
+    let rows: [RatioRow<'_>; 5] = [
         ("b/a: KvSession read vs bare", b / a, Some((0.90, true))),
         ("c/a: KvSession write vs bare", c / a, None),
         (
