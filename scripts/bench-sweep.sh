@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The sweep at scale: `cleanup_sessions` on an object_store local directory
+# against `find DIR -type f -delete` on an identical directory.
+#
+#   bash scripts/bench-sweep.sh [COUNT...]        # default: 100000 1000000
+#
+# For each COUNT it builds two identical directories of COUNT session files
+# (all expired), times one sweep (in its own process, so its peak RSS is the
+# sweep's alone) on the first and `find -type f -delete` on the second, and
+# prints both times, their ratio and the sweep's peak RSS (VmHWM). Then it
+# does the same with only 10% of the sessions expired, against
+# `find DIR -type f -mmin +60 -delete` (the expired files are the ones with an
+# old modification time, so find deletes the same files the sweep does).
+#
+# Work directory: $KVSESSION_BENCH_DIR (default: target/bench-sweep under the
+# cargo target directory); it needs about 4 GiB per million files and is
+# removed at the end. Not part of the test command.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+counts=("$@")
+[ ${#counts[@]} -gt 0 ] || counts=(100000 1000000)
+
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+work=${KVSESSION_BENCH_DIR:-$target_dir/bench-sweep}
+rm -rf "$work"
+mkdir -p "$work"
+trap 'rm -rf "$work"' EXIT
+
+log() { echo "bench-sweep: $*" >&2; }
+
+log "building the sweep benchmark (release)"
+bin=$(cargo bench -p rocket_kvsession_object_store --bench sweep --no-run \
+    --message-format=json 2>/dev/null |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "sweep" and m.get("executable"):
+        print(m["executable"])')
+[ -x "$bin" ] || {
+    log "cannot find the built benchmark"
+    exit 1
+}
+
+now=$(date +%s)
+seconds() { python3 -c 'import sys, time; print(f"{time.time() - float(sys.argv[1]):.3f}")' "$1"; }
+
+# Lets writeback (and the discards of deleted files) finish, so that each
+# timed phase starts from a quiet disk.
+settle() {
+    sync
+    sleep 5
+}
+
+# run COUNT PERCENT: prints one result line.
+run() {
+    local count=$1 percent=$2 a="$work/a" b="$work/b" started find_s line sweep_s rss
+    rm -rf "$a" "$b"
+    "$bin" generate "$a" "$count" "$percent" "$now" >&2
+    "$bin" generate "$b" "$count" "$percent" "$now" >&2
+    settle
+    started=$(date +%s.%N)
+    if [ "$percent" -eq 100 ]; then
+        find "$b" -type f -delete
+    else
+        find "$b" -type f -mmin +60 -delete
+    fi
+    find_s=$(seconds "$started")
+    settle
+    line=$("$bin" sweep "$a")
+    log "sweep: $line"
+    sweep_s=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$line")
+    rss=$(sed -n 's/.*peak_rss_kib=\([0-9]*\).*/\1/p' <<<"$line")
+    local left_a left_b
+    left_a=$(find "$a" -type f | wc -l)
+    left_b=$(find "$b" -type f | wc -l)
+    [ "$left_a" -eq "$left_b" ] || {
+        log "the sweep left $left_a files, find left $left_b"
+        exit 1
+    }
+    python3 - "$count" "$percent" "$sweep_s" "$find_s" "$rss" "$left_a" <<'PY'
+import sys
+count, percent, sweep, find, rss, left = sys.argv[1:7]
+sweep, find = float(sweep), float(find)
+print(f"| {int(count):,} | {percent}% | {sweep:.2f} s | {find:.2f} s | {sweep / find:.2f} | {int(rss) / 1024:.1f} MiB | {int(left):,} |")
+PY
+    rm -rf "$a" "$b"
+}
+
+echo "| sessions | expired | sweep | find | ratio | sweep peak RSS | files left |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
+for count in "${counts[@]}"; do
+    run "$count" 100
+done
+for count in "${counts[@]}"; do
+    run "$count" 10
+done
