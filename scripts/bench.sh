@@ -8,7 +8,9 @@
 #   2. the same route in five apps in process: bare Rocket, KvSession reading,
 #      KvSession writing, rocket_session_store reading and writing (benches/requests.rs)
 #   3. the same five apps over HTTP on 127.0.0.1 under `wrk` (benches/http_apps.rs)
-#   4. store round trips: MemoryStore (benches/store_latency.rs), ObjectStoreKv on
+#   4. instruction counts (valgrind's callgrind) of 1 and 2, which unlike
+#      times do not depend on what else the machine is doing
+#   5. store round trips: MemoryStore (benches/store_latency.rs), ObjectStoreKv on
 #      a temp dir (stores/object_store/examples/bench_object_store.rs), MongoStore
 #      beside the bare driver against the test server of scripts/mongodb-server.sh
 #      (stores/mongodb/examples/bench_mongodb.rs)
@@ -55,14 +57,18 @@ if [ $quick = 1 ]; then
     mongodb_args=(--samples 200)
     http_rounds=1
     http_seconds=2
+    ir_requests=500
+    ir_iters=500
 else
     per_request_args=(--rounds 15)
     requests_args=(--rounds 7 --millis 400)
     memory_args=(--samples 20000)
     object_store_args=(--samples 5000)
     mongodb_args=(--samples 1000)
-    http_rounds=3
-    http_seconds=4
+    http_rounds=5
+    http_seconds=3
+    ir_requests=5000
+    ir_iters=10000
 fi
 http_connections=16
 
@@ -110,6 +116,7 @@ apt_install() {
 }
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v curl >/dev/null 2>&1 || apt_install curl
+command -v valgrind >/dev/null 2>&1 || apt_install valgrind
 
 # Pin the HTTP server and the load generator to different cores when there are two.
 server_pin=()
@@ -167,6 +174,78 @@ log "MemoryStore round trips"
 "$store_latency_exe" --bench "${memory_args[@]}" >"$state/store_memory.md"
 log "ObjectStoreKv round trips"
 "$object_store_exe" "${object_store_args[@]}" >"$state/store_object_store.md"
+
+# Instructions executed by one call of "$@" (callgrind's total).
+instructions() {
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
+        sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | tail -n 1
+}
+
+log "instruction counts (callgrind)"
+{
+    echo "### Instructions per request and per operation (callgrind)"
+    echo
+    echo "Counted by \`valgrind --tool=callgrind\`: the same code paths as the timed tables, but independent of other load on the machine."
+    echo "Per request: $ir_requests requests to one app, minus a run that only builds the apps. Per operation: $ir_iters calls, minus a run without calls."
+    echo
+    base=$(instructions "$requests_exe" --bench --profile - --count 1)
+    [ -n "$base" ] || die "callgrind gave no count"
+    for app in bare kv-read kv-write rss-read rss-write; do
+        total=$(instructions "$requests_exe" --bench --profile "$app" --count "$ir_requests")
+        [ -n "$total" ] || die "callgrind gave no count for $app"
+        echo "$app $(((total - base) / ir_requests))"
+    done >"$state/ir_requests.txt"
+    awk '
+        BEGIN {
+            label["bare"] = "(a) bare Rocket, no sessions"
+            label["kv-read"] = "(b) KvSession + MemoryStore, route reads"
+            label["kv-write"] = "(c) KvSession + MemoryStore, route writes one key"
+            label["rss-read"] = "(d) rocket_session_store + its MemoryStore, route reads"
+            label["rss-write"] = "(d'"'"') rocket_session_store + its MemoryStore, route writes one key"
+            print "| app (in process) | instructions/request | more than bare |"
+            print "|---|---:|---:|"
+        }
+        { ir[$1] = $2; order[NR] = $1 }
+        END {
+            for (i = 1; i <= NR; i++) {
+                a = order[i]
+                printf "| %s | %d | %d |\n", label[a], ir[a], ir[a] - ir["bare"]
+            }
+            print ""
+            print "| ratio of instruction counts (a proxy for the requests/s ratio on an idle core) | value | goal |"
+            print "|---|---:|---|"
+            row("b/a: KvSession read vs bare", ir["bare"] / ir["kv-read"], 0.90)
+            row("c/a: KvSession write vs bare", ir["bare"] / ir["kv-write"], 0)
+            row("b/d: KvSession read vs rocket_session_store read", ir["rss-read"] / ir["kv-read"], 1.5)
+            row("c/d'"'"': KvSession write vs rocket_session_store write", ir["rss-write"] / ir["kv-write"], 0)
+        }
+        function row(name, value, goal) {
+            if (goal == 0) v = ""
+            else if (value >= goal) v = sprintf(">= %.2f: met", goal)
+            else v = sprintf(">= %.2f: **missed by %.0f%%**", goal, (goal - value) / goal * 100)
+            printf "| %s | %.3f | %s |\n", name, value, v
+        }' "$state/ir_requests.txt"
+    echo
+    echo "| operation (per_request) | instructions |"
+    echo "|---|---:|"
+    base=$(instructions "$per_request_exe" --bench --profile none --iters 1)
+    for op in id parse seal open decode encode values-decode values-encode; do
+        total=$(instructions "$per_request_exe" --bench --profile "$op" --iters "$ir_iters")
+        [ -n "$total" ] || die "callgrind gave no count for $op"
+        case $op in
+        id) label="id: generate (64 bits, ChaCha20) and format" ;;
+        parse) label="id: parse the cookie value" ;;
+        seal) label="cookie: seal and encode the Set-Cookie value" ;;
+        open) label="cookie: open" ;;
+        decode) label="msgpack: decode the 1 KiB record (envelope)" ;;
+        encode) label="msgpack: encode the 1 KiB record (envelope)" ;;
+        values-decode) label="msgpack: decode every value to its type (8 \`get\`s)" ;;
+        values-encode) label="msgpack: encode every value (8 \`insert\`s)" ;;
+        esac
+        echo "| $label | $(((total - base) / ir_iters)) |"
+    done
+    echo
+} >"$state/instructions.md"
 
 log "MongoStore round trips (starting the test server)"
 mongodb_env=$(bash "$root/scripts/mongodb-server.sh" start "$state/mongodb") ||
@@ -288,6 +367,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
     cat "$state/per_request.md"
     cat "$state/requests.md"
     cat "$state/http.md"
+    cat "$state/instructions.md"
     echo "### Store round trips"
     echo
     echo "1 KiB record, one operation at a time. \`put\` is what saving an existing session does (\`update\` with the expected version);"
