@@ -7,7 +7,8 @@
 # For each COUNT it builds two identical directories of COUNT session files
 # (all expired), times one sweep (in its own process, so its peak RSS is the
 # sweep's alone) on the first and `find -type f -delete` on the second, and
-# prints both times, their ratio and the sweep's peak RSS (VmHWM). Then it
+# prints both times (wall clock, and CPU time in brackets), their ratio and
+# the sweep's peak RSS (VmHWM, read by the sweep process itself). Then it
 # does the same with only 10% of the sessions expired, against
 # `find DIR -type f -mmin +60 -delete` (the expired files are the ones with an
 # old modification time, so find deletes the same files the sweep does).
@@ -44,7 +45,6 @@ for line in sys.stdin:
 }
 
 now=$(date +%s)
-seconds() { python3 -c 'import sys, time; print(f"{time.time() - float(sys.argv[1]):.3f}")' "$1"; }
 
 # Lets writeback (and the discards of deleted files) finish, so that each
 # timed phase starts from a quiet disk.
@@ -53,24 +53,30 @@ settle() {
     sleep 5
 }
 
+# timed FILE CMD...: runs CMD, appends "wall user+sys" seconds to FILE.
+timed() {
+    local out=$1
+    shift
+    /usr/bin/time -f "%e %U %S" -o "$out.time" "$@"
+    awk '{ printf "%s %.2f\n", $1, $2 + $3 }' "$out.time" >"$out"
+}
+
 # run COUNT PERCENT: prints one result line.
 run() {
-    local count=$1 percent=$2 a="$work/a" b="$work/b" started find_s line sweep_s rss
+    local count=$1 percent=$2 a="$work/a" b="$work/b" line rss
     rm -rf "$a" "$b"
     "$bin" generate "$a" "$count" "$percent" "$now" >&2
     "$bin" generate "$b" "$count" "$percent" "$now" >&2
     settle
-    started=$(date +%s.%N)
     if [ "$percent" -eq 100 ]; then
-        find "$b" -type f -delete
+        timed "$work/find" find "$b" -type f -delete
     else
-        find "$b" -type f -mmin +60 -delete
+        timed "$work/find" find "$b" -type f -mmin +60 -delete
     fi
-    find_s=$(seconds "$started")
     settle
-    line=$("$bin" sweep "$a")
+    timed "$work/sweep" "$bin" sweep "$a" >"$work/sweep.out"
+    line=$(cat "$work/sweep.out")
     log "sweep: $line"
-    sweep_s=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$line")
     rss=$(sed -n 's/.*peak_rss_kib=\([0-9]*\).*/\1/p' <<<"$line")
     local left_a left_b
     left_a=$(find "$a" -type f | wc -l)
@@ -79,16 +85,19 @@ run() {
         log "the sweep left $left_a files, find left $left_b"
         exit 1
     }
-    python3 - "$count" "$percent" "$sweep_s" "$find_s" "$rss" "$left_a" <<'PY'
+    read -r sweep_s sweep_cpu <"$work/sweep"
+    read -r find_s find_cpu <"$work/find"
+    python3 - "$count" "$percent" "$sweep_s" "$sweep_cpu" "$find_s" "$find_cpu" "$rss" "$left_a" <<'PY'
 import sys
-count, percent, sweep, find, rss, left = sys.argv[1:7]
-sweep, find = float(sweep), float(find)
-print(f"| {int(count):,} | {percent}% | {sweep:.2f} s | {find:.2f} s | {sweep / find:.2f} | {int(rss) / 1024:.1f} MiB | {int(left):,} |")
+count, percent, sweep, sweep_cpu, find, find_cpu, rss, left = sys.argv[1:9]
+ratio = float(sweep) / float(find)
+print(f"| {int(count):,} | {percent}% | {float(sweep):.2f} s ({float(sweep_cpu):.2f} s) "
+      f"| {float(find):.2f} s ({float(find_cpu):.2f} s) | {ratio:.2f} | {int(rss) / 1024:.1f} MiB | {int(left):,} |")
 PY
     rm -rf "$a" "$b"
 }
 
-echo "| sessions | expired | sweep | find | ratio | sweep peak RSS | files left |"
+echo "| sessions | expired | sweep, wall (CPU) | find, wall (CPU) | ratio (wall) | sweep peak RSS | files left |"
 echo "|---:|---:|---:|---:|---:|---:|---:|"
 for count in "${counts[@]}"; do
     run "$count" 100

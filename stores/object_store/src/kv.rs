@@ -22,6 +22,7 @@ use rocket_kvsession::{
 use tokio::sync::OnceCell;
 use url::Url;
 
+use crate::dir_listing::list_dir;
 use crate::error::convert;
 use crate::keys::{check_key_prefix, key_of, object_path, parse_prefix};
 use crate::locks::KeyLocks;
@@ -678,9 +679,17 @@ impl KeyValueStore for ObjectStoreKv {
 
     /// Streams the objects directly under the store prefix whose names are
     /// valid keys starting with `prefix`, with their last-modified times.
+    ///
+    /// A [`local_dir`](ObjectStoreKv::local_dir) store reads its directory
+    /// directly (one `fstatat` per file, regular files only, symbolic links
+    /// are not followed) instead of `LocalFileSystem::list`'s recursive walk,
+    /// which resolves each file's full path three times.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
         if let Err(e) = check_key_prefix(prefix) {
             return stream::once(ready(Err(e))).boxed();
+        }
+        if let Some(dir) = &self.inner.local_dir {
+            return list_dir(dir.clone(), prefix.to_owned());
         }
         let base = self.inner.base.clone();
         let listing = if base.is_root() {

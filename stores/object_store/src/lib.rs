@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod dir_listing;
 mod error;
 mod keys;
 mod kv;
