@@ -185,7 +185,10 @@ impl Engine {
     }
 
     pub(crate) fn key(&self, id: &SessionId) -> String {
-        format!("{}{id}", self.config.key_prefix)
+        let mut key = String::with_capacity(self.config.key_prefix.len() + 82);
+        key.push_str(&self.config.key_prefix);
+        id.push_to(&mut key);
+        key
     }
 
     fn new_session(&self) -> SessionCell {

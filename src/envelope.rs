@@ -8,9 +8,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
-
 use crate::error::Error;
 
 /// The format tag of the current envelope.
@@ -27,51 +24,85 @@ pub(crate) struct Envelope {
     pub(crate) data: BTreeMap<String, Vec<u8>>,
 }
 
-#[derive(Serialize)]
-struct WireRef<'a>(u64, bool, BTreeMap<&'a str, &'a serde_bytes::Bytes>);
-
-#[derive(Deserialize)]
-struct Wire(u64, bool, BTreeMap<String, ByteBuf>);
-
 fn corrupt(reason: impl Into<Cow<'static, str>>) -> Error {
     Error::CorruptRecord {
         reason: reason.into(),
     }
 }
 
+/// Splits `len` bytes off the front of `rd`.
+fn take<'a>(rd: &mut &'a [u8], len: u32, what: &'static str) -> Result<&'a [u8], Error> {
+    let len = len as usize;
+    if rd.len() < len {
+        return Err(corrupt(format!("format 1: truncated {what}")));
+    }
+    let (head, tail) = rd.split_at(len);
+    *rd = tail;
+    Ok(head)
+}
+
+fn bad<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
+    move |e| corrupt(format!("format 1: {what}: {e}"))
+}
+
 impl Envelope {
+    /// Encodes the envelope. The bytes are exactly what `rmp-serde` writes for
+    /// the tuple `(u64, bool, BTreeMap<&str, &serde_bytes::Bytes>)`; they are
+    /// written with `rmp` directly to skip serde's intermediate values.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let wire = WireRef(
-            self.last_active,
-            self.permanent,
-            self.data
-                .iter()
-                .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
-                .collect(),
-        );
-        let mut out =
-            Vec::with_capacity(16 + self.data.values().map(|v| v.len() + 16).sum::<usize>());
+        let payload: usize = self.data.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
+        let mut out = Vec::with_capacity(16 + payload);
         out.push(FORMAT_V1);
-        // Serializing integers, bools, strings and byte strings into a Vec
-        // cannot fail.
-        rmp_serde::encode::write(&mut out, &wire).expect("in-memory MessagePack encoding");
+        // Writing into a Vec cannot fail, and every length fits a u32
+        // (session values are far below 4 GiB).
+        let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
+            rmp::encode::write_array_len(out, 3)?;
+            rmp::encode::write_uint(out, self.last_active)?;
+            rmp::encode::write_bool(out, self.permanent)
+                .map_err(rmp::encode::ValueWriteError::InvalidDataWrite)?;
+            rmp::encode::write_map_len(out, self.data.len() as u32)?;
+            for (key, value) in &self.data {
+                rmp::encode::write_str(out, key)?;
+                rmp::encode::write_bin(out, value)?;
+            }
+            Ok(())
+        };
+        write(&mut out).expect("in-memory MessagePack encoding");
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        match bytes.split_first() {
-            None => Err(corrupt("empty record")),
-            Some((&FORMAT_V1, body)) => {
-                let Wire(last_active, permanent, data) =
-                    rmp_serde::from_slice(body).map_err(|e| corrupt(format!("format 1: {e}")))?;
-                Ok(Envelope {
-                    last_active,
-                    permanent,
-                    data: data.into_iter().map(|(k, v)| (k, v.into_vec())).collect(),
-                })
-            }
-            Some((tag, _)) => Err(corrupt(format!("unknown format {tag}"))),
+        let body = match bytes.split_first() {
+            None => return Err(corrupt("empty record")),
+            Some((&FORMAT_V1, body)) => body,
+            Some((tag, _)) => return Err(corrupt(format!("unknown format {tag}"))),
+        };
+        let rd = &mut &body[..];
+        let fields = rmp::decode::read_array_len(rd).map_err(bad("header"))?;
+        if fields != 3 {
+            return Err(corrupt(format!("format 1: {fields} fields, expected 3")));
         }
+        let last_active: u64 = rmp::decode::read_int(rd).map_err(bad("last_active"))?;
+        let permanent = rmp::decode::read_bool(rd).map_err(bad("permanent"))?;
+        let entries = rmp::decode::read_map_len(rd).map_err(bad("data"))?;
+        let mut data = BTreeMap::new();
+        for _ in 0..entries {
+            let len = rmp::decode::read_str_len(rd).map_err(bad("key"))?;
+            let key = std::str::from_utf8(take(rd, len, "key")?)
+                .map_err(bad("key"))?
+                .to_owned();
+            let len = rmp::decode::read_bin_len(rd).map_err(bad("value"))?;
+            let value = take(rd, len, "value")?.to_vec();
+            data.insert(key, value);
+        }
+        if !rd.is_empty() {
+            return Err(corrupt("format 1: trailing bytes"));
+        }
+        Ok(Envelope {
+            last_active,
+            permanent,
+            data,
+        })
     }
 }
 
@@ -95,12 +126,49 @@ mod tests {
         assert_eq!(Envelope::decode(&bytes).unwrap(), env);
     }
 
+    /// Format 1 is, byte for byte, what `rmp-serde` writes for the tuple
+    /// `(last_active, permanent, {key: bytes})`, and both decoders agree.
+    #[test]
+    fn format_1_is_the_rmp_serde_tuple() {
+        use std::collections::BTreeMap;
+        let mut data = BTreeMap::new();
+        data.insert("a".to_owned(), vec![1u8, 2, 3]);
+        data.insert("user".to_owned(), rmp_serde::to_vec("alice").unwrap());
+        data.insert("big".to_owned(), vec![7u8; 70_000]);
+        let env = Envelope {
+            last_active: u64::MAX - 5,
+            permanent: false,
+            data,
+        };
+        let wire: (u64, bool, BTreeMap<&str, &serde_bytes::Bytes>) = (
+            env.last_active,
+            env.permanent,
+            env.data
+                .iter()
+                .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
+                .collect(),
+        );
+        let mut expected = vec![FORMAT_V1];
+        expected.extend(rmp_serde::to_vec(&wire).unwrap());
+        assert_eq!(env.encode(), expected);
+        let (last_active, permanent, data): (u64, bool, BTreeMap<String, serde_bytes::ByteBuf>) =
+            rmp_serde::from_slice(&expected[1..]).unwrap();
+        assert_eq!((last_active, permanent), (env.last_active, env.permanent));
+        assert_eq!(data.len(), 3);
+        assert_eq!(Envelope::decode(&expected).unwrap(), env);
+    }
+
     #[test]
     fn rejects_unknown_formats_and_garbage() {
         assert!(Envelope::decode(&[]).is_err());
         assert!(Envelope::decode(&[2, 0x93, 0, 0xc3, 0x80]).is_err());
         assert!(Envelope::decode(&[1, 0xff, 0xff]).is_err());
         assert!(Envelope::decode(&[1]).is_err());
+        let mut trailing = Envelope::default().encode();
+        trailing.push(0);
+        assert!(Envelope::decode(&trailing).is_err());
+        // A map that claims more entries than there are bytes.
+        assert!(Envelope::decode(&[1, 0x93, 0, 0xc2, 0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
     }
 
     proptest! {

@@ -108,9 +108,24 @@ impl FromStr for SessionId {
     }
 }
 
+impl SessionId {
+    /// Appends the id's text to `out` without going through `fmt`.
+    pub(crate) fn push_to(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.push_str(&self.random);
+        out.push('_');
+        let digits = (64 - self.created.leading_zeros()).div_ceil(4).max(1);
+        for shift in (0..digits).rev() {
+            out.push(HEX[((self.created >> (shift * 4)) & 0xf) as usize] as char);
+        }
+    }
+}
+
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{:x}", self.random, self.created)
+        let mut s = String::with_capacity(self.random.len() + 17);
+        self.push_to(&mut s);
+        f.write_str(&s)
     }
 }
 
@@ -146,6 +161,18 @@ mod tests {
             let id = SessionId::generate(&mut rng, bits, at(1));
             assert_eq!(id.key_bits(), bits);
             assert_eq!(id.to_string().parse::<SessionId>().unwrap(), id);
+        }
+    }
+
+    #[test]
+    fn creation_time_hex_matches_format() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        for secs in [0u64, 1, 15, 16, 255, 0x6745_c1a0, u64::MAX / 2, u64::MAX] {
+            let mut id = SessionId::generate(&mut rng, 64, at(0));
+            id.created = secs;
+            let s = id.to_string();
+            assert_eq!(s.split_once('_').unwrap().1, format!("{secs:x}"));
+            assert_eq!(s.parse::<SessionId>().unwrap(), id);
         }
     }
 
