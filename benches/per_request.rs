@@ -13,12 +13,12 @@
 //!   with `CookieJar::get_private`. Rocket's own jar cannot be built outside a
 //!   request, so this measures the same calls on the `cookie` crate at the
 //!   version Rocket uses.
-//! * MessagePack: the session record's envelope is private to the crate, so
-//!   this replicates its format 1 exactly (a format byte, then the MessagePack
-//!   array `[last_active, permanent, {key: value bytes}]`, each value its own
-//!   `rmp_serde::to_vec_named` encoding, as `Session::insert` makes it). Before
-//!   measuring, the replica is checked byte for byte against a record that
-//!   `KvSession` itself wrote into a `MemoryStore` through a request.
+//! * MessagePack: the crate's own envelope code (format 1: a format byte, then
+//!   the MessagePack array `[last_active, permanent, {key: value bytes}]`,
+//!   each value its own `rmp_serde::to_vec_named` encoding, as
+//!   `Session::insert` makes it), through the hidden `__bench` module. Before
+//!   measuring, it is checked against a record that `KvSession` itself wrote
+//!   into a `MemoryStore` through a request.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -143,15 +143,8 @@ fn decode_values(data: &BTreeMap<String, Vec<u8>>) -> Option<Typical> {
 }
 
 // ---------------------------------------------------------------------------
-// The replica of the crate's envelope, format 1 (src/envelope.rs).
-
-const FORMAT_V1: u8 = 1;
-
-#[derive(Serialize)]
-struct WireRef<'a>(u64, bool, BTreeMap<&'a str, &'a serde_bytes::Bytes>);
-
-#[derive(Deserialize)]
-struct Wire(u64, bool, BTreeMap<String, serde_bytes::ByteBuf>);
+// The crate's own envelope code (format 1, src/envelope.rs), reached through
+// its hidden benchmark module.
 
 #[derive(Debug, Clone, PartialEq)]
 struct Envelope {
@@ -162,30 +155,16 @@ struct Envelope {
 
 impl Envelope {
     fn encode(&self) -> Vec<u8> {
-        let wire = WireRef(
-            self.last_active,
-            self.permanent,
-            self.data
-                .iter()
-                .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
-                .collect(),
-        );
-        let mut out =
-            Vec::with_capacity(16 + self.data.values().map(|v| v.len() + 16).sum::<usize>());
-        out.push(FORMAT_V1);
-        rmp_serde::encode::write(&mut out, &wire).expect("in-memory encoding");
-        out
+        rocket_kvsession::__bench::encode_record(self.last_active, self.permanent, &self.data)
     }
 
     fn decode(bytes: &[u8]) -> Option<Self> {
-        let (&FORMAT_V1, body) = bytes.split_first()? else {
-            return None;
-        };
-        let Wire(last_active, permanent, data) = rmp_serde::from_slice(body).ok()?;
+        let (last_active, permanent, data) =
+            rocket_kvsession::__bench::decode_record(bytes).ok()?;
         Some(Envelope {
             last_active,
             permanent,
-            data: data.into_iter().map(|(k, v)| (k, v.into_vec())).collect(),
+            data,
         })
     }
 }

@@ -50,25 +50,7 @@ impl Envelope {
     /// the tuple `(u64, bool, BTreeMap<&str, &serde_bytes::Bytes>)`; they are
     /// written with `rmp` directly to skip serde's intermediate values.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let payload: usize = self.data.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
-        let mut out = Vec::with_capacity(16 + payload);
-        out.push(FORMAT_V1);
-        // Writing into a Vec cannot fail, and every length fits a u32
-        // (session values are far below 4 GiB).
-        let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
-            rmp::encode::write_array_len(out, 3)?;
-            rmp::encode::write_uint(out, self.last_active)?;
-            rmp::encode::write_bool(out, self.permanent)
-                .map_err(rmp::encode::ValueWriteError::InvalidDataWrite)?;
-            rmp::encode::write_map_len(out, self.data.len() as u32)?;
-            for (key, value) in &self.data {
-                rmp::encode::write_str(out, key)?;
-                rmp::encode::write_bin(out, value)?;
-            }
-            Ok(())
-        };
-        write(&mut out).expect("in-memory MessagePack encoding");
-        out
+        encode_parts(self.last_active, self.permanent, &self.data)
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
@@ -104,6 +86,34 @@ impl Envelope {
             data,
         })
     }
+}
+
+/// Encodes format 1 from its parts (see [`Envelope::encode`]).
+pub(crate) fn encode_parts(
+    last_active: u64,
+    permanent: bool,
+    data: &BTreeMap<String, Vec<u8>>,
+) -> Vec<u8> {
+    let payload: usize = data.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
+
+    let mut out = Vec::with_capacity(16 + payload);
+    out.push(FORMAT_V1);
+    // Writing into a Vec cannot fail, and every length fits a u32
+    // (session values are far below 4 GiB).
+    let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
+        rmp::encode::write_array_len(out, 3)?;
+        rmp::encode::write_uint(out, last_active)?;
+        rmp::encode::write_bool(out, permanent)
+            .map_err(rmp::encode::ValueWriteError::InvalidDataWrite)?;
+        rmp::encode::write_map_len(out, data.len() as u32)?;
+        for (key, value) in data {
+            rmp::encode::write_str(out, key)?;
+            rmp::encode::write_bin(out, value)?;
+        }
+        Ok(())
+    };
+    write(&mut out).expect("in-memory MessagePack encoding");
+    out
 }
 
 #[cfg(test)]
