@@ -2,6 +2,7 @@
 //! directory (`LocalFileSystem` in a temp dir), `InMemory`, and real S3 served
 //! by the test server (`scripts/s3-server.sh`).
 
+#[cfg(feature = "aws")]
 mod common;
 
 use rocket_kvsession::KeyValueStore;
@@ -86,6 +87,7 @@ mod in_memory {
     }
 }
 
+#[cfg(feature = "aws")]
 mod s3 {
     use super::*;
 

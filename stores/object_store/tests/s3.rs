@@ -3,6 +3,8 @@
 //! sharing one bucket, a bucket without conditional writes, URLs, and an
 //! unreachable endpoint.
 
+#![cfg(feature = "aws")]
+
 mod common;
 
 use std::sync::Arc;
