@@ -55,6 +55,47 @@ async fn listed(store: &dyn KeyValueStore, prefix: &str) -> HashSet<String> {
         .expect("list")
 }
 
+/// Calls `$callback!` with the name of every case of the suite, so a store
+/// crate gets one test per case without copying the list (and picks up new
+/// cases by itself). Arguments after the callback are passed first:
+///
+/// ```
+/// macro_rules! case_tests {
+///     ($make:ident, $($case:ident),+ $(,)?) => {$(
+///         #[tokio::test]
+///         async fn $case() {
+///             rocket_kvsession::conformance::$case(&$make()).await;
+///         }
+///     )+};
+/// }
+/// fn make() -> rocket_kvsession::MemoryStore {
+///     rocket_kvsession::MemoryStore::new()
+/// }
+/// rocket_kvsession::conformance_cases!(case_tests, make);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! conformance_cases {
+    ($callback:ident $(, $arg:tt)* $(,)?) => {
+        $callback!(
+            $($arg,)*
+            create_get_update_delete,
+            create_collision,
+            update_of_vanished_record,
+            versioned_update,
+            expiry_invisible_on_read,
+            touch_keeps_value,
+            list_by_prefix,
+            prefix_isolation,
+            large_value,
+            binary_values,
+            delete_many,
+            concurrent_creates,
+            concurrent_versioned_updates,
+        );
+    };
+}
+
 /// Runs every case of the suite, one after the other.
 pub async fn run_all(store: &dyn KeyValueStore) {
     create_get_update_delete(store).await;

@@ -208,8 +208,19 @@ mod tests {
     use super::*;
     use crate::conformance;
 
+    macro_rules! case_tests {
+        ($($case:ident),+ $(,)?) => {$(
+            #[tokio::test]
+            async fn $case() {
+                conformance::$case(&MemoryStore::new()).await;
+            }
+        )+};
+    }
+
+    crate::conformance_cases!(case_tests);
+
     #[tokio::test]
-    async fn conformance_suite() {
+    async fn whole_suite_on_one_store() {
         conformance::run_all(&MemoryStore::new()).await;
     }
 

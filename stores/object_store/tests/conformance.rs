@@ -10,7 +10,7 @@ use rocket_kvsession_object_store::{ObjectStoreKv, UpdateStrategy};
 
 /// One `#[tokio::test]` per conformance case, on the store `$make` returns
 /// (`None` means the backend is skipped, and the test says so).
-macro_rules! conformance_cases {
+macro_rules! case_tests {
     ($make:expr, $($case:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -25,23 +25,16 @@ macro_rules! conformance_cases {
 
 macro_rules! all_cases {
     ($make:expr) => {
-        conformance_cases!(
-            $make,
-            run_all,
-            create_get_update_delete,
-            create_collision,
-            update_of_vanished_record,
-            versioned_update,
-            expiry_invisible_on_read,
-            touch_keeps_value,
-            list_by_prefix,
-            prefix_isolation,
-            large_value,
-            binary_values,
-            delete_many,
-            concurrent_creates,
-            concurrent_versioned_updates,
-        );
+        rocket_kvsession::conformance_cases!(case_tests, $make);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn run_all() {
+            let Some((store, _guard)) = $make("run_all") else {
+                return;
+            };
+            store.init().await.expect("init");
+            rocket_kvsession::conformance::run_all(&store).await;
+        }
     };
 }
 
