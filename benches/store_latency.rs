@@ -13,27 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rocket_kvsession::{CreateOutcome, KeyValueStore, MemoryStore, UpdateOutcome};
 
-/// A 1 KiB record of arbitrary bytes.
-fn record(seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
+use rocket_kvsession::__bench::{micros, percentile, record};
 
 async fn run(samples: usize) -> Result<(), String> {
     let store = MemoryStore::new();

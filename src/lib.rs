@@ -29,6 +29,7 @@ pub use store::{CreateOutcome, KeyInfo, KeyValueStore, Record, UpdateOutcome, Ve
 #[doc(hidden)]
 pub mod __bench {
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     /// A decoded record: last activity, permanent flag, encoded values.
     pub type RecordParts = (u64, bool, BTreeMap<String, Vec<u8>>);
@@ -40,6 +41,30 @@ pub mod __bench {
         data: &BTreeMap<String, Vec<u8>>,
     ) -> Vec<u8> {
         crate::envelope::encode_parts(last_active, permanent, data)
+    }
+
+    /// A 1 KiB record of arbitrary bytes, the same for the same seed.
+    pub fn record(seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// The `p` quantile (0 to 1) of sorted, non-empty samples.
+    pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[i.min(sorted.len() - 1)]
+    }
+
+    /// A duration in microseconds.
+    pub fn micros(d: Duration) -> f64 {
+        d.as_secs_f64() * 1e6
     }
 
     /// Decodes a stored session record as the engine does.

@@ -25,27 +25,7 @@ use rocket_kvsession_object_store::object_store::{
 };
 use rocket_kvsession_object_store::ObjectStoreKv;
 
-/// A 1 KiB record of arbitrary bytes.
-fn record(seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
+use rocket_kvsession::__bench::{micros, percentile, record};
 
 #[derive(Default)]
 struct Samples {
