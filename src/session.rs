@@ -201,10 +201,9 @@ impl Session<'_> {
         st.envelope.permanent = permanent;
         st.permanent_changed = true;
         st.modified = true;
-        let id = self.ensure_id(&mut st);
+        self.ensure_id(&mut st);
         if st.stored || !st.envelope.data.is_empty() {
-            self.jar.add_private(self.engine.cookie(&id, permanent));
-            st.cookie_set = true;
+            self.issue_cookie(&mut st);
         }
     }
 
@@ -225,10 +224,7 @@ impl Session<'_> {
             if !st.stored {
                 st.id = None;
                 if !st.envelope.data.is_empty() || st.modified {
-                    let id = self.ensure_id(&mut st);
-                    self.jar
-                        .add_private(self.engine.cookie(&id, st.envelope.permanent));
-                    st.cookie_set = true;
+                    self.issue_cookie(&mut st);
                 }
                 return Ok(());
             }
@@ -238,15 +234,13 @@ impl Session<'_> {
         let (new_id, version) = self.engine.create_fresh(&envelope).await?;
         {
             let mut st = self.cell.lock();
-            st.id = Some(new_id.clone());
+            st.id = Some(new_id);
             st.stored = true;
             st.version = version;
-            st.envelope = envelope.clone();
+            st.envelope = envelope;
             st.record_expires_at = None;
             st.mark_saved();
-            self.jar
-                .add_private(self.engine.cookie(&new_id, envelope.permanent));
-            st.cookie_set = true;
+            self.issue_cookie(&mut st);
         }
         if let Some(old_id) = old_id {
             self.engine.store.delete(&self.engine.key(&old_id)).await?;
@@ -278,11 +272,17 @@ impl Session<'_> {
     fn modified(&self, st: &mut State) {
         st.modified = true;
         if !st.stored && !st.cookie_set {
-            let id = self.ensure_id(st);
-            self.jar
-                .add_private(self.engine.cookie(&id, st.envelope.permanent));
-            st.cookie_set = true;
+            self.issue_cookie(st);
         }
+    }
+
+    /// Puts the cookie for the session's id (drawn now if it has none) into
+    /// the jar, with the session's current permanence.
+    fn issue_cookie(&self, st: &mut State) {
+        let id = self.ensure_id(st);
+        self.jar
+            .add_private(self.engine.cookie(&id, st.envelope.permanent));
+        st.cookie_set = true;
     }
 
     fn ensure_id(&self, st: &mut State) -> crate::id::SessionId {
