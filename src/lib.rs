@@ -29,7 +29,7 @@ pub use store::{CreateOutcome, KeyInfo, KeyValueStore, Record, UpdateOutcome, Ve
 #[doc(hidden)]
 pub mod __bench {
     use std::collections::BTreeMap;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     /// A decoded record: last activity, permanent flag, encoded values.
     pub type RecordParts = (u64, bool, BTreeMap<String, Vec<u8>>);
@@ -65,6 +65,91 @@ pub mod __bench {
     /// A duration in microseconds.
     pub fn micros(d: Duration) -> f64 {
         d.as_secs_f64() * 1e6
+    }
+
+    /// Latency samples of the three store operations.
+    #[derive(Debug, Default)]
+    pub struct Samples {
+        /// `get` latencies.
+        pub get: Vec<Duration>,
+        /// `put` (update) latencies.
+        pub put: Vec<Duration>,
+        /// `create` latencies.
+        pub create: Vec<Duration>,
+    }
+
+    /// One side of a store comparison: the adapter, or the backend used
+    /// directly.
+    #[allow(async_fn_in_trait)]
+    pub trait Side {
+        /// Reads `key`.
+        async fn get(&mut self, key: &str) -> Result<Vec<u8>, String>;
+        /// Rewrites the existing `key`.
+        async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
+        /// Writes the new `key`.
+        async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
+    }
+
+    /// Times one put, get and create on `side`, checking what it reads.
+    pub async fn sample(
+        side: &mut impl Side,
+        key: &str,
+        new_key: &str,
+        value: &[u8],
+        into: Option<&mut Samples>,
+    ) -> Result<(), String> {
+        let start = Instant::now();
+        side.put(key, value).await?;
+        let put = start.elapsed();
+        let start = Instant::now();
+        let read = side.get(key).await?;
+        let get = start.elapsed();
+        if read != value {
+            return Err("get did not return the value just written".into());
+        }
+        let start = Instant::now();
+        side.create(new_key, value).await?;
+        let create = start.elapsed();
+        if let Some(s) = into {
+            s.get.push(get);
+            s.put.push(put);
+            s.create.push(create);
+        }
+        Ok(())
+    }
+
+    /// Samples both sides `samples` times after a warm-up of a tenth as many
+    /// (at least 10), alternating which side goes first so neither always
+    /// follows the other. Each side rewrites its existing key; new keys are
+    /// `a{i:015x}_6745c1a0` for side `a` and `d{i:015x}_6745c1a0` for side `d`.
+    pub async fn compare(
+        a: &mut impl Side,
+        a_key: &str,
+        d: &mut impl Side,
+        d_key: &str,
+        samples: usize,
+    ) -> Result<(Samples, Samples), String> {
+        let values = [record(1), record(2)];
+        let (mut a_samples, mut d_samples) = (Samples::default(), Samples::default());
+        let warmup = (samples / 10).max(10);
+        for i in 0..warmup + samples {
+            let value = &values[i % 2];
+            let keep = i >= warmup;
+            let (a_new, d_new) = (format!("a{i:015x}_6745c1a0"), format!("d{i:015x}_6745c1a0"));
+            let (a_into, d_into) = if keep {
+                (Some(&mut a_samples), Some(&mut d_samples))
+            } else {
+                (None, None)
+            };
+            if i % 2 == 0 {
+                sample(a, a_key, &a_new, value, a_into).await?;
+                sample(d, d_key, &d_new, value, d_into).await?;
+            } else {
+                sample(d, d_key, &d_new, value, d_into).await?;
+                sample(a, a_key, &a_new, value, a_into).await?;
+            }
+        }
+        Ok((a_samples, d_samples))
     }
 
     /// Decodes a stored session record as the engine does.

@@ -21,7 +21,7 @@
 //! dropped at the end.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocket_kvsession::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
 use rocket_kvsession_mongodb::mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime};
@@ -32,23 +32,7 @@ const GOAL: f64 = 1.10;
 
 const DATABASE: &str = "rocket_kvsession_bench";
 
-use rocket_kvsession::__bench::{micros, percentile, record};
-
-/// Latency samples of one operation.
-#[derive(Default)]
-struct Samples {
-    get: Vec<Duration>,
-    put: Vec<Duration>,
-    create: Vec<Duration>,
-}
-
-/// One side of the comparison: the adapter or the driver.
-#[allow(async_fn_in_trait)]
-trait Side {
-    async fn get(&mut self, key: &str) -> Result<Vec<u8>, String>;
-    async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
-    async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
-}
+use rocket_kvsession::__bench::{compare, micros, percentile, record, Side};
 
 fn expiry() -> SystemTime {
     SystemTime::now() + Duration::from_secs(3600)
@@ -168,34 +152,6 @@ impl Side for Driver {
     }
 }
 
-/// Times one get, put and create on `side`, checking what it reads.
-async fn sample(
-    side: &mut impl Side,
-    key: &str,
-    new_key: &str,
-    value: &[u8],
-    into: Option<&mut Samples>,
-) -> Result<(), String> {
-    let start = Instant::now();
-    side.put(key, value).await?;
-    let put = start.elapsed();
-    let start = Instant::now();
-    let read = side.get(key).await?;
-    let get = start.elapsed();
-    if read != value {
-        return Err("get did not return the value just written".into());
-    }
-    let start = Instant::now();
-    side.create(new_key, value).await?;
-    let create = start.elapsed();
-    if let Some(s) = into {
-        s.get.push(get);
-        s.put.push(put);
-        s.create.push(create);
-    }
-    Ok(())
-}
-
 async fn run(uri: &str, samples: usize) -> Result<(), String> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -221,27 +177,7 @@ async fn run(uri: &str, samples: usize) -> Result<(), String> {
     adapter.get(adapter_key).await?;
     driver.get(driver_key).await?;
 
-    let values = [record(1), record(2)];
-    let (mut a, mut d) = (Samples::default(), Samples::default());
-    let warmup = (samples / 10).max(10);
-    for i in 0..warmup + samples {
-        let value = &values[i % 2];
-        let keep = i >= warmup;
-        let (a_new, d_new) = (format!("a{i:015x}_6745c1a0"), format!("d{i:015x}_6745c1a0"));
-        let (a_into, d_into) = if keep {
-            (Some(&mut a), Some(&mut d))
-        } else {
-            (None, None)
-        };
-        // Alternate which side goes first, so neither always follows the other.
-        if i % 2 == 0 {
-            sample(&mut adapter, adapter_key, &a_new, value, a_into).await?;
-            sample(&mut driver, driver_key, &d_new, value, d_into).await?;
-        } else {
-            sample(&mut driver, driver_key, &d_new, value, d_into).await?;
-            sample(&mut adapter, adapter_key, &a_new, value, a_into).await?;
-        }
-    }
+    let (a, d) = compare(&mut adapter, adapter_key, &mut driver, driver_key, samples).await?;
 
     let dropped = store.collection().drop().await;
 

@@ -16,7 +16,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use rocket_kvsession::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
 use rocket_kvsession_object_store::object_store::path::Path;
@@ -25,22 +24,7 @@ use rocket_kvsession_object_store::object_store::{
 };
 use rocket_kvsession_object_store::ObjectStoreKv;
 
-use rocket_kvsession::__bench::{micros, percentile, record};
-
-#[derive(Default)]
-struct Samples {
-    get: Vec<Duration>,
-    put: Vec<Duration>,
-    create: Vec<Duration>,
-}
-
-/// One side of the comparison.
-#[allow(async_fn_in_trait)]
-trait Side {
-    async fn get(&mut self, key: &str) -> Result<Vec<u8>, String>;
-    async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
-    async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
-}
+use rocket_kvsession::__bench::{compare, micros, percentile, record, Side};
 
 struct Store {
     store: ObjectStoreKv,
@@ -135,33 +119,6 @@ impl Side for Plain {
     }
 }
 
-async fn sample(
-    side: &mut impl Side,
-    key: &str,
-    new_key: &str,
-    value: &[u8],
-    into: Option<&mut Samples>,
-) -> Result<(), String> {
-    let start = Instant::now();
-    side.put(key, value).await?;
-    let put = start.elapsed();
-    let start = Instant::now();
-    let read = side.get(key).await?;
-    let get = start.elapsed();
-    if read != value {
-        return Err("get did not return the value just written".into());
-    }
-    let start = Instant::now();
-    side.create(new_key, value).await?;
-    let create = start.elapsed();
-    if let Some(s) = into {
-        s.get.push(get);
-        s.put.push(put);
-        s.create.push(create);
-    }
-    Ok(())
-}
-
 async fn run(samples: usize) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let kv = ObjectStoreKv::local_dir(dir.path()).map_err(|e| format!("local_dir: {e}"))?;
@@ -179,26 +136,7 @@ async fn run(samples: usize) -> Result<(), String> {
     plain.create(plain_key, &record(0)).await?;
     store.get(store_key).await?;
 
-    let values = [record(1), record(2)];
-    let (mut s, mut p) = (Samples::default(), Samples::default());
-    let warmup = (samples / 10).max(10);
-    for i in 0..warmup + samples {
-        let value = &values[i % 2];
-        let keep = i >= warmup;
-        let (s_new, p_new) = (format!("a{i:015x}_6745c1a0"), format!("d{i:015x}_6745c1a0"));
-        let (s_into, p_into) = if keep {
-            (Some(&mut s), Some(&mut p))
-        } else {
-            (None, None)
-        };
-        if i % 2 == 0 {
-            sample(&mut store, store_key, &s_new, value, s_into).await?;
-            sample(&mut plain, plain_key, &p_new, value, p_into).await?;
-        } else {
-            sample(&mut plain, plain_key, &p_new, value, p_into).await?;
-            sample(&mut store, store_key, &s_new, value, s_into).await?;
-        }
-    }
+    let (s, p) = compare(&mut store, store_key, &mut plain, plain_key, samples).await?;
 
     println!("| store | operation | median µs | p99 µs | samples |");
     println!("|---|---|---:|---:|---:|");
