@@ -325,9 +325,9 @@ impl Engine {
     /// Persists the request's session after the response was built.
     pub(crate) async fn save(&self, cell: &SessionCell, status: Status) -> SaveOutcome {
         let now = unix(SystemTime::now());
-        let (id, stored, cookie_set) = {
+        let (id, stored, cookie_set, modified) = {
             let st = cell.lock();
-            (st.id.clone(), st.stored, st.cookie_set)
+            (st.id.clone(), st.stored, st.cookie_set, st.modified)
         };
         let drop_new_cookie = || {
             if cookie_set && !stored {
@@ -342,7 +342,6 @@ impl Engine {
         let Some(id) = id else {
             return SaveOutcome::Done;
         };
-        let modified = cell.lock().modified;
         if !modified {
             if stored {
                 self.touch_if_due(cell, &id, now).await;
