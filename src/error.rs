@@ -78,6 +78,39 @@ impl StoreError {
             source: source.into(),
         }
     }
+
+    /// The store was set up wrongly; `message` says what is wrong and how to
+    /// fix it.
+    pub fn misconfigured(store: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        StoreError::Misconfigured {
+            store,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The store was set up wrongly, as the backend's error `source` shows;
+    /// `message` says what is wrong and how to fix it.
+    pub fn misconfigured_by(
+        store: &'static str,
+        message: impl Into<Cow<'static, str>>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        StoreError::Misconfigured {
+            store,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The store refuses `key`, for `reason`.
+    pub fn invalid_key(store: &'static str, key: impl Into<String>, reason: &'static str) -> Self {
+        StoreError::InvalidKey {
+            store,
+            key: key.into(),
+            reason,
+        }
+    }
 }
 
 /// The crate's error type.
