@@ -26,6 +26,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::store::{CreateOutcome, KeyValueStore, UpdateOutcome};
 
+pub mod app;
+
 /// A key prefix no other case (in this or another process) uses.
 pub fn unique_prefix(case: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -96,21 +98,17 @@ macro_rules! conformance_cases {
     };
 }
 
-/// Runs every case of the suite, one after the other.
+/// Calls each case named by [`conformance_cases!`] in turn.
+macro_rules! run_cases {
+    ($store:ident, $($case:ident),+ $(,)?) => {
+        $($case($store).await;)+
+    };
+}
+
+/// Runs every case of the suite, one after the other: the same list
+/// [`conformance_cases!`] hands to a store crate's test macro.
 pub async fn run_all(store: &dyn KeyValueStore) {
-    create_get_update_delete(store).await;
-    create_collision(store).await;
-    update_of_vanished_record(store).await;
-    versioned_update(store).await;
-    expiry_invisible_on_read(store).await;
-    touch_keeps_value(store).await;
-    list_by_prefix(store).await;
-    prefix_isolation(store).await;
-    large_value(store).await;
-    binary_values(store).await;
-    delete_many(store).await;
-    concurrent_creates(store).await;
-    concurrent_versioned_updates(store).await;
+    conformance_cases!(run_cases, store);
 }
 
 /// Create, read back, update, read back, delete, read nothing.

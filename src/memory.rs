@@ -219,6 +219,20 @@ mod tests {
 
     crate::conformance_cases!(case_tests);
 
+    macro_rules! app_tests {
+        ($($case:ident),+ $(,)?) => {$(
+            #[rocket::async_test]
+            async fn $case() {
+                conformance::app::$case(std::sync::Arc::new(MemoryStore::new())).await;
+            }
+        )+};
+    }
+
+    mod app {
+        use super::*;
+        crate::app_conformance_cases!(app_tests);
+    }
+
     #[tokio::test]
     async fn whole_suite_on_one_store() {
         conformance::run_all(&MemoryStore::new()).await;

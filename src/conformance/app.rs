@@ -1,0 +1,501 @@
+//! The app-level conformance suite: end-to-end cases through a real Rocket
+//! instance (`rocket::local`), run by every store crate on its store.
+//!
+//! Each case builds its own app on the given store with [`app`], under a key
+//! prefix no other case uses, so the cases can share one backend and run
+//! concurrently. Store crates run them all with one macro call:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! macro_rules! app_tests {
+//!     ($make:ident, $($case:ident),+ $(,)?) => {$(
+//!         #[rocket::async_test]
+//!         async fn $case() {
+//!             rocket_kvsession::conformance::app::$case(Arc::new($make())).await;
+//!         }
+//!     )+};
+//! }
+//! fn make() -> rocket_kvsession::MemoryStore {
+//!     rocket_kvsession::MemoryStore::new()
+//! }
+//! rocket_kvsession::app_conformance_cases!(app_tests, make);
+//! # fn main() {}
+//! ```
+//!
+//! Like the store suite, this module is for this repository's store crates
+//! and for authors of other stores; it is not covered by semver and may
+//! change in any release.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::TryStreamExt;
+use rand_core::SeedableRng;
+use rocket::figment::Figment;
+use rocket::http::{Cookie, Status};
+use rocket::local::asynchronous::{Client, LocalResponse};
+use rocket::tokio::sync::{Barrier, Notify};
+use rocket::{get, post, routes, Build, Rocket, State};
+
+use super::unique_prefix;
+use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig, SessionId};
+
+/// The secret key of every conformance app, so that a cookie issued by one
+/// app opens in another app on the same store (a restart, a second server).
+pub const SECRET_KEY: &str = "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=";
+
+/// Regenerates the session id, then stores `user`.
+#[post("/login/<user>")]
+pub async fn login(session: Session<'_>, user: &str) -> Result<&'static str, Error> {
+    session.regenerate().await?;
+    session.insert("user", user)?;
+    Ok("ok")
+}
+
+/// The stored user, 404 if none.
+#[get("/whoami")]
+pub fn whoami(session: Session<'_>) -> Option<String> {
+    session.get::<String>("user").ok().flatten()
+}
+
+/// Sets `key` to the string `value`; answers the session id.
+#[post("/set/<key>/<value>")]
+pub fn set(session: Session<'_>, key: &str, value: &str) -> Result<String, Error> {
+    session.insert(key, value)?;
+    Ok(session.id().unwrap_or_default())
+}
+
+/// The string under `key`, 404 if none.
+#[get("/get/<key>")]
+pub fn get(session: Session<'_>, key: &str) -> Option<String> {
+    session.get::<String>(key).ok().flatten()
+}
+
+/// The session's keys, comma-separated.
+#[get("/keys")]
+pub fn keys(session: Session<'_>) -> String {
+    session.keys().join(",")
+}
+
+/// Ends the session.
+#[post("/logout")]
+pub async fn logout(session: Session<'_>) -> Result<&'static str, Error> {
+    session.destroy().await?;
+    Ok("bye")
+}
+
+/// Makes the session permanent or not.
+#[post("/permanent/<on>")]
+pub fn permanent(session: Session<'_>, on: bool) -> &'static str {
+    session.set_permanent(on);
+    "ok"
+}
+
+/// Sets a key, then answers 500: the change must not be saved.
+#[post("/fail/<key>/<value>")]
+pub fn fail(session: Session<'_>, key: &str, value: &str) -> Result<(Status, &'static str), Error> {
+    session.insert(key, value)?;
+    Ok((Status::InternalServerError, "failed"))
+}
+
+/// A route without a session.
+#[get("/plain")]
+pub fn plain() -> &'static str {
+    "no session here"
+}
+
+/// Sets its key, then waits until every concurrent request has loaded the
+/// session, so their saves really race.
+#[post("/together/<key>")]
+pub async fn together(
+    session: Session<'_>,
+    barrier: &State<Arc<Barrier>>,
+    key: &str,
+) -> Result<&'static str, Error> {
+    session.insert(key, "1")?;
+    barrier.wait().await;
+    Ok("ok")
+}
+
+/// Lets a case hold a request between loading and saving its session.
+#[derive(Debug, Default)]
+pub struct Gate {
+    /// Notified when the slow request has loaded and changed the session.
+    pub loaded: Notify,
+    /// Notify to let the slow request finish.
+    pub release: Notify,
+}
+
+/// Sets its key, then waits on the [`Gate`].
+#[post("/slow/<key>")]
+pub async fn slow(
+    session: Session<'_>,
+    gate: &State<Arc<Gate>>,
+    key: &str,
+) -> Result<&'static str, Error> {
+    session.insert(key, "1")?;
+    gate.loaded.notify_one();
+    gate.release.notified().await;
+    Ok("slow done")
+}
+
+/// Every route above.
+pub fn routes() -> Vec<rocket::Route> {
+    routes![login, whoami, set, get, keys, logout, permanent, fail, plain, together, slow]
+}
+
+/// The figment of a conformance app: [`SECRET_KEY`], quiet logs.
+pub fn figment() -> Figment {
+    rocket::Config::figment()
+        .merge(("secret_key", SECRET_KEY))
+        .merge(("log_level", "off"))
+}
+
+/// A configuration with a key prefix no other case uses.
+pub fn config(case: &str) -> SessionConfig {
+    SessionConfig {
+        key_prefix: unique_prefix(case),
+        ..SessionConfig::default()
+    }
+}
+
+/// An app with every route of this module on `store`, with `config`.
+pub fn app(store: Arc<dyn KeyValueStore>, config: SessionConfig) -> Rocket<Build> {
+    app_with(store, config, 1, Arc::default())
+}
+
+fn app_with(
+    store: Arc<dyn KeyValueStore>,
+    config: SessionConfig,
+    writers: usize,
+    gate: Arc<Gate>,
+) -> Rocket<Build> {
+    rocket::custom(figment())
+        .attach(KvSession::from_arc(store).config(config))
+        .manage(Arc::new(Barrier::new(writers)))
+        .manage(gate)
+        .mount("/", routes())
+}
+
+/// A client of [`app`] that keeps no cookies: each request sends only the
+/// cookies given to it.
+pub async fn untracked(store: Arc<dyn KeyValueStore>, config: SessionConfig) -> Client {
+    Client::untracked(app(store, config))
+        .await
+        .expect("the conformance app launches")
+}
+
+/// A tracked client of [`app`].
+pub async fn client(store: Arc<dyn KeyValueStore>, config: SessionConfig) -> Client {
+    Client::tracked(app(store, config))
+        .await
+        .expect("the conformance app launches")
+}
+
+/// The keys the store holds under `prefix`.
+pub async fn stored_keys(store: &dyn KeyValueStore, prefix: &str) -> HashSet<String> {
+    store
+        .list(prefix)
+        .map_ok(|info| info.key)
+        .try_collect()
+        .await
+        .expect("list")
+}
+
+/// The status and body of a GET.
+pub async fn read(client: &Client, uri: &str) -> (Status, String) {
+    let res = client.get(uri.to_owned()).dispatch().await;
+    (res.status(), res.into_string().await.unwrap_or_default())
+}
+
+/// The status of a POST.
+pub async fn write(client: &Client, uri: &str) -> Status {
+    client.post(uri.to_owned()).dispatch().await.status()
+}
+
+/// The session cookie's raw value as the browser holds it.
+fn cookie_of(client: &Client, name: &str) -> Option<Cookie<'static>> {
+    client.cookies().get(name).map(|c| c.clone().into_owned())
+}
+
+fn set_cookie_names(res: &LocalResponse<'_>) -> Vec<String> {
+    res.headers()
+        .get("Set-Cookie")
+        .filter_map(|v| v.split_once('=').map(|(name, _)| name.trim().to_owned()))
+        .collect()
+}
+
+/// Calls `$callback!` with the name of every app-level case, like
+/// [`conformance_cases!`](crate::conformance_cases).
+#[macro_export]
+macro_rules! app_conformance_cases {
+    ($callback:ident $(, $arg:tt)* $(,)?) => {
+        $callback!(
+            $($arg,)*
+            login_whoami_logout,
+            regenerate_retires_the_old_id,
+            read_only_requests_write_nothing,
+            failed_requests_save_nothing,
+            hostile_cookies_get_a_fresh_session,
+            sessions_survive_a_restart,
+            logout_wins_over_a_slow_request,
+            hundred_concurrent_writers,
+            sweep_deletes_only_expired_sessions,
+        );
+    };
+}
+
+/// Calls each case named by [`app_conformance_cases!`] in turn.
+macro_rules! run_app_cases {
+    ($store:ident, $($case:ident),+ $(,)?) => {
+        $($case($store.clone()).await;)+
+    };
+}
+
+/// Runs every app-level case, one after the other.
+pub async fn run_all(store: Arc<dyn KeyValueStore>) {
+    app_conformance_cases!(run_app_cases, store);
+}
+
+/// Anonymous data, login (a new id, the pre-login record gone, data kept),
+/// reading it back, logout (no record left, the user gone).
+pub async fn login_whoami_logout(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-login");
+    let prefix = config.key_prefix.clone();
+    let client = client(store.clone(), config).await;
+
+    assert_eq!(read(&client, "/whoami").await.0, Status::NotFound);
+    assert_eq!(write(&client, "/set/cart/3").await, Status::Ok);
+    let anonymous = stored_keys(&*store, &prefix).await;
+    assert_eq!(anonymous.len(), 1, "the anonymous session is stored");
+
+    assert_eq!(write(&client, "/login/alice").await, Status::Ok);
+    assert_eq!(read(&client, "/whoami").await, (Status::Ok, "alice".into()));
+    assert_eq!(read(&client, "/get/cart").await, (Status::Ok, "3".into()));
+    let logged_in = stored_keys(&*store, &prefix).await;
+    assert_eq!(logged_in.len(), 1, "exactly one record after login");
+    assert!(
+        anonymous.is_disjoint(&logged_in),
+        "login gave the session a new id and removed the old record"
+    );
+
+    assert_eq!(write(&client, "/logout").await, Status::Ok);
+    assert_eq!(read(&client, "/whoami").await.0, Status::NotFound);
+    assert!(
+        stored_keys(&*store, &prefix).await.is_empty(),
+        "logout left no record"
+    );
+}
+
+/// After `regenerate()`, the old cookie opens nothing: a fresh session.
+pub async fn regenerate_retires_the_old_id(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-regenerate");
+    let name = config.cookie_name.clone();
+    let client = client(store.clone(), config.clone()).await;
+
+    assert_eq!(write(&client, "/set/user/mallory-planted").await, Status::Ok);
+    let planted = cookie_of(&client, &name).expect("a session cookie");
+    assert_eq!(write(&client, "/login/bob").await, Status::Ok);
+    let rotated = cookie_of(&client, &name).expect("a session cookie");
+    assert_ne!(planted.value(), rotated.value(), "login issued a new cookie");
+    assert_eq!(read(&client, "/whoami").await, (Status::Ok, "bob".into()));
+
+    // The pre-login cookie, replayed by another browser: a new, empty session.
+    let attacker = untracked(store, config).await;
+    let replay = attacker.get("/keys").cookie(planted).dispatch().await;
+    assert_eq!(replay.status(), Status::Ok);
+    assert_eq!(replay.into_string().await.unwrap_or_default(), "");
+    let current = attacker.get("/whoami").cookie(rotated).dispatch().await;
+    assert_eq!(current.into_string().await.as_deref(), Some("bob"));
+}
+
+/// Reading a session, or a route without one, writes nothing and sets no
+/// cookie; a session that was never modified is never stored.
+pub async fn read_only_requests_write_nothing(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-read-only");
+    let prefix = config.key_prefix.clone();
+    let client = client(store.clone(), config).await;
+
+    let res = client.get("/keys").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    assert!(set_cookie_names(&res).is_empty(), "no cookie for a read");
+    drop(res);
+    let res = client.get("/plain").dispatch().await;
+    assert!(set_cookie_names(&res).is_empty());
+    drop(res);
+    assert!(stored_keys(&*store, &prefix).await.is_empty());
+
+    assert_eq!(write(&client, "/set/a/1").await, Status::Ok);
+    let stored = stored_keys(&*store, &prefix).await;
+    let res = client.get("/get/a").dispatch().await;
+    assert!(set_cookie_names(&res).is_empty(), "no cookie for a read");
+    assert_eq!(res.into_string().await.as_deref(), Some("1"));
+    assert_eq!(stored_keys(&*store, &prefix).await, stored);
+}
+
+/// A 5xx response persists none of the request's changes.
+pub async fn failed_requests_save_nothing(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-failed");
+    let prefix = config.key_prefix.clone();
+    let client = client(store.clone(), config).await;
+
+    assert_eq!(write(&client, "/fail/a/1").await, Status::InternalServerError);
+    assert!(stored_keys(&*store, &prefix).await.is_empty());
+    assert_eq!(write(&client, "/set/a/1").await, Status::Ok);
+    assert_eq!(write(&client, "/fail/a/2").await, Status::InternalServerError);
+    assert_eq!(read(&client, "/get/a").await, (Status::Ok, "1".into()));
+}
+
+/// Garbage, forged and tampered cookies never fail the request and never
+/// adopt the client's id.
+pub async fn hostile_cookies_get_a_fresh_session(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-hostile");
+    let name = config.cookie_name.clone();
+    let prefix = config.key_prefix.clone();
+    let client = client(store.clone(), config.clone()).await;
+
+    assert_eq!(write(&client, "/set/user/victim").await, Status::Ok);
+    let victim = stored_keys(&*store, &prefix).await;
+    let stored_id = victim
+        .iter()
+        .next()
+        .and_then(|key| key.strip_prefix(&prefix))
+        .expect("one stored session")
+        .to_owned();
+    let sealed = cookie_of(&client, &name).expect("a session cookie");
+    let mut tampered = sealed.value().to_owned().into_bytes();
+    let middle = tampered.len() / 2;
+    tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii cookie");
+
+    let fresh = untracked(store.clone(), config).await;
+    for value in [
+        stored_id.as_str(),
+        tampered.as_str(),
+        "",
+        "%%%",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let res = fresh
+            .get("/whoami")
+            .cookie(Cookie::new(name.clone(), value.to_owned()))
+            .dispatch()
+            .await;
+        assert_eq!(res.status(), Status::NotFound, "cookie {value:?}");
+    }
+    let genuine = fresh.get("/whoami").cookie(sealed).dispatch().await;
+    assert_eq!(genuine.into_string().await.as_deref(), Some("victim"));
+    assert_eq!(stored_keys(&*store, &prefix).await, victim);
+}
+
+/// A cookie issued by one app instance opens the same session in another
+/// instance on the same store (a restart, or a second server).
+pub async fn sessions_survive_a_restart(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-restart");
+    let name = config.cookie_name.clone();
+    let first = client(store.clone(), config.clone()).await;
+    assert_eq!(write(&first, "/login/carol").await, Status::Ok);
+    let cookie = cookie_of(&first, &name).expect("a session cookie");
+    drop(first);
+
+    let second = client(store.clone(), config).await;
+    let res = second.get("/whoami").cookie(cookie).dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    assert_eq!(res.into_string().await.as_deref(), Some("carol"));
+}
+
+/// A logout during a slow request of the same session stays a logout: the
+/// slow request's save does not bring the session back.
+pub async fn logout_wins_over_a_slow_request(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-logout-slow");
+    let prefix = config.key_prefix.clone();
+    let gate = Arc::new(Gate::default());
+    let client = Client::tracked(app_with(store.clone(), config, 1, gate.clone()))
+        .await
+        .expect("launch");
+    assert_eq!(write(&client, "/login/ivy").await, Status::Ok);
+    assert_eq!(stored_keys(&*store, &prefix).await.len(), 1);
+
+    let slow = async { client.post("/slow/late").dispatch().await.status() };
+    let logout = async {
+        gate.loaded.notified().await;
+        let status = client.post("/logout").dispatch().await.status();
+        gate.release.notify_one();
+        status
+    };
+    let (slow, logout) = rocket::tokio::join!(slow, logout);
+    assert_eq!(logout, Status::Ok);
+    assert_eq!(slow, Status::Ok);
+    assert!(
+        stored_keys(&*store, &prefix).await.is_empty(),
+        "the slow request resurrected the session"
+    );
+    assert_eq!(read(&client, "/whoami").await.0, Status::NotFound);
+}
+
+/// 100 concurrent requests, each setting its own key on one session, lose
+/// no update.
+pub async fn hundred_concurrent_writers(store: Arc<dyn KeyValueStore>) {
+    let writers = 100;
+    // Enough compare-and-swap rounds for slow test servers: what is checked
+    // is that no update is lost, not how fast the saves converge.
+    let config = SessionConfig {
+        save_attempts: 200,
+        ..config("app-hundred")
+    };
+    let client = Client::tracked(app_with(store, config, writers, Arc::default()))
+        .await
+        .expect("launch");
+    assert_eq!(write(&client, "/set/init/1").await, Status::Ok);
+
+    let requests = (0..writers).map(|n| {
+        let client = &client;
+        async move { write(client, &format!("/together/k{n:03}")).await }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == Status::Ok), "{statuses:?}");
+    let (status, keys) = read(&client, "/keys").await;
+    assert_eq!(status, Status::Ok);
+    let kept = keys.split(',').filter(|k| k.starts_with('k')).count();
+    assert_eq!(kept, writers, "updates were lost: {keys}");
+}
+
+/// `cleanup_sessions` deletes the sessions whose lifetime has passed (as a
+/// store without TTL holds them), keeps live ones and keys it does not own.
+pub async fn sweep_deletes_only_expired_sessions(store: Arc<dyn KeyValueStore>) {
+    let config = SessionConfig {
+        lifetime: 3600,
+        ..config("app-sweep")
+    };
+    let prefix = config.key_prefix.clone();
+    let client = client(store.clone(), config.clone()).await;
+    assert_eq!(write(&client, "/login/dave").await, Status::Ok);
+    let live = stored_keys(&*store, &prefix).await;
+    assert_eq!(live.len(), 1);
+
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+    let mut expired = HashSet::new();
+    for _ in 0..25 {
+        let id = SessionId::generate(&mut rng, config.key_bits, two_hours_ago);
+        let key = format!("{prefix}{id}");
+        let created = store.create(&key, b"old", None).await.expect("create");
+        assert!(matches!(created, crate::CreateOutcome::Created(_)));
+        expired.insert(key);
+    }
+    let other_app = unique_prefix("app-sweep-other");
+    let foreign = format!("{other_app}{}", SessionId::generate(&mut rng, 64, two_hours_ago));
+    let _ = store.create(&foreign, b"theirs", None).await.expect("create");
+
+    let report = cleanup_sessions(&*store, &config).await.expect("sweep");
+    assert_eq!(report.deleted, 25, "{report:?}");
+    assert_eq!(stored_keys(&*store, &prefix).await, live);
+    assert_eq!(read(&client, "/whoami").await, (Status::Ok, "dave".into()));
+    assert!(
+        store.get(&foreign).await.expect("get").is_some(),
+        "the sweep deleted another prefix's key"
+    );
+    store.delete(&foreign).await.expect("delete");
+}
