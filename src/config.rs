@@ -1,7 +1,5 @@
 //! [`SessionConfig`]: the `kvsession` configuration table.
 
-use std::time::Duration;
-
 use rocket::http::SameSite;
 use rocket::serde::{Deserialize, Serialize};
 
@@ -239,21 +237,6 @@ impl SessionConfig {
             return Err(config_error("save_attempts", "must be from 1 to 1000"));
         }
         Ok(())
-    }
-
-    /// [`lifetime`](Self::lifetime) as a `Duration`.
-    pub fn lifetime(&self) -> Duration {
-        Duration::from_secs(self.lifetime)
-    }
-
-    /// [`idle_timeout`](Self::idle_timeout) as a `Duration`.
-    pub fn idle_timeout(&self) -> Option<Duration> {
-        self.idle_timeout.map(Duration::from_secs)
-    }
-
-    /// [`cleanup_interval`](Self::cleanup_interval) as a `Duration`.
-    pub fn cleanup_interval(&self) -> Option<Duration> {
-        self.cleanup_interval.map(Duration::from_secs)
     }
 }
 

@@ -1,133 +1,48 @@
-//! The session engine: loading, saving, touching; shared by the fairing and
-//! the guard.
+//! The session engine: every store round trip of a session (load, save,
+//! touch, regenerate, destroy), shared by the fairing and the guard.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rand_core::RngCore;
-use rocket::http::{Cookie, CookieJar, Status};
+use rocket::http::{CookieJar, Status};
+use rocket::{Phase, Request, Rocket};
 
 use crate::config::SessionConfig;
 use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::id::SessionId;
+use crate::state::{SessionState, Snapshot};
 use crate::store::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
-
-/// Slack for times kept in whole seconds (see [`Engine::deadline`]).
-const ROUNDING: Duration = Duration::from_secs(1);
+use crate::time::{from_unix, now_unix, seconds, unix, ROUNDING};
 
 /// How many ids `regenerate` draws before giving up on a broken RNG.
 const ID_ATTEMPTS: u32 = 8;
 
-pub(crate) fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn from_unix(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
-}
-
-/// One request's view of its session.
-#[derive(Debug)]
-pub(crate) struct State {
-    /// The session id; `None` for a new session that has not needed one yet.
-    pub(crate) id: Option<SessionId>,
-    /// Whether a record with this id exists in the store (as of loading or
-    /// of this request's own writes).
-    pub(crate) stored: bool,
-    /// The version of the record this request loaded or last wrote.
-    pub(crate) version: Option<Version>,
-    /// The session's data.
-    pub(crate) envelope: Envelope,
-    /// The expiry the store held when the record was loaded.
-    pub(crate) record_expires_at: Option<SystemTime>,
-    /// Keys this request set (`Some`) or removed (`None`).
-    pub(crate) changes: BTreeMap<String, Option<Vec<u8>>>,
-    /// Whether this request cleared the whole session.
-    pub(crate) cleared: bool,
-    /// Whether this request changed the permanent flag.
-    pub(crate) permanent_changed: bool,
-    /// Whether anything needs saving.
-    pub(crate) modified: bool,
-    /// Whether this request put a session cookie into the jar.
-    pub(crate) cookie_set: bool,
-}
-
-impl State {
-    pub(crate) fn fresh(permanent: bool) -> Self {
-        State {
-            id: None,
-            stored: false,
-            version: None,
-            envelope: Envelope {
-                last_active: 0,
-                permanent,
-                data: BTreeMap::new(),
-            },
-            record_expires_at: None,
-            changes: BTreeMap::new(),
-            cleared: false,
-            permanent_changed: false,
-            modified: false,
-            cookie_set: false,
-        }
-    }
-
-    /// Forgets this request's pending changes (they were written).
-    pub(crate) fn mark_saved(&mut self) {
-        self.changes.clear();
-        self.cleared = false;
-        self.permanent_changed = false;
-        self.modified = false;
-    }
-
-    /// Applies this request's changes on top of `current`, the newest record.
-    /// `clear()` is a whole-session operation and wins over `current`.
-    fn merge_onto(&self, mut current: Envelope) -> Envelope {
-        if self.cleared {
-            current.data = self.envelope.data.clone();
-        } else {
-            for (key, change) in &self.changes {
-                match change {
-                    Some(value) => {
-                        current.data.insert(key.clone(), value.clone());
-                    }
-                    None => {
-                        current.data.remove(key);
-                    }
-                }
-            }
-        }
-        if self.permanent_changed {
-            current.permanent = self.envelope.permanent;
-        }
-        current
-    }
-}
-
 /// The session of one request, cached in the request's local cache.
 #[derive(Debug)]
 pub(crate) struct SessionCell {
-    state: Mutex<State>,
+    state: Mutex<SessionState>,
 }
 
 impl SessionCell {
-    fn new(state: State) -> Self {
+    fn new(state: SessionState) -> Self {
         SessionCell {
             state: Mutex::new(state),
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SessionState> {
         // Every mutation under this lock is completed before any code that
         // could panic runs, so a poisoned lock still holds a consistent state.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// The per-request cache slot: empty until a `Session` guard loads the
+/// session. Only the engine reads and writes it.
+struct Slot(Option<Result<SessionCell, Error>>);
 
 /// What the fairing must do to the response after a save.
 #[derive(Debug)]
@@ -145,7 +60,8 @@ pub(crate) enum SaveOutcome {
 
 pub(crate) type SessionRng = Box<dyn RngCore + Send>;
 
-/// The engine: store, configuration and id source of one Rocket instance.
+/// The engine: store, configuration and id source of one Rocket instance,
+/// kept in Rocket's managed state by the fairing.
 pub(crate) struct Engine {
     pub(crate) store: Arc<dyn KeyValueStore>,
     pub(crate) config: SessionConfig,
@@ -174,6 +90,31 @@ impl Engine {
         }
     }
 
+    /// The engine the fairing put into `rocket`'s managed state, if attached.
+    pub(crate) fn fetch<P: Phase>(rocket: &Rocket<P>) -> Option<&Arc<Engine>> {
+        rocket.state::<Arc<Engine>>()
+    }
+
+    /// The request's session, loaded once per request however many guards
+    /// ask for it.
+    pub(crate) async fn session<'r>(&self, req: &'r Request<'_>) -> &'r Result<SessionCell, Error> {
+        let slot: &'r Slot = req
+            .local_cache_async(async { Slot(Some(self.load(req.cookies()).await)) })
+            .await;
+        slot.0
+            .as_ref()
+            .expect("a slot filled by the guard always holds a session")
+    }
+
+    /// The request's session if a guard loaded it successfully; `None` for
+    /// requests that never asked for one (they touch no store).
+    pub(crate) fn loaded<'r>(req: &'r Request<'_>) -> Option<&'r SessionCell> {
+        match req.local_cache(|| Slot(None)) {
+            Slot(Some(Ok(cell))) => Some(cell),
+            _ => None,
+        }
+    }
+
     pub(crate) fn new_id(&self) -> SessionId {
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         SessionId::generate(&mut **rng, self.config.key_bits, SystemTime::now())
@@ -184,6 +125,7 @@ impl Engine {
         Duration::from_millis(rng.next_u64() % max_ms.max(1))
     }
 
+    /// The store key of `id`: the configured prefix, then the id.
     pub(crate) fn key(&self, id: &SessionId) -> String {
         let mut key = String::with_capacity(self.config.key_prefix.len() + 82);
         key.push_str(&self.config.key_prefix);
@@ -192,7 +134,7 @@ impl Engine {
     }
 
     fn new_session(&self) -> SessionCell {
-        SessionCell::new(State::fresh(self.config.permanent))
+        SessionCell::new(SessionState::fresh(self.config.permanent))
     }
 
     /// The time a session's activity was last recorded: the envelope's
@@ -206,13 +148,10 @@ impl Engine {
         }
     }
 
-    /// When a session ends if its last activity was at `activity`.
-    ///
-    /// Creation and activity times are whole Unix seconds, rounded down, so
-    /// one second is added: a session never ends before its full lifetime
-    /// or idle timeout, and at most a second after.
+    /// When a session ends if its last activity was at `activity`, with a
+    /// second of slack for whole-second times (see [`ROUNDING`]).
     fn deadline(&self, id: &SessionId, activity: u64) -> SystemTime {
-        let absolute = id.expires(self.config.lifetime());
+        let absolute = id.expires(seconds(self.config.lifetime));
         let end = match self.config.idle_timeout {
             Some(idle) => absolute.min(from_unix(activity.saturating_add(idle))),
             None => absolute,
@@ -226,7 +165,7 @@ impl Engine {
     }
 
     /// Loads the session named by the request's cookie, or a new one.
-    pub(crate) async fn load(&self, jar: &CookieJar<'_>) -> Result<SessionCell, Error> {
+    async fn load(&self, jar: &CookieJar<'_>) -> Result<SessionCell, Error> {
         let Some(cookie) = jar.get_private(&self.config.cookie_name) else {
             // No cookie, or one that fails to decrypt or authenticate.
             return Ok(self.new_session());
@@ -235,7 +174,7 @@ impl Engine {
             return Ok(self.new_session());
         };
         let now = SystemTime::now();
-        if now >= id.expires(self.config.lifetime()) + ROUNDING {
+        if now >= id.expires(seconds(self.config.lifetime)) + ROUNDING {
             // Expired: no need to ask the store.
             return Ok(self.new_session());
         }
@@ -253,56 +192,12 @@ impl Engine {
         if now >= self.deadline(&id, activity) || record.expires_at.is_some_and(|at| now >= at) {
             return Ok(self.new_session());
         }
-        let mut state = State::fresh(envelope.permanent);
-        state.id = Some(id);
-        state.stored = true;
-        state.version = record.version;
-        state.envelope = envelope;
-        state.record_expires_at = record.expires_at;
+        let state = SessionState::loaded(id, envelope, record.version, record.expires_at);
         Ok(SessionCell::new(state))
     }
 
-    /// The cookie that carries `id`.
-    pub(crate) fn cookie(&self, id: &SessionId, permanent: bool) -> Cookie<'static> {
-        let c = &self.config;
-        let mut cookie = Cookie::build((c.cookie_name.clone(), id.to_string()))
-            .path(c.cookie_path.clone())
-            .secure(c.cookie_secure)
-            .http_only(c.cookie_http_only)
-            .same_site(c.cookie_same_site.into())
-            .build();
-        if let Some(domain) = &c.cookie_domain {
-            cookie.set_domain(domain.clone());
-        }
-        if permanent {
-            let remaining = id
-                .expires(c.lifetime())
-                .duration_since(SystemTime::now())
-                .unwrap_or_default();
-            let remaining = rocket::time::Duration::seconds(remaining.as_secs() as i64);
-            cookie.set_max_age(remaining);
-            cookie.set_expires(rocket::time::OffsetDateTime::now_utc() + remaining);
-        } else {
-            // A browser-session cookie. Setting the expiration explicitly to
-            // "session" keeps Rocket from giving private cookies a week.
-            cookie.set_expires(None);
-        }
-        cookie
-    }
-
-    /// A cookie that, added to a jar, removes the session cookie.
-    pub(crate) fn removal_cookie(&self) -> Cookie<'static> {
-        let mut cookie = Cookie::build((self.config.cookie_name.clone(), ""))
-            .path(self.config.cookie_path.clone())
-            .build();
-        if let Some(domain) = &self.config.cookie_domain {
-            cookie.set_domain(domain.clone());
-        }
-        cookie
-    }
-
     /// Writes `envelope` under a fresh id; returns the id and version.
-    pub(crate) async fn create_fresh(
+    async fn create_fresh(
         &self,
         envelope: &Envelope,
     ) -> Result<(SessionId, Option<Version>), Error> {
@@ -322,195 +217,177 @@ impl Engine {
         })
     }
 
+    /// Moves a stored session to a new id, keeping its data: the record
+    /// under the new id is written first, then the old key is deleted, so a
+    /// failure never loses the session. A session not stored yet only
+    /// forgets its id, so its cookie carries a new one.
+    pub(crate) async fn regenerate(&self, cell: &SessionCell) -> Result<(), Error> {
+        let (old_id, envelope) = {
+            let mut st = cell.lock();
+            let snapshot = st.snapshot(now_unix());
+            if !snapshot.stored {
+                st.forget_unstored_id();
+                return Ok(());
+            }
+            (snapshot.id.clone(), snapshot.written())
+        };
+        let (new_id, version) = self.create_fresh(&envelope).await?;
+        cell.lock().moved(new_id, envelope, version);
+        if let Some(old_id) = old_id {
+            self.store.delete(&self.key(&old_id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the session: deletes its record; the request goes on with a new,
+    /// empty session.
+    pub(crate) async fn destroy(&self, cell: &SessionCell) -> Result<(), Error> {
+        let key = {
+            let st = cell.lock();
+            st.id().filter(|_| st.is_stored()).map(|id| self.key(id))
+        };
+        if let Some(key) = key {
+            self.store.delete(&key).await?;
+        }
+        cell.lock().reset(self.config.permanent);
+        Ok(())
+    }
+
     /// Persists the request's session after the response was built.
     pub(crate) async fn save(&self, cell: &SessionCell, status: Status) -> SaveOutcome {
-        let now = unix(SystemTime::now());
-        let (id, stored, cookie_set, modified) = {
-            let st = cell.lock();
-            (st.id.clone(), st.stored, st.cookie_set, st.modified)
-        };
-        let drop_new_cookie = || {
-            if cookie_set && !stored {
-                SaveOutcome::DropCookie
-            } else {
-                SaveOutcome::Done
-            }
+        let snapshot = cell.lock().snapshot(now_unix());
+        let failed_save = |error| SaveOutcome::Failed {
+            error,
+            drop_cookie: snapshot.new_cookie,
         };
         if status.code >= 500 && !self.config.save_on_error {
-            return drop_new_cookie();
+            return self.unsaved(&snapshot);
         }
-        let Some(id) = id else {
+        let Some(id) = snapshot.id.clone() else {
             return SaveOutcome::Done;
         };
-        if !modified {
-            if stored {
-                self.touch_if_due(cell, &id, now).await;
+        let result = if !snapshot.is_modified() {
+            if snapshot.stored {
+                self.touch_if_due(&snapshot, &id).await;
             }
-            return SaveOutcome::Done;
-        }
-        if stored {
-            self.save_existing(cell, &id, now).await
+            Ok(SaveOutcome::Done)
+        } else if snapshot.stored {
+            self.save_existing(cell, &snapshot, &id).await
         } else {
-            self.save_new(cell, &id, now).await
+            self.save_new(cell, &snapshot, &id).await
+        };
+        result.unwrap_or_else(failed_save)
+    }
+
+    /// The outcome when nothing is saved: a new session's cookie must not
+    /// reach the client, since no record backs it.
+    fn unsaved(&self, snapshot: &Snapshot) -> SaveOutcome {
+        if snapshot.new_cookie {
+            SaveOutcome::DropCookie
+        } else {
+            SaveOutcome::Done
         }
     }
 
-    async fn save_new(&self, cell: &SessionCell, id: &SessionId, now: u64) -> SaveOutcome {
-        let envelope = {
-            let mut st = cell.lock();
-            if st.envelope.data.is_empty() {
-                // Never store an empty new session.
-                return if st.cookie_set {
-                    SaveOutcome::DropCookie
-                } else {
-                    SaveOutcome::Done
-                };
-            }
-            st.envelope.last_active = now;
-            st.envelope.clone()
-        };
-        let expiry = self.store_expiry(id, now);
+    async fn save_new(
+        &self,
+        cell: &SessionCell,
+        snapshot: &Snapshot,
+        id: &SessionId,
+    ) -> Result<SaveOutcome, Error> {
+        if snapshot.envelope.data.is_empty() {
+            // Never store an empty new session.
+            return Ok(self.unsaved(snapshot));
+        }
+        let envelope = snapshot.written();
+        let expiry = self.store_expiry(id, snapshot.now);
         match self
             .store
             .create(&self.key(id), &envelope.encode(), expiry)
-            .await
+            .await?
         {
-            Ok(CreateOutcome::Created(version)) => {
-                let mut st = cell.lock();
-                st.stored = true;
-                st.version = version;
-                st.mark_saved();
-                SaveOutcome::Done
+            CreateOutcome::Created(version) => {
+                cell.lock().saved(envelope, version);
+                Ok(SaveOutcome::Done)
             }
             // The cookie with this id is already sealed into the response and
             // cannot be replaced from here, so the id cannot change: refuse
             // rather than hand out someone else's session.
-            Ok(CreateOutcome::AlreadyExists) => SaveOutcome::Failed {
-                error: Error::IdCollision,
-                drop_cookie: true,
-            },
-            Err(e) => SaveOutcome::Failed {
-                error: e.into(),
-                drop_cookie: true,
-            },
+            CreateOutcome::AlreadyExists => Err(Error::IdCollision),
         }
     }
 
-    async fn save_existing(&self, cell: &SessionCell, id: &SessionId, now: u64) -> SaveOutcome {
+    async fn save_existing(
+        &self,
+        cell: &SessionCell,
+        snapshot: &Snapshot,
+        id: &SessionId,
+    ) -> Result<SaveOutcome, Error> {
         let key = self.key(id);
-        let (mut envelope, mut version, cleared_empty) = {
-            let mut st = cell.lock();
-            st.envelope.last_active = now;
-            (
-                st.envelope.clone(),
-                st.version.clone(),
-                st.cleared && st.envelope.data.is_empty(),
-            )
-        };
-        if cleared_empty {
+        if snapshot.cleared_empty() {
             // clear() is a whole-session operation: an emptied session is
             // deleted, whatever concurrent requests did meanwhile.
-            return self.delete_emptied(&key).await;
+            self.store.delete(&key).await?;
+            return Ok(SaveOutcome::RemoveCookie);
         }
+        let now = snapshot.now;
         let versioned = self.store.supports_versioning();
         let attempts = self.config.save_attempts;
+        let mut envelope = snapshot.written();
+        let mut version = snapshot.version.clone();
         for attempt in 1..=attempts {
-            let expected = if versioned { version.as_ref() } else { None };
+            let expected = version.as_ref().filter(|_| versioned);
             let expiry = self.store_expiry(id, now);
             match self
                 .store
                 .update(&key, &envelope.encode(), expected, expiry)
-                .await
+                .await?
             {
-                Ok(UpdateOutcome::Updated(new_version)) => {
+                UpdateOutcome::Updated(new_version) => {
                     let empty = envelope.data.is_empty();
-                    {
-                        let mut st = cell.lock();
-                        st.version = new_version;
-                        st.envelope = envelope;
-                        st.mark_saved();
-                    }
+                    cell.lock().saved(envelope, new_version);
                     // Every key was removed (and no concurrent request added
                     // one): an empty session is not kept.
-                    return if empty {
-                        self.delete_emptied(&key).await
-                    } else {
-                        SaveOutcome::Done
-                    };
+                    if empty {
+                        self.store.delete(&key).await?;
+                        return Ok(SaveOutcome::RemoveCookie);
+                    }
+                    return Ok(SaveOutcome::Done);
                 }
-                Ok(UpdateOutcome::Missing) => {
+                UpdateOutcome::Missing => {
                     // Destroyed or expired meanwhile: never resurrect it.
                     log::info!("kvsession: session vanished before save; changes dropped");
-                    return SaveOutcome::RemoveCookie;
+                    return Ok(SaveOutcome::RemoveCookie);
                 }
-                Ok(UpdateOutcome::Conflict) => {
+                UpdateOutcome::Conflict => {
                     // Full-jitter exponential backoff spreads the retries of
                     // many requests racing on one session.
                     if attempt > 1 {
                         tokio::time::sleep(self.jitter(1 << attempt.min(10))).await;
                     }
-                    let current = match self.store.get(&key).await {
-                        Ok(Some(record)) => record,
-                        Ok(None) => return SaveOutcome::RemoveCookie,
-                        Err(e) => {
-                            return SaveOutcome::Failed {
-                                error: e.into(),
-                                drop_cookie: false,
-                            }
-                        }
+                    let Some(current) = self.store.get(&key).await? else {
+                        return Ok(SaveOutcome::RemoveCookie);
                     };
-                    let base = match Envelope::decode(&current.value) {
-                        Ok(base) => base,
-                        Err(error) => {
-                            return SaveOutcome::Failed {
-                                error,
-                                drop_cookie: false,
-                            }
-                        }
-                    };
-                    envelope = cell.lock().merge_onto(base);
+                    envelope = snapshot
+                        .changes
+                        .merge_onto(Envelope::decode(&current.value)?);
                     envelope.last_active = now;
                     version = current.version;
                 }
-                Err(e) => {
-                    return SaveOutcome::Failed {
-                        error: e.into(),
-                        drop_cookie: false,
-                    }
-                }
             }
         }
-        SaveOutcome::Failed {
-            error: Error::Conflict { attempts },
-            drop_cookie: false,
-        }
-    }
-
-    async fn delete_emptied(&self, key: &str) -> SaveOutcome {
-        match self.store.delete(key).await {
-            Ok(()) => SaveOutcome::RemoveCookie,
-            Err(e) => SaveOutcome::Failed {
-                error: e.into(),
-                drop_cookie: false,
-            },
-        }
+        Err(Error::Conflict { attempts })
     }
 
     /// Refreshes an unmodified session's activity, at most once per
     /// `touch_after`, when an idle timeout is configured. Failures only log:
     /// the request itself succeeded.
-    async fn touch_if_due(&self, cell: &SessionCell, id: &SessionId, now: u64) {
+    async fn touch_if_due(&self, snapshot: &Snapshot, id: &SessionId) {
         if self.config.idle_timeout.is_none() {
             return;
         }
-        let (activity, envelope, version) = {
-            let st = cell.lock();
-            (
-                self.activity(&st.envelope, st.record_expires_at),
-                st.envelope.clone(),
-                st.version.clone(),
-            )
-        };
+        let now = snapshot.now;
+        let activity = self.activity(&snapshot.envelope, snapshot.record_expires_at);
         if now.saturating_sub(activity) < self.config.touch_after {
             return;
         }
@@ -519,13 +396,12 @@ impl Engine {
             // Only the expiry moves; the data is not rewritten.
             Some(expiry) => self.store.touch(&key, expiry).await,
             None => {
-                let mut envelope = envelope;
-                envelope.last_active = now;
-                let expected = version
+                let expected = snapshot
+                    .version
                     .as_ref()
                     .filter(|_| self.store.supports_versioning());
                 self.store
-                    .update(&key, &envelope.encode(), expected, None)
+                    .update(&key, &snapshot.written().encode(), expected, None)
                     .await
             }
         };

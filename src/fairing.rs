@@ -13,10 +13,11 @@ use rocket::{Build, Orbit, Request, Response, Rocket};
 
 use crate::cleanup::cleanup_sessions;
 use crate::config::SessionConfig;
+use crate::cookie;
 use crate::engine::{Engine, SaveOutcome, SessionRng};
 use crate::error::chain;
-use crate::session::Loaded;
 use crate::store::KeyValueStore;
+use crate::time::seconds;
 
 /// The session fairing: attach it once to a Rocket instance.
 ///
@@ -120,7 +121,7 @@ impl Fairing for KvSession {
     }
 
     async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
-        if rocket.state::<Arc<Engine>>().is_some() {
+        if Engine::fetch(&rocket).is_some() {
             log::error!("kvsession: the KvSession fairing is attached twice");
             return Err(rocket);
         }
@@ -146,10 +147,11 @@ impl Fairing for KvSession {
     }
 
     async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
-        let Some(engine) = rocket.state::<Arc<Engine>>().cloned() else {
+        let Some(engine) = Engine::fetch(rocket).cloned() else {
             return;
         };
-        let Some(interval) = self.cleanup_interval.or(engine.config.cleanup_interval()) else {
+        let configured = engine.config.cleanup_interval.map(seconds);
+        let Some(interval) = self.cleanup_interval.or(configured) else {
             return;
         };
         let shutdown = rocket.shutdown();
@@ -178,26 +180,24 @@ impl Fairing for KvSession {
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
-        let Loaded(Some(Ok(cell))) = req.local_cache(|| Loaded(None)) else {
+        let Some(cell) = Engine::loaded(req) else {
             return;
         };
-        let Some(engine) = req.rocket().state::<Arc<Engine>>() else {
+        let Some(engine) = Engine::fetch(req.rocket()) else {
             return;
         };
-        let name = &engine.config.cookie_name;
+        let config = &engine.config;
         match engine.save(cell, res.status()).await {
             SaveOutcome::Done => {}
-            SaveOutcome::DropCookie => drop_set_cookie(res, name),
+            SaveOutcome::DropCookie => cookie::drop_set_cookie(res, &config.cookie_name),
             SaveOutcome::RemoveCookie => {
-                drop_set_cookie(res, name);
-                let mut removal = engine.removal_cookie();
-                removal.make_removal();
-                res.adjoin_header(removal);
+                cookie::drop_set_cookie(res, &config.cookie_name);
+                res.adjoin_header(cookie::removal_header(config));
             }
             SaveOutcome::Failed { error, drop_cookie } => {
                 log::error!("kvsession: cannot save session: {}", chain(&error));
                 if drop_cookie {
-                    drop_set_cookie(res, name);
+                    cookie::drop_set_cookie(res, &config.cookie_name);
                 }
                 let body = "503 Service Unavailable: the session could not be saved\n";
                 res.set_status(Status::ServiceUnavailable);
@@ -205,24 +205,5 @@ impl Fairing for KvSession {
                 res.set_sized_body(body.len(), Cursor::new(body));
             }
         }
-    }
-}
-
-/// Removes the `Set-Cookie` headers for cookie `name` from a response,
-/// keeping every other cookie.
-fn drop_set_cookie(res: &mut Response<'_>, name: &str) {
-    let keep: Vec<String> = res
-        .headers()
-        .get("Set-Cookie")
-        .filter(|value| {
-            value
-                .split_once('=')
-                .is_none_or(|(cookie, _)| cookie.trim() != name)
-        })
-        .map(str::to_owned)
-        .collect();
-    res.remove_header("Set-Cookie");
-    for value in keep {
-        res.adjoin_raw_header("Set-Cookie", value);
     }
 }

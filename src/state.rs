@@ -1,0 +1,453 @@
+//! One request's view of its session, and the rules that govern it: what
+//! counts as a change, how a request's changes merge onto a record another
+//! request wrote meanwhile (a `clear()` wins), and when the browser needs a
+//! new cookie. No store and no Rocket here: the engine does the I/O, the
+//! guard the cookie jar.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::envelope::Envelope;
+use crate::id::SessionId;
+use crate::store::Version;
+
+/// What one request changed, to be merged onto the newest stored record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Changes {
+    /// Keys set (`Some`) or removed (`None`) since the last clear.
+    keys: BTreeMap<String, Option<Vec<u8>>>,
+    /// Whether the request cleared the whole session.
+    cleared: bool,
+    /// The permanent flag, if the request changed it.
+    permanent: Option<bool>,
+}
+
+impl Changes {
+    /// Whether there is nothing to save.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty() && !self.cleared && self.permanent.is_none()
+    }
+
+    /// Applies these changes on top of `current`, the newest record.
+    /// `clear()` is a whole-session operation: it drops every key of
+    /// `current`, including keys other requests added meanwhile.
+    pub(crate) fn merge_onto(&self, mut current: Envelope) -> Envelope {
+        if self.cleared {
+            current.data.clear();
+        }
+        for (key, change) in &self.keys {
+            match change {
+                Some(value) => {
+                    current.data.insert(key.clone(), value.clone());
+                }
+                None => {
+                    current.data.remove(key);
+                }
+            }
+        }
+        if let Some(permanent) = self.permanent {
+            current.permanent = permanent;
+        }
+        current
+    }
+
+    /// Whether the request touched the data (not only the permanent flag).
+    fn touches_data(&self) -> bool {
+        self.cleared || !self.keys.is_empty()
+    }
+}
+
+/// A cookie the browser must be sent: the session's id and permanence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CookieSpec {
+    pub(crate) id: SessionId,
+    pub(crate) permanent: bool,
+}
+
+/// One request's session: the record as loaded (or as this request last
+/// wrote it), this request's view of the data, and its pending changes.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    /// The session id; `None` for a new session that has not needed one yet.
+    id: Option<SessionId>,
+    /// Whether a record with this id exists in the store (as of loading or
+    /// of this request's own writes).
+    stored: bool,
+    /// The version of the record this request loaded or last wrote.
+    version: Option<Version>,
+    /// The session as this request sees it: the record plus its changes.
+    envelope: Envelope,
+    /// The expiry the store held when the record was loaded.
+    record_expires_at: Option<SystemTime>,
+    /// What this request changed since loading (or its last save).
+    changes: Changes,
+    /// The cookie the browser holds as of this response: what it sent for a
+    /// loaded session, else what this request issued.
+    cookie: Option<CookieSpec>,
+    /// Whether this request issued a session cookie.
+    cookie_issued: bool,
+}
+
+/// What a save needs of a request's session, taken once under the lock.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    /// When the snapshot was taken, in Unix seconds: the activity time of
+    /// whatever the save writes.
+    pub(crate) now: u64,
+    pub(crate) id: Option<SessionId>,
+    pub(crate) stored: bool,
+    pub(crate) version: Option<Version>,
+    /// The session as the request sees it, with the activity time loaded.
+    pub(crate) envelope: Envelope,
+    pub(crate) record_expires_at: Option<SystemTime>,
+    pub(crate) changes: Changes,
+    /// Whether a cookie for a session not yet stored went into the response.
+    pub(crate) new_cookie: bool,
+}
+
+impl Snapshot {
+    /// The session as a save writes it: activity time `now`.
+    pub(crate) fn written(&self) -> Envelope {
+        let mut envelope = self.envelope.clone();
+        envelope.last_active = self.now;
+        envelope
+    }
+
+    /// Whether anything needs saving.
+    pub(crate) fn is_modified(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// Whether the request emptied the session with `clear()` (and set
+    /// nothing since): the record is deleted, whatever others wrote.
+    pub(crate) fn cleared_empty(&self) -> bool {
+        self.changes.cleared && self.envelope.data.is_empty()
+    }
+}
+
+impl SessionState {
+    /// A new, empty session with no id.
+    pub(crate) fn fresh(permanent: bool) -> Self {
+        SessionState {
+            id: None,
+            stored: false,
+            version: None,
+            envelope: Envelope {
+                last_active: 0,
+                permanent,
+                data: BTreeMap::new(),
+            },
+            record_expires_at: None,
+            changes: Changes::default(),
+            cookie: None,
+            cookie_issued: false,
+        }
+    }
+
+    /// A session loaded from the store under `id`.
+    pub(crate) fn loaded(
+        id: SessionId,
+        envelope: Envelope,
+        version: Option<Version>,
+        record_expires_at: Option<SystemTime>,
+    ) -> Self {
+        let cookie = CookieSpec {
+            id: id.clone(),
+            permanent: envelope.permanent,
+        };
+        SessionState {
+            id: Some(id),
+            stored: true,
+            version,
+            envelope,
+            record_expires_at,
+            changes: Changes::default(),
+            cookie: Some(cookie),
+            cookie_issued: false,
+        }
+    }
+
+    pub(crate) fn id(&self) -> Option<&SessionId> {
+        self.id.as_ref()
+    }
+
+    pub(crate) fn is_stored(&self) -> bool {
+        self.stored
+    }
+
+    pub(crate) fn is_modified(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    pub(crate) fn is_permanent(&self) -> bool {
+        self.envelope.permanent
+    }
+
+    /// The encoded value of `key`.
+    pub(crate) fn value(&self, key: &str) -> Option<&[u8]> {
+        self.envelope.data.get(key).map(Vec::as_slice)
+    }
+
+    pub(crate) fn contains_key(&self, key: &str) -> bool {
+        self.envelope.data.contains_key(key)
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.envelope.data.keys().map(String::as_str)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.envelope.data.len()
+    }
+
+    /// Sets `key` to the encoded `value`; returns whether that changed
+    /// anything (an equal value is not a change).
+    pub(crate) fn insert(&mut self, key: String, value: Vec<u8>) -> bool {
+        if self.envelope.data.get(&key) == Some(&value) {
+            return false;
+        }
+        self.envelope.data.insert(key.clone(), value.clone());
+        self.changes.keys.insert(key, Some(value));
+        true
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub(crate) fn remove(&mut self, key: &str) -> bool {
+        if self.envelope.data.remove(key).is_none() {
+            return false;
+        }
+        self.changes.keys.insert(key.to_owned(), None);
+        true
+    }
+
+    /// Removes every key; returns whether anything changed.
+    pub(crate) fn clear(&mut self) -> bool {
+        if self.envelope.data.is_empty() && self.changes.keys.is_empty() {
+            return false;
+        }
+        self.envelope.data.clear();
+        self.changes.keys.clear();
+        self.changes.cleared = true;
+        true
+    }
+
+    /// Sets the permanent flag; returns whether it changed.
+    pub(crate) fn set_permanent(&mut self, permanent: bool) -> bool {
+        if self.envelope.permanent == permanent {
+            return false;
+        }
+        self.envelope.permanent = permanent;
+        self.changes.permanent = Some(permanent);
+        true
+    }
+
+    /// Drops the id of a session that is not stored, so the next cookie
+    /// carries a new one (`regenerate()` on a new session).
+    pub(crate) fn forget_unstored_id(&mut self) {
+        debug_assert!(!self.stored);
+        self.id = None;
+    }
+
+    /// The cookie the browser must be sent now, if its cookie no longer
+    /// matches the session; draws the id with `new_id` if the session has
+    /// none yet. Call after every change.
+    ///
+    /// The rules: a stored session's cookie carries its id and permanence;
+    /// a new session gets a cookie as soon as its data is touched, so the
+    /// cookie can still be set while the handler runs (response fairings
+    /// come too late for the jar); a new session that is still empty at
+    /// save time is not stored and its cookie is dropped from the response.
+    pub(crate) fn cookie_due(&mut self, new_id: impl FnOnce() -> SessionId) -> Option<CookieSpec> {
+        let wanted = self.stored || !self.envelope.data.is_empty() || self.changes.touches_data();
+        if !wanted {
+            return None;
+        }
+        let id = self.id.get_or_insert_with(new_id).clone();
+        let spec = CookieSpec {
+            id,
+            permanent: self.envelope.permanent,
+        };
+        if self.cookie.as_ref() == Some(&spec) {
+            return None;
+        }
+        self.cookie = Some(spec.clone());
+        self.cookie_issued = true;
+        Some(spec)
+    }
+
+    /// Everything a save needs, taken at `now` (Unix seconds).
+    pub(crate) fn snapshot(&self, now: u64) -> Snapshot {
+        Snapshot {
+            now,
+            id: self.id.clone(),
+            stored: self.stored,
+            version: self.version.clone(),
+            envelope: self.envelope.clone(),
+            record_expires_at: self.record_expires_at,
+            changes: self.changes.clone(),
+            new_cookie: self.cookie_issued && !self.stored,
+        }
+    }
+
+    /// The record of this session was written as `envelope` with `version`
+    /// (a save, or the first record of a new session).
+    pub(crate) fn saved(&mut self, envelope: Envelope, version: Option<Version>) {
+        self.stored = true;
+        self.version = version;
+        self.envelope = envelope;
+        self.changes = Changes::default();
+    }
+
+    /// The session now lives under `id` (written as `envelope` with
+    /// `version`): `regenerate()` on a stored session.
+    pub(crate) fn moved(&mut self, id: SessionId, envelope: Envelope, version: Option<Version>) {
+        self.id = Some(id);
+        self.record_expires_at = None;
+        self.saved(envelope, version);
+    }
+
+    /// The session ended: the request goes on with a new, empty one. The
+    /// browser's cookie is being removed.
+    pub(crate) fn reset(&mut self, permanent: bool) {
+        *self = SessionState::fresh(permanent);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> SessionId {
+        format!("{n:016x}_6745c1a0").parse().unwrap()
+    }
+
+    fn record(pairs: &[(&str, &[u8])]) -> Envelope {
+        Envelope {
+            last_active: 1,
+            permanent: true,
+            data: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+                .collect(),
+        }
+    }
+
+    fn loaded(pairs: &[(&str, &[u8])]) -> SessionState {
+        SessionState::loaded(id(1), record(pairs), Some(Version::from(1u64)), None)
+    }
+
+    #[test]
+    fn an_equal_value_is_not_a_change() {
+        let mut st = loaded(&[("a", b"1")]);
+        assert!(!st.insert("a".into(), b"1".to_vec()));
+        assert!(!st.is_modified());
+        assert!(st.insert("a".into(), b"2".to_vec()));
+        assert!(st.is_modified());
+        assert_eq!(st.value("a"), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn removing_an_absent_key_is_not_a_change() {
+        let mut st = loaded(&[("a", b"1")]);
+        assert!(!st.remove("b"));
+        assert!(!st.is_modified());
+        assert!(st.remove("a"));
+        assert!(st.is_modified());
+    }
+
+    #[test]
+    fn clearing_an_empty_session_is_not_a_change() {
+        let mut st = SessionState::fresh(true);
+        assert!(!st.clear());
+        assert!(!st.is_modified());
+    }
+
+    #[test]
+    fn changes_merge_key_by_key_onto_the_newest_record() {
+        let mut st = loaded(&[("a", b"1"), ("b", b"1")]);
+        st.insert("a".into(), b"2".to_vec());
+        st.remove("b");
+        let newest = record(&[("a", b"1"), ("b", b"1"), ("c", b"other")]);
+        let merged = st.snapshot(5).changes.merge_onto(newest);
+        assert_eq!(merged, record(&[("a", b"2"), ("c", b"other")]));
+    }
+
+    #[test]
+    fn clear_wins_over_keys_others_added() {
+        let mut st = loaded(&[("a", b"1")]);
+        assert!(st.clear());
+        st.insert("z".into(), b"mine".to_vec());
+        let newest = record(&[("a", b"1"), ("c", b"other")]);
+        let snapshot = st.snapshot(5);
+        assert!(!snapshot.cleared_empty());
+        assert_eq!(
+            snapshot.changes.merge_onto(newest),
+            record(&[("z", b"mine")])
+        );
+    }
+
+    #[test]
+    fn a_permanence_change_merges_too() {
+        let mut st = loaded(&[("a", b"1")]);
+        assert!(st.set_permanent(false));
+        let merged = st.snapshot(5).changes.merge_onto(record(&[("a", b"1")]));
+        assert!(!merged.permanent);
+        assert!(!st.set_permanent(false));
+    }
+
+    #[test]
+    fn a_new_session_gets_its_cookie_when_its_data_is_touched() {
+        let mut st = SessionState::fresh(true);
+        assert_eq!(st.cookie_due(|| id(7)), None, "nothing to carry yet");
+        assert!(st.set_permanent(false));
+        assert_eq!(st.cookie_due(|| id(7)), None, "still nothing to store");
+        st.insert("a".into(), b"1".to_vec());
+        let spec = st.cookie_due(|| id(7)).expect("a cookie");
+        assert_eq!((spec.id, spec.permanent), (id(7), false));
+        st.insert("b".into(), b"1".to_vec());
+        assert_eq!(st.cookie_due(|| id(8)), None, "the same cookie stands");
+        assert!(st.snapshot(1).new_cookie);
+    }
+
+    #[test]
+    fn a_loaded_session_needs_a_cookie_only_when_it_changes() {
+        let mut st = loaded(&[("a", b"1")]);
+        st.insert("b".into(), b"1".to_vec());
+        assert_eq!(st.cookie_due(|| unreachable!()), None);
+        st.set_permanent(false);
+        let spec = st.cookie_due(|| unreachable!()).expect("a cookie");
+        assert_eq!((spec.id, spec.permanent), (id(1), false));
+        assert!(!st.snapshot(1).new_cookie, "the session is stored");
+    }
+
+    #[test]
+    fn a_moved_session_needs_a_cookie_with_the_new_id() {
+        let mut st = loaded(&[("a", b"1")]);
+        let envelope = st.snapshot(9).written();
+        st.moved(id(2), envelope, None);
+        let spec = st.cookie_due(|| unreachable!()).expect("a cookie");
+        assert_eq!(spec.id, id(2));
+        assert!(!st.is_modified());
+    }
+
+    #[test]
+    fn forgetting_an_unstored_id_draws_another() {
+        let mut st = SessionState::fresh(true);
+        st.insert("a".into(), b"1".to_vec());
+        assert_eq!(st.cookie_due(|| id(1)).map(|c| c.id), Some(id(1)));
+        st.forget_unstored_id();
+        assert_eq!(st.cookie_due(|| id(2)).map(|c| c.id), Some(id(2)));
+    }
+
+    #[test]
+    fn a_saved_session_has_nothing_pending() {
+        let mut st = SessionState::fresh(true);
+        st.insert("a".into(), b"1".to_vec());
+        let snapshot = st.snapshot(3);
+        assert!(snapshot.is_modified());
+        assert_eq!(snapshot.written().last_active, 3);
+        st.saved(snapshot.written(), Some(Version::from(1u64)));
+        assert!(st.is_stored());
+        assert!(!st.is_modified());
+    }
+}

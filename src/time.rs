@@ -1,0 +1,46 @@
+//! Whole-second Unix times, as session ids and records keep them.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Slack for times kept in whole seconds: creation and activity times are
+/// rounded down, so one second is added wherever they decide an expiry. A
+/// session never ends before its full lifetime, and at most a second after.
+pub(crate) const ROUNDING: Duration = Duration::from_secs(1);
+
+/// `t` in whole Unix seconds, rounded down; 0 for times before 1970.
+pub(crate) fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The time `secs` Unix seconds after the epoch.
+pub(crate) fn from_unix(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// The current time in whole Unix seconds.
+pub(crate) fn now_unix() -> u64 {
+    unix(SystemTime::now())
+}
+
+/// `secs` seconds as a `Duration`.
+pub(crate) fn seconds(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_whole_seconds() {
+        assert_eq!(unix(from_unix(1_700_000_000)), 1_700_000_000);
+        assert_eq!(unix(from_unix(1) + Duration::from_millis(999)), 1);
+    }
+
+    #[test]
+    fn times_before_the_epoch_are_zero() {
+        assert_eq!(unix(UNIX_EPOCH - Duration::from_secs(5)), 0);
+    }
+}
