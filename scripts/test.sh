@@ -4,12 +4,13 @@
 #   bash scripts/test.sh [extra cargo test args]
 #
 # Installs and starts the servers the tests need (a MongoDB-compatible server
-# and an S3 server, each in a venv under target/test-state), builds the tests
+# and an S3 server, each in a venv under target/test-state; redis-server from
+# Debian, a single server and a 3-node cluster), builds the tests
 # meanwhile, runs every test of the workspace, and stops the servers it
 # started, by PID, whatever happens.
 #
-# Opt-outs (CI sets none): KVSESSION_SKIP_MONGODB=1, KVSESSION_SKIP_S3=1 skip
-# the server and the tests that need it.
+# Opt-outs (CI sets none): KVSESSION_SKIP_MONGODB=1, KVSESSION_SKIP_S3=1,
+# KVSESSION_SKIP_REDIS=1 skip the server and the tests that need it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +21,7 @@ mkdir -p "$state"
 servers=()
 [ "${KVSESSION_SKIP_MONGODB:-}" = 1 ] || servers+=(mongodb)
 [ "${KVSESSION_SKIP_S3:-}" = 1 ] || servers+=(s3)
+[ "${KVSESSION_SKIP_REDIS:-}" = 1 ] || servers+=(redis)
 
 stop_servers() {
     for name in "${servers[@]}"; do
