@@ -3,6 +3,7 @@
 
 mod cleanup;
 mod config;
+mod cookie;
 mod engine;
 mod envelope;
 mod error;
@@ -10,7 +11,9 @@ mod fairing;
 mod id;
 mod memory;
 mod session;
+mod state;
 mod store;
+mod time;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
