@@ -7,10 +7,10 @@ use futures::future;
 use futures::stream::TryStreamExt;
 
 use crate::config::SessionConfig;
-use crate::engine::unix;
 use crate::error::{Error, StoreError};
 use crate::id::SessionId;
 use crate::store::{KeyInfo, KeyValueStore};
+use crate::time::unix;
 
 /// How many keys go to one [`KeyValueStore::delete_many`] call.
 pub(crate) const SWEEP_BATCH: usize = 1000;
