@@ -10,7 +10,9 @@ use mongodb::Client;
 use rocket_kvsession::StoreError;
 
 use crate::error::convert;
-use crate::store::{MongoStore, DEFAULT_OPERATION_TIMEOUT, STORE_NAME};
+use crate::schema::STORE_NAME;
+use crate::store::MongoStore;
+use crate::timeout::DEFAULT_OPERATION_TIMEOUT;
 
 /// The default time the driver waits for a usable server before an operation
 /// fails (the driver's own default is 30 s).
@@ -142,18 +144,20 @@ impl MongoStoreBuilder {
     /// Creates the client and the store. See [`MongoStore::connect`].
     pub async fn connect(self) -> Result<MongoStore, StoreError> {
         if self.database.is_empty() || self.collection.is_empty() {
-            return Err(misconfigured(
+            return Err(StoreError::misconfigured(
+                STORE_NAME,
                 "the database and collection names must not be empty",
-                None,
             ));
         }
         let mut options =
             ClientOptions::parse(&self.uri)
                 .await
                 .map_err(|e| match e.kind.as_ref() {
-                    ErrorKind::InvalidArgument { .. } => {
-                        misconfigured("invalid MongoDB connection string", Some(e))
-                    }
+                    ErrorKind::InvalidArgument { .. } => StoreError::misconfigured_by(
+                        STORE_NAME,
+                        "invalid MongoDB connection string",
+                        e,
+                    ),
                     _ => convert(e),
                 })?;
         options.server_selection_timeout = self
@@ -172,7 +176,7 @@ impl MongoStoreBuilder {
         }
         let client = Client::with_options(options).map_err(|e| match e.kind.as_ref() {
             ErrorKind::InvalidArgument { .. } => {
-                misconfigured("invalid MongoDB client options", Some(e))
+                StoreError::misconfigured_by(STORE_NAME, "invalid MongoDB client options", e)
             }
             _ => convert(e),
         })?;
@@ -182,13 +186,5 @@ impl MongoStoreBuilder {
         Ok(MongoStore::new(collection)
             .ensure_ttl_index(self.ensure_ttl_index)
             .operation_timeout(self.operation_timeout))
-    }
-}
-
-fn misconfigured(message: &'static str, source: Option<mongodb::error::Error>) -> StoreError {
-    StoreError::Misconfigured {
-        store: STORE_NAME,
-        message: message.into(),
-        source: source.map(Into::into),
     }
 }

@@ -1,11 +1,9 @@
 //! Converting driver errors into [`StoreError`]s.
 
-use std::time::Duration;
-
 use mongodb::error::{Error as DriverError, ErrorKind, WriteFailure};
 use rocket_kvsession::StoreError;
 
-use crate::store::STORE_NAME;
+use crate::schema::STORE_NAME;
 
 /// MongoDB's duplicate-key error code.
 pub(crate) const DUPLICATE_KEY: i32 = 11000;
@@ -27,18 +25,6 @@ const UNAVAILABLE_CODES: &[i32] = &[
     13435, // NotPrimaryNoSecondaryOk
     13436, // NotPrimaryOrSecondary
 ];
-
-/// An operation that did not finish within the store's operation timeout.
-#[derive(Debug, thiserror::Error)]
-#[error("MongoDB operation did not complete within {0:?}")]
-pub(crate) struct OperationTimedOut(pub(crate) Duration);
-
-/// A stored document that does not have the shape this store writes.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum DocumentError {
-    #[error("session document {key:?} has no binary `value` field")]
-    NoValue { key: String },
-}
 
 /// The write error code of a failed write, if it is one.
 pub(crate) fn write_error_code(error: &DriverError) -> Option<i32> {
@@ -66,16 +52,14 @@ pub(crate) fn convert(error: DriverError) -> StoreError {
         return StoreError::unavailable(STORE_NAME, error);
     }
     match error.kind.as_ref() {
-        ErrorKind::Authentication { .. } => StoreError::Misconfigured {
-            store: STORE_NAME,
-            message: "authentication failed: check the credentials in the connection string".into(),
-            source: Some(error.into()),
-        },
-        ErrorKind::InvalidTlsConfig { .. } => StoreError::Misconfigured {
-            store: STORE_NAME,
-            message: "invalid TLS configuration".into(),
-            source: Some(error.into()),
-        },
+        ErrorKind::Authentication { .. } => StoreError::misconfigured_by(
+            STORE_NAME,
+            "authentication failed: check the credentials in the connection string",
+            error,
+        ),
+        ErrorKind::InvalidTlsConfig { .. } => {
+            StoreError::misconfigured_by(STORE_NAME, "invalid TLS configuration", error)
+        }
         _ => StoreError::backend(STORE_NAME, error),
     }
 }

@@ -1,5 +1,7 @@
 //! The TTL index on `expires_at`.
 
+use std::time::Duration;
+
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::IndexOptions;
@@ -7,7 +9,8 @@ use mongodb::{Collection, IndexModel};
 use rocket_kvsession::StoreError;
 
 use crate::error::{convert, write_error_code};
-use crate::store::{MongoStore, EXPIRES_AT, STORE_NAME};
+use crate::schema::{EXPIRES_AT, STORE_NAME};
+use crate::timeout;
 
 /// The name MongoDB gives an ascending index on `expires_at`, and so the name
 /// of the index this store creates.
@@ -23,27 +26,28 @@ const INDEX_CONFLICT: &[i32] = &[85, 86];
 /// `expireAfterSeconds: 0`, creating it if needed. Idempotent. An existing
 /// index that would expire sessions at another time, or that blocks the
 /// creation of the right one, is reported as [`StoreError::Misconfigured`]
-/// with its name.
+/// with its name. Every command is bounded by `limit`.
 pub(crate) async fn ensure_ttl_index(
-    store: &MongoStore,
     collection: &Collection<Document>,
+    limit: Option<Duration>,
 ) -> Result<(), StoreError> {
     let namespace = collection.namespace();
-    let conflict = |name: &str, problem: String| StoreError::Misconfigured {
-        store: STORE_NAME,
-        message: format!(
-            "index {name:?} on `{namespace}` {problem}; the session store needs a TTL index \
-             `{{{EXPIRES_AT}: 1}}` with `expireAfterSeconds: 0`. Drop the conflicting index \
-             (`db.getSiblingDB({db:?}).{coll}.dropIndex({name:?})`) and restart",
-            db = namespace.db,
-            coll = namespace.coll,
+    let conflict = |name: &str, problem: String| {
+        StoreError::misconfigured(
+            STORE_NAME,
+            format!(
+                "index {name:?} on `{namespace}` {problem}; the session store needs a TTL \
+                 index `{{{EXPIRES_AT}: 1}}` with `expireAfterSeconds: 0`. Drop the \
+                 conflicting index (`db.getSiblingDB({db:?}).{coll}.dropIndex({name:?})`) \
+                 and restart",
+                db = namespace.db,
+                coll = namespace.coll,
+            ),
         )
-        .into(),
-        source: None,
     };
 
     let mut satisfied = false;
-    for index in list_indexes(store, collection).await? {
+    for index in list_indexes(collection, limit).await? {
         let name = index.get_str("name").unwrap_or("<unnamed>");
         let Ok(key) = index.get_document("key") else {
             continue;
@@ -93,25 +97,24 @@ pub(crate) async fn ensure_ttl_index(
         .options(
             IndexOptions::builder()
                 .name(TTL_INDEX_NAME.to_owned())
-                .expire_after(std::time::Duration::ZERO)
+                .expire_after(Duration::ZERO)
                 .build(),
         )
         .build();
-    match store.run_raw(collection.create_index(model)).await? {
+    match timeout::run_raw(limit, collection.create_index(model)).await? {
         Ok(_) => {
             log::info!("mongodb store: ensured TTL index {TTL_INDEX_NAME:?} on `{namespace}`");
             Ok(())
         }
         Err(e) if write_error_code(&e).is_some_and(|code| INDEX_CONFLICT.contains(&code)) => {
-            Err(StoreError::Misconfigured {
-                store: STORE_NAME,
-                message: format!(
+            Err(StoreError::misconfigured_by(
+                STORE_NAME,
+                format!(
                     "cannot create the TTL index {TTL_INDEX_NAME:?} on `{namespace}`: a \
                      conflicting index exists; drop it and restart"
-                )
-                .into(),
-                source: Some(e.into()),
-            })
+                ),
+                e,
+            ))
         }
         Err(e) => Err(convert(e)),
     }
@@ -120,8 +123,8 @@ pub(crate) async fn ensure_ttl_index(
 /// The collection's index specifications (`listIndexes`); none if the
 /// collection does not exist yet.
 async fn list_indexes(
-    store: &MongoStore,
     collection: &Collection<Document>,
+    limit: Option<Duration>,
 ) -> Result<Vec<Document>, StoreError> {
     let database = collection.client().database(&collection.namespace().db);
     let listing = async {
@@ -131,7 +134,7 @@ async fn list_indexes(
             .try_collect::<Vec<Document>>()
             .await
     };
-    match store.run_raw(listing).await? {
+    match timeout::run_raw(limit, listing).await? {
         Ok(indexes) => Ok(indexes),
         Err(e) if write_error_code(&e) == Some(NAMESPACE_NOT_FOUND) => Ok(Vec::new()),
         Err(e) => Err(convert(e)),

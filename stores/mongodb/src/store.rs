@@ -5,30 +5,19 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
-use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document, Regex};
+use mongodb::bson::{doc, DateTime, Document};
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;
 use rocket_kvsession::{
     CreateOutcome, KeyInfo, KeyValueStore, Record, StoreError, UpdateOutcome, Version,
 };
 
-use crate::error::{convert, write_error_code, DocumentError, OperationTimedOut, DUPLICATE_KEY};
+use crate::error::{convert, write_error_code, DUPLICATE_KEY};
 use crate::index;
-
-/// The store's name in logs and errors.
-pub(crate) const STORE_NAME: &str = "mongodb";
-
-/// Field names of a session document.
-pub(crate) const ID: &str = "_id";
-pub(crate) const VALUE: &str = "value";
-pub(crate) const EXPIRES_AT: &str = "expires_at";
-pub(crate) const VERSION: &str = "version";
-
-/// The default bound on one store operation, see [`MongoStore::operation_timeout`].
-pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The longest key the store accepts, in bytes.
-pub const MAX_KEY_LEN: usize = 1024;
+use crate::schema::{
+    self, check_key, live, parse_version, record_of, version_of, ID, STORE_NAME, VERSION,
+};
+use crate::timeout::{self, DEFAULT_OPERATION_TIMEOUT};
 
 /// How many keys one `delete_many` command removes at most.
 const DELETE_BATCH: usize = 1000;
@@ -113,26 +102,20 @@ impl MongoStore {
     }
 
     /// Runs one driver operation under the operation timeout.
-    pub(crate) async fn run<T>(
+    async fn run<T>(
         &self,
         operation: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, StoreError> {
-        self.run_raw(operation).await?.map_err(convert)
+        timeout::run(self.operation_timeout, operation).await
     }
 
     /// Like [`run`](Self::run), but hands back the driver's own result so the
     /// caller can look at specific error codes.
-    pub(crate) async fn run_raw<T>(
+    async fn run_raw<T>(
         &self,
         operation: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<mongodb::error::Result<T>, StoreError> {
-        let operation = operation.into_future();
-        match self.operation_timeout {
-            Some(limit) => tokio::time::timeout(limit, operation)
-                .await
-                .map_err(|_| StoreError::unavailable(STORE_NAME, OperationTimedOut(limit))),
-            None => Ok(operation.await),
-        }
+        timeout::run_raw(self.operation_timeout, operation).await
     }
 
     /// Whether a live document with this key exists: one extra read, used
@@ -154,93 +137,10 @@ impl MongoStore {
         value: &[u8],
         expires_at: Option<SystemTime>,
     ) -> Result<mongodb::error::Result<()>, StoreError> {
-        let mut document = doc! { ID: key, VALUE: binary(value), VERSION: 1i64 };
-        if let Some(at) = expires_at {
-            document.insert(EXPIRES_AT, DateTime::from_system_time(at));
-        }
+        let document = schema::new_document(key, value, expires_at);
         let result = self.run_raw(self.collection.insert_one(document)).await?;
         Ok(result.map(|_| ()))
     }
-}
-
-/// The filter for a live (unexpired) document with this key. A document
-/// without `expires_at` never expires.
-fn live(key: &str, now: DateTime) -> Document {
-    doc! { ID: key, EXPIRES_AT: { "$not": { "$lte": now } } }
-}
-
-fn binary(value: &[u8]) -> Binary {
-    Binary {
-        subtype: BinarySubtype::Generic,
-        bytes: value.to_vec(),
-    }
-}
-
-fn check_key(key: &str) -> Result<(), StoreError> {
-    let reason = if key.is_empty() {
-        "the key is empty"
-    } else if key.len() > MAX_KEY_LEN {
-        "the key is longer than 1024 bytes"
-    } else if key.contains('\0') {
-        "the key contains a NUL character"
-    } else {
-        return Ok(());
-    };
-    Err(StoreError::InvalidKey {
-        store: STORE_NAME,
-        key: key.to_owned(),
-        reason,
-    })
-}
-
-/// A version token this store handed out, back as a number; `None` for a
-/// token from elsewhere, or one that could not be incremented (neither can
-/// ever match).
-fn parse_version(version: &Version) -> Option<i64> {
-    version
-        .as_str()
-        .parse()
-        .ok()
-        .filter(|&n: &i64| n < i64::MAX)
-}
-
-fn version_of(document: &Document) -> Option<Version> {
-    match document.get(VERSION)? {
-        Bson::Int64(n) => Some(Version::from(*n)),
-        Bson::Int32(n) => Some(Version::from(i64::from(*n))),
-        _ => None,
-    }
-}
-
-fn record_of(key: &str, document: &Document) -> Result<Record, StoreError> {
-    let value = match document.get(VALUE) {
-        Some(Bson::Binary(b)) => b.bytes.clone(),
-        _ => {
-            return Err(StoreError::backend(
-                STORE_NAME,
-                DocumentError::NoValue {
-                    key: key.to_owned(),
-                },
-            ))
-        }
-    };
-    let expires_at = match document.get(EXPIRES_AT) {
-        Some(Bson::DateTime(at)) => Some(at.to_system_time()),
-        _ => None,
-    };
-    Ok(Record::new(value, version_of(document), expires_at))
-}
-
-/// Escapes `text` for use inside a PCRE pattern, matching it literally.
-fn regex_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len() * 2);
-    for c in text.chars() {
-        if c.is_ascii() && !c.is_ascii_alphanumeric() && c != '_' {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 #[async_trait]
@@ -261,7 +161,7 @@ impl KeyValueStore for MongoStore {
         if !self.ensure_ttl_index {
             return Ok(());
         }
-        index::ensure_ttl_index(self, &self.collection).await
+        index::ensure_ttl_index(&self.collection, self.operation_timeout).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
@@ -287,7 +187,7 @@ impl KeyValueStore for MongoStore {
         }
         // The key is taken; if only by a document that expired but was not
         // swept yet, remove that one and try once more.
-        let expired = doc! { ID: key, EXPIRES_AT: { "$lte": DateTime::now() } };
+        let expired = schema::expired(key, DateTime::now());
         let removed = self.run(self.collection.delete_one(expired)).await?;
         if removed.deleted_count == 0 {
             return Ok(CreateOutcome::AlreadyExists);
@@ -310,17 +210,7 @@ impl KeyValueStore for MongoStore {
     ) -> Result<UpdateOutcome, StoreError> {
         check_key(key)?;
         let now = DateTime::now();
-        let mut update = doc! { "$inc": { VERSION: 1i64 } };
-        let mut set = doc! { VALUE: binary(value) };
-        match expires_at {
-            Some(at) => {
-                set.insert(EXPIRES_AT, DateTime::from_system_time(at));
-            }
-            None => {
-                update.insert("$unset", doc! { EXPIRES_AT: "" });
-            }
-        }
-        update.insert("$set", set);
+        let update = schema::rewrite(value, expires_at);
         let mut filter = live(key, now);
 
         let Some(expected) = expected else {
@@ -359,7 +249,7 @@ impl KeyValueStore for MongoStore {
     /// valid. Returns `Updated(None)`: the command does not report the version.
     async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
         check_key(key)?;
-        let update = doc! { "$set": { EXPIRES_AT: DateTime::from_system_time(expires_at) } };
+        let update = schema::move_expiry(expires_at);
         let result = self
             .run(
                 self.collection
@@ -397,21 +287,9 @@ impl KeyValueStore for MongoStore {
     /// `_id` field. Documents that expired but were not yet removed by the
     /// TTL monitor are listed too; `last_modified` is not known.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
-        let filter = if prefix.is_empty() {
-            doc! {}
-        } else if prefix.contains('\0') {
-            let error = StoreError::InvalidKey {
-                store: STORE_NAME,
-                key: prefix.to_owned(),
-                reason: "the prefix contains a NUL character",
-            };
-            return stream::once(async move { Err(error) }).boxed();
-        } else {
-            let pattern = Regex {
-                pattern: format!("^{}", regex_escape(prefix)),
-                options: String::new(),
-            };
-            doc! { ID: pattern }
+        let filter = match schema::key_prefix(prefix) {
+            Ok(filter) => filter,
+            Err(error) => return stream::once(async move { Err(error) }).boxed(),
         };
         let open = async move {
             let cursor = self
@@ -430,11 +308,7 @@ impl KeyValueStore for MongoStore {
         stream::once(open)
             .try_flatten()
             .try_filter_map(|document| async move {
-                Ok(match document.get(ID) {
-                    Some(Bson::String(key)) => Some(KeyInfo::new(key.clone(), None)),
-                    // Not a session document (an `_id` of another type).
-                    _ => None,
-                })
+                Ok(schema::key_of(&document).map(|key| KeyInfo::new(key, None)))
             })
             .boxed()
     }

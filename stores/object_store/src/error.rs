@@ -5,27 +5,25 @@ use std::io;
 
 use rocket_kvsession::StoreError;
 
-use crate::STORE_NAME;
+use crate::keys::STORE_NAME;
 
 /// Converts a backend error, keeping it as the source.
 pub(crate) fn convert(error: object_store::Error) -> StoreError {
     use object_store::Error as E;
     match error {
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => StoreError::Misconfigured {
-            store: STORE_NAME,
-            message: "the backend refused the credentials or their permissions".into(),
-            source: Some(error.into()),
-        },
-        E::UnknownConfigurationKey { .. } => StoreError::Misconfigured {
-            store: STORE_NAME,
-            message: "unknown configuration option".into(),
-            source: Some(error.into()),
-        },
-        E::NotImplemented { .. } | E::NotSupported { .. } => StoreError::Misconfigured {
-            store: STORE_NAME,
-            message: "the backend does not support an operation this store needs".into(),
-            source: Some(error.into()),
-        },
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => StoreError::misconfigured_by(
+            STORE_NAME,
+            "the backend refused the credentials or their permissions",
+            error,
+        ),
+        E::UnknownConfigurationKey { .. } => {
+            StoreError::misconfigured_by(STORE_NAME, "unknown configuration option", error)
+        }
+        E::NotImplemented { .. } | E::NotSupported { .. } => StoreError::misconfigured_by(
+            STORE_NAME,
+            "the backend does not support an operation this store needs",
+            error,
+        ),
         other if is_unavailable(&other) => StoreError::unavailable(STORE_NAME, other),
         other => StoreError::backend(STORE_NAME, other),
     }

@@ -8,7 +8,8 @@
 use object_store::path::{Path, PathPart};
 use rocket_kvsession::StoreError;
 
-use crate::STORE_NAME;
+/// The store's name in logs and errors.
+pub(crate) const STORE_NAME: &str = "object_store";
 
 /// The longest key accepted, in bytes.
 ///
@@ -66,11 +67,7 @@ pub(crate) fn check_key_prefix(prefix: &str) -> Result<(), StoreError> {
 }
 
 fn invalid(key: &str, reason: &'static str) -> StoreError {
-    StoreError::InvalidKey {
-        store: STORE_NAME,
-        key: truncated(key),
-        reason,
-    }
+    StoreError::invalid_key(STORE_NAME, truncated(key), reason)
 }
 
 /// At most 300 bytes of `text`, for error messages.
@@ -92,11 +89,7 @@ pub(crate) fn parse_prefix(prefix: &str) -> Result<Path, StoreError> {
     if trimmed.is_empty() {
         return Ok(Path::default());
     }
-    let bad = |reason: &'static str| StoreError::InvalidKey {
-        store: STORE_NAME,
-        key: truncated(prefix),
-        reason,
-    };
+    let bad = |reason: &'static str| invalid(prefix, reason);
     if trimmed.len() > MAX_PREFIX_LEN {
         return Err(bad("store prefix longer than 512 bytes"));
     }

@@ -1,17 +1,19 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-mod dir_listing;
+mod connect;
 mod error;
 mod keys;
-mod kv;
+mod local_dir;
 mod locks;
+mod objects;
+mod store;
+mod update;
+mod version;
 
 pub use keys::{MAX_KEY_LEN, MAX_PREFIX_LEN};
-pub use kv::{ObjectStoreKv, UpdateStrategy};
 /// The `object_store` crate this store is built on, re-exported so that
 /// stores you build yourself match its version.
 pub use object_store;
-
-/// The store's name in logs and errors.
-const STORE_NAME: &str = "object_store";
+pub use store::ObjectStoreKv;
+pub use update::UpdateStrategy;

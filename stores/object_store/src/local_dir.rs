@@ -1,4 +1,5 @@
-//! A fast listing for stores on a local directory.
+//! What is particular to a store on a local directory: creating the
+//! directory, and a fast listing.
 //!
 //! Sessions of a [`local_dir`](crate::ObjectStoreKv::local_dir) store are
 //! the regular files directly in its directory. `LocalFileSystem::list`
@@ -12,13 +13,12 @@
 use std::collections::VecDeque;
 use std::fs::ReadDir;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use futures::stream::{self, BoxStream, StreamExt};
 use rocket_kvsession::{KeyInfo, StoreError};
 
-use crate::keys::check_key;
-use crate::STORE_NAME;
+use crate::keys::{check_key, STORE_NAME};
 
 /// Entries read per trip to the blocking pool.
 const CHUNK: usize = 1024;
@@ -31,7 +31,18 @@ struct State {
     buffer: VecDeque<Result<KeyInfo, StoreError>>,
 }
 
-fn failed(dir: &std::path::Path, e: io::Error) -> StoreError {
+/// Creates the session directory `dir` and its parents, if missing.
+pub(crate) fn create_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        StoreError::misconfigured_by(
+            STORE_NAME,
+            format!("cannot create session directory {}", dir.display()),
+            e,
+        )
+    })
+}
+
+fn failed(dir: &Path, e: io::Error) -> StoreError {
     StoreError::backend(
         STORE_NAME,
         io::Error::new(e.kind(), format!("listing {}: {e}", dir.display())),
