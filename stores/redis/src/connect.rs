@@ -8,7 +8,7 @@ use redis::cluster::ClusterClientBuilder;
 use rocket_kvsession::StoreError;
 
 use crate::error::{convert, RedisStoreError};
-use crate::store::{Connection, RedisStore, DEFAULT_TIMEOUT};
+use crate::store::{Connection, RedisStore, DEFAULT_TIMEOUT, STORE_NAME};
 
 /// How often the connection manager retries a lost connection before the
 /// pending request fails; the next request starts a new round.
@@ -98,7 +98,10 @@ impl RedisStoreBuilder {
     ///
     /// If `timeout` is zero.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        assert!(!timeout.is_zero(), "the Redis store timeout must not be zero");
+        assert!(
+            !timeout.is_zero(),
+            "the Redis store timeout must not be zero"
+        );
         self.timeout = timeout;
         self
     }
@@ -124,11 +127,10 @@ impl RedisStoreBuilder {
         urls: &[U],
     ) -> Result<RedisStore, StoreError> {
         if urls.is_empty() {
-            return Err(StoreError::Misconfigured {
-                store: crate::store::STORE_NAME,
-                message: "connect_cluster needs the URL of at least one cluster node".into(),
-                source: None,
-            });
+            return Err(StoreError::misconfigured(
+                STORE_NAME,
+                "connect_cluster needs the URL of at least one cluster node",
+            ));
         }
         install_crypto_provider();
         let client = ClusterClientBuilder::new(urls.iter().map(|u| u.as_ref()))

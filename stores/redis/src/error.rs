@@ -76,14 +76,11 @@ pub(crate) fn convert(e: RedisError) -> StoreError {
         e.kind(),
         ErrorKind::InvalidClientConfig | ErrorKind::AuthenticationFailed
     ) {
-        return StoreError::Misconfigured {
-            store: STORE_NAME,
-            message: match e.kind() {
-                ErrorKind::AuthenticationFailed => "Redis refused the credentials".into(),
-                _ => "invalid Redis connection settings".into(),
-            },
-            source: Some(Box::new(e)),
+        let message = match e.kind() {
+            ErrorKind::AuthenticationFailed => "Redis refused the credentials",
+            _ => "invalid Redis connection settings",
         };
+        return StoreError::misconfigured_by(STORE_NAME, message, e);
     }
     if is_unavailable(&e) {
         StoreError::unavailable(STORE_NAME, e)
@@ -99,9 +96,7 @@ mod tests {
 
     #[test]
     fn io_errors_are_unavailable() {
-        let e = RedisError::from(std::io::Error::from(
-            std::io::ErrorKind::ConnectionRefused,
-        ));
+        let e = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         let converted = convert(e);
         assert!(
             matches!(converted, StoreError::Unavailable { .. }),

@@ -136,7 +136,10 @@ impl Versions {
     /// The next version.
     pub(crate) fn next(&self) -> u64 {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        splitmix64(self.seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        splitmix64(
+            self.seed
+                .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        )
     }
 }
 

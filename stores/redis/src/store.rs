@@ -9,9 +9,7 @@ use async_trait::async_trait;
 use futures::stream::{self, BoxStream, Stream, StreamExt, TryStreamExt};
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{
-    MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo, Slot,
-};
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, ServerErrorKind, Value};
 use rocket_kvsession::{
     CreateOutcome, KeyInfo, KeyValueStore, Record, StoreError, UpdateOutcome, Version,
@@ -118,10 +116,20 @@ pub(crate) enum Connection {
     Cluster(ClusterConnection),
 }
 
+/// On a single server, a command whose connection could not be opened
+/// (refused: nothing was sent) is sent once more: the failure made the
+/// connection manager start a new connection, and when the server is back
+/// that one succeeds, so the first request after an outage is served instead
+/// of failing. A cluster connection retries by itself.
 impl redis::aio::ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Single(c) => Box::pin(async move {
+                match c.req_packed_command(cmd).await {
+                    Err(e) if e.is_connection_refusal() => c.req_packed_command(cmd).await,
+                    result => result,
+                }
+            }),
             Connection::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -133,7 +141,14 @@ impl redis::aio::ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Single(c) => Box::pin(async move {
+                match c.req_packed_commands(pipeline, offset, count).await {
+                    Err(e) if e.is_connection_refusal() => {
+                        c.req_packed_commands(pipeline, offset, count).await
+                    }
+                    result => result,
+                }
+            }),
             Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -228,7 +243,10 @@ impl RedisStore {
     /// If `timeout` is zero.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        assert!(!timeout.is_zero(), "the Redis store timeout must not be zero");
+        assert!(
+            !timeout.is_zero(),
+            "the Redis store timeout must not be zero"
+        );
         self.timeout = timeout;
         self
     }
@@ -341,8 +359,10 @@ impl RedisStore {
                 let (next, keys): (u64, Vec<Vec<u8>>) = match node {
                     None => self.query(&cmd).await?,
                     Some((mut conn, host, port)) => {
-                        let routing =
-                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host,
+                            port,
+                        });
                         let reply = self.bounded(conn.route_command(cmd, routing)).await?;
                         redis::from_redis_value(reply).map_err(|e| convert(e.into()))?
                     }
@@ -351,12 +371,15 @@ impl RedisStore {
             }
         })
         .map_ok(|keys| {
-            stream::iter(keys.into_iter().filter_map(|key| match String::from_utf8(key) {
-                Ok(key) => Some(Ok(KeyInfo::new(key, None))),
-                // Session keys are text; a binary key under the prefix is
-                // not one of ours.
-                Err(_) => None,
-            }))
+            stream::iter(
+                keys.into_iter()
+                    .filter_map(|key| match String::from_utf8(key) {
+                        Ok(key) => Some(Ok(KeyInfo::new(key, None))),
+                        // Session keys are text; a binary key under the prefix is
+                        // not one of ours.
+                        Err(_) => None,
+                    }),
+            )
         })
         .try_flatten()
     }
@@ -506,11 +529,7 @@ impl KeyValueStore for RedisStore {
     async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
         let ms = record::unix_ms(expires_at);
         let head: Option<Vec<u8>> = self
-            .eval(
-                &TOUCH,
-                key,
-                &[&ms.to_be_bytes(), ms.to_string().as_bytes()],
-            )
+            .eval(&TOUCH, key, &[&ms.to_be_bytes(), ms.to_string().as_bytes()])
             .await?;
         let Some(head) = head else {
             return Ok(UpdateOutcome::Missing);

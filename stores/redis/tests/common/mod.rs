@@ -53,7 +53,11 @@ pub fn cluster_urls(test: &str) -> Option<Vec<String>> {
 /// A store on the single test server.
 pub async fn single(test: &str) -> Option<RedisStore> {
     let url = url(test)?;
-    Some(RedisStore::connect(&url).await.expect("connect to REDIS_URL"))
+    Some(
+        RedisStore::connect(&url)
+            .await
+            .expect("connect to REDIS_URL"),
+    )
 }
 
 /// A store on the test cluster.
@@ -89,12 +93,18 @@ pub fn server_binary() -> PathBuf {
 /// persistence. Killed (by its PID) when dropped.
 pub struct TestServer {
     pub port: u16,
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl TestServer {
     /// Starts a server on a free port, or `None` when the run opted out.
     pub async fn start(test: &str) -> Option<TestServer> {
+        Self::start_with(test, &[]).await
+    }
+
+    /// Starts a server with extra `redis-server` arguments.
+    pub async fn start_with(test: &str, args: &[&str]) -> Option<TestServer> {
         if skipping(test) {
             return None;
         }
@@ -102,7 +112,11 @@ impl TestServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut server = TestServer { port, child: None };
+        let mut server = TestServer {
+            port,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            child: None,
+        };
         server.restart().await;
         Some(server)
     }
@@ -120,6 +134,7 @@ impl TestServer {
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -136,9 +151,11 @@ impl TestServer {
         loop {
             if let Ok(client) = redis::Client::open(self.url()) {
                 if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                    let pong: redis::RedisResult<String> =
+                    let pong: redis::RedisResult<redis::Value> =
                         redis::cmd("PING").query_async(&mut conn).await;
-                    if pong.is_ok() {
+                    // Any reply, even NOAUTH from a server with a
+                    // password, means it is up.
+                    if pong.as_ref().map_or_else(|e| !e.is_io_error(), |_| true) {
                         return;
                     }
                 }
@@ -211,7 +228,11 @@ pub fn delta(
     let mut delta = BTreeMap::new();
     for (name, calls) in after {
         let n = calls - before.get(name).copied().unwrap_or(0);
-        let n = if name == "info" { n.saturating_sub(1) } else { n };
+        let n = if name == "info" {
+            n.saturating_sub(1)
+        } else {
+            n
+        };
         if n > 0 {
             delta.insert(name.clone(), n);
         }

@@ -1,0 +1,117 @@
+//! The commands each kind of request sends to Redis, counted by the server
+//! (`INFO commandstats` before and after) on a server of the test's own, so
+//! no other test's commands are counted.
+//!
+//! Redis counts the commands a script runs besides the script call itself:
+//! one `EVALSHA` of the update script shows as `evalsha`, `getrange` and
+//! `set`. The client sends the `EVALSHA` only.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rocket::http::Status;
+use rocket::local::asynchronous::Client;
+use rocket_kvsession::conformance::app;
+use rocket_kvsession_redis::redis::aio::MultiplexedConnection;
+use rocket_kvsession_redis::RedisStore;
+
+use common::counts;
+
+async fn commands_of(
+    raw: &mut MultiplexedConnection,
+    request: impl std::future::Future<Output = Status>,
+) -> (Status, BTreeMap<String, u64>) {
+    let before = common::command_stats(raw).await;
+    let status = request.await;
+    let after = common::command_stats(raw).await;
+    (status, common::delta(&before, &after))
+}
+
+async fn get(client: &Client, uri: &str) -> Status {
+    app::read(client, uri).await.0
+}
+
+#[rocket::async_test]
+async fn commands_per_request() {
+    let Some(server) = common::TestServer::start("commands_per_request").await else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let client = app::client(Arc::new(store), app::config("commands")).await;
+    let raw = &mut common::raw(&server.url()).await;
+
+    // A route without a session sends nothing.
+    let (status, sent) = commands_of(raw, get(&client, "/plain")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(sent, counts(&[]), "a route without Session");
+
+    // A session guard on a request without a cookie reads nothing either,
+    // and an unmodified new session is never stored.
+    let (status, sent) = commands_of(raw, get(&client, "/whoami")).await;
+    assert_eq!(status, Status::NotFound);
+    assert_eq!(sent, counts(&[]), "a new, unmodified session");
+
+    // The first write creates the record: one SET NX PXAT.
+    let (status, sent) = commands_of(raw, app::write(&client, "/set/a/1")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(sent, counts(&[("set", 1)]), "creating a session");
+
+    // The server does not know the update script yet: the first update
+    // sends EVALSHA, gets NOSCRIPT and sends EVAL (which caches it).
+    let (status, sent) = commands_of(raw, app::write(&client, "/set/b/2")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(
+        sent,
+        counts(&[
+            ("get", 1),
+            ("evalsha", 1),
+            ("eval", 1),
+            ("getrange", 1),
+            ("set", 1)
+        ]),
+        "the first update on a fresh server"
+    );
+
+    // A read of an existing session: one GET.
+    let (status, sent) = commands_of(raw, get(&client, "/get/a")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(sent, counts(&[("get", 1)]), "reading a session");
+
+    // A write: the GET that loads the session, then one EVALSHA (the
+    // compare-and-swap update; GETRANGE and SET run inside it).
+    let (status, sent) = commands_of(raw, app::write(&client, "/set/c/3")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(
+        sent,
+        counts(&[("get", 1), ("evalsha", 1), ("getrange", 1), ("set", 1)]),
+        "updating a session"
+    );
+
+    // regenerate(): the GET that loads the session, the new record created
+    // (SET NX) and only then the old one deleted (UNLINK); the user set
+    // after regenerate() is saved with one EVALSHA on the new record.
+    let (status, sent) = commands_of(raw, app::write(&client, "/login/alice")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(
+        sent,
+        counts(&[
+            ("get", 1),
+            ("set", 2),
+            ("unlink", 1),
+            ("evalsha", 1),
+            ("getrange", 1)
+        ]),
+        "logging in (regenerate, then insert)"
+    );
+
+    // Logging out: the GET that loads the session, one UNLINK.
+    let (status, sent) = commands_of(raw, app::write(&client, "/logout")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(
+        sent,
+        counts(&[("get", 1), ("unlink", 1)]),
+        "destroying a session"
+    );
+}
