@@ -16,6 +16,9 @@ use crate::time::unix;
 pub(crate) const SWEEP_BATCH: usize = 1000;
 /// How many `delete_many` calls run at once during a sweep.
 pub(crate) const SWEEP_CONCURRENCY: usize = 4;
+/// At most how many records one [`KeyValueStore::delete_expired`] statement
+/// deletes: small enough that no statement holds its locks for long.
+pub(crate) const NATIVE_SWEEP_BATCH: usize = 10_000;
 
 /// What one [`cleanup_sessions`] sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +58,14 @@ fn expired(info: &KeyInfo, config: &SessionConfig, now: u64) -> Option<bool> {
 /// deletions go out in batches of 1,000, four batches at a time, so memory
 /// stays flat whatever the number of sessions.
 ///
+/// Stores that keep the expiry in a queryable field but do not remove
+/// expired records by themselves (the SQL stores) offer a native path,
+/// [`KeyValueStore::delete_expired`]: the sweep first has the store delete
+/// every record whose stored expiry has passed, in statements of at most
+/// 10,000 records, and then judges by their keys only the records stored
+/// without an expiry ([`KeyValueStore::list_without_expiry`]). Such records
+/// are counted in `scanned`; the natively deleted ones only in `deleted`.
+///
 /// Stores with TTL expire sessions by themselves; a sweep on them is
 /// harmless but rarely needed. Schedule sweeps with `cleanup_interval`
 /// (configuration) or [`KvSession::cleanup_interval`](crate::KvSession::cleanup_interval).
@@ -63,11 +74,28 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
     config: &SessionConfig,
 ) -> Result<CleanupReport, Error> {
     let started = std::time::Instant::now();
-    let now = unix(SystemTime::now());
+    let wall = SystemTime::now();
+    let now = unix(wall);
+    let mut natively_deleted = 0u64;
+    let mut native = false;
+    while let Some(n) = store
+        .delete_expired(&config.key_prefix, wall, NATIVE_SWEEP_BATCH)
+        .await?
+    {
+        native = true;
+        natively_deleted += n;
+        if n < NATIVE_SWEEP_BATCH as u64 {
+            break;
+        }
+    }
+    let keys = if native {
+        store.list_without_expiry(&config.key_prefix)
+    } else {
+        store.list(&config.key_prefix)
+    };
     let scanned = AtomicU64::new(0);
     let skipped = AtomicU64::new(0);
-    let deleted = store
-        .list(&config.key_prefix)
+    let deleted = keys
         .try_filter_map(|info| {
             scanned.fetch_add(1, Relaxed);
             let doomed = match expired(&info, config, now) {
@@ -90,7 +118,7 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
         .await?;
     Ok(CleanupReport {
         scanned: scanned.into_inner(),
-        deleted,
+        deleted: natively_deleted + deleted,
         skipped: skipped.into_inner(),
         elapsed: started.elapsed(),
     })

@@ -94,6 +94,7 @@ macro_rules! conformance_cases {
             delete_many,
             concurrent_creates,
             concurrent_versioned_updates,
+            native_expiry_sweep,
         );
     };
 }
@@ -535,4 +536,101 @@ pub async fn concurrent_versioned_updates(store: &dyn KeyValueStore) {
         "an update was lost"
     );
     store.delete(&key).await.expect("delete");
+}
+
+/// For stores with a native expiry sweep ([`KeyValueStore::delete_expired`]):
+/// it deletes exactly the records under the prefix whose stored expiry is
+/// at or before the given time, at most `limit` per call, and leaves records
+/// stored without an expiry to [`KeyValueStore::list_without_expiry`], which
+/// lists exactly those. Every store lists its records stored without an
+/// expiry there; stores without the native path skip the rest.
+pub async fn native_expiry_sweep(store: &dyn KeyValueStore) {
+    let prefix = unique_prefix("native-sweep");
+    let other = unique_prefix("native-sweep-other");
+    let now = SystemTime::now();
+    let soon = now + Duration::from_secs(60);
+    let later = now + Duration::from_secs(3600);
+    let key = |n| session_key(&prefix, n);
+    let expiring: Vec<String> = (0..5).map(key).collect();
+    let staying: Vec<String> = (10..13).map(key).collect();
+    let unexpiring: Vec<String> = (20..22).map(key).collect();
+    let foreign = session_key(&other, 0);
+    let writes = expiring
+        .iter()
+        .map(|k| (k, Some(soon)))
+        .chain(staying.iter().map(|k| (k, Some(later))))
+        .chain(unexpiring.iter().map(|k| (k, None)))
+        .chain([(&foreign, Some(soon))]);
+    for (key, expires_at) in writes {
+        let created = store.create(key, b"v", expires_at).await;
+        assert!(
+            matches!(created, Ok(CreateOutcome::Created(_))),
+            "{created:?}"
+        );
+    }
+    let without: HashSet<String> = store
+        .list_without_expiry(&prefix)
+        .map_ok(|info| info.key)
+        .try_collect()
+        .await
+        .expect("list_without_expiry");
+    for key in &unexpiring {
+        assert!(
+            without.contains(key),
+            "{key} stored without expiry is not listed"
+        );
+    }
+    assert!(
+        without.iter().all(|k| k.starts_with(&prefix)),
+        "{without:?}"
+    );
+
+    let everything: Vec<String> = listed(store, &prefix).await.into_iter().collect();
+    let sweep_at = now + Duration::from_secs(120);
+    let Some(first) = store
+        .delete_expired(&prefix, sweep_at, 3)
+        .await
+        .expect("delete_expired")
+    else {
+        store.delete_many(everything).await.expect("delete_many");
+        store.delete(&foreign).await.expect("delete");
+        return;
+    };
+    assert!(
+        store.supports_ttl(),
+        "a store with a native expiry sweep must take expiries (supports_ttl)"
+    );
+    // `first` already ran at sweep_at; nothing had expired before it.
+    assert_eq!(first, 3, "at most `limit` records per call");
+    let second = store
+        .delete_expired(&prefix, sweep_at, 3)
+        .await
+        .expect("delete_expired");
+    assert_eq!(second, Some(2));
+    let third = store
+        .delete_expired(&prefix, sweep_at, 3)
+        .await
+        .expect("delete_expired");
+    assert_eq!(third, Some(0));
+    let expected: HashSet<String> = staying.iter().chain(&unexpiring).cloned().collect();
+    assert_eq!(listed(store, &prefix).await, expected);
+    assert_eq!(
+        without,
+        unexpiring.iter().cloned().collect::<HashSet<_>>(),
+        "a store with a native sweep lists only the records without expiry"
+    );
+    assert!(
+        store.get(&foreign).await.expect("get").is_some(),
+        "the sweep crossed prefixes"
+    );
+    let live_now = store
+        .delete_expired(&other, now, 100)
+        .await
+        .expect("delete_expired");
+    assert_eq!(live_now, Some(0), "a record was deleted before its expiry");
+    store
+        .delete_many(expected.into_iter().chain([foreign]).collect())
+        .await
+        .expect("delete_many");
+    assert!(listed(store, &prefix).await.is_empty());
 }

@@ -146,8 +146,14 @@ pub trait KeyValueStore: Send + Sync + 'static {
     /// A short name for logs and errors (`"memory"`, `"mongodb"`, ...).
     fn name(&self) -> &'static str;
 
-    /// Whether the store expires records by itself when handed an expiry.
-    /// Stores without TTL are swept by [`cleanup_sessions`](crate::cleanup_sessions).
+    /// Whether the store takes the expiry it is handed on every write and
+    /// never returns a record past it. Stores without TTL are swept by
+    /// [`cleanup_sessions`](crate::cleanup_sessions) from the keys alone.
+    ///
+    /// A TTL-capable store whose backend removes expired records by itself
+    /// (a Redis TTL, a MongoDB TTL index) needs no sweep; one that only
+    /// filters them out on read (a SQL table with an expiry column) offers
+    /// [`delete_expired`](Self::delete_expired), which the sweep uses.
     fn supports_ttl(&self) -> bool;
 
     /// Whether [`update`](Self::update) honours an expected version
@@ -227,6 +233,40 @@ pub trait KeyValueStore: Send + Sync + 'static {
     /// Streams every key that starts with `prefix` (all keys for `""`), in no
     /// particular order, without reading the values.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>>;
+
+    /// Deletes, in one statement, at most `limit` records under `prefix`
+    /// whose stored expiry is at or before `now`, and returns how many it
+    /// deleted; `Ok(None)` if the store cannot do this (the default).
+    ///
+    /// This is the native path of [`cleanup_sessions`](crate::cleanup_sessions)
+    /// for stores that keep the expiry they are handed in a queryable field
+    /// but whose backend does not remove expired records by itself (a SQL
+    /// table with an `expires_at` column). The sweep calls it repeatedly
+    /// until a call deletes fewer than `limit` records, so that no single
+    /// statement holds its locks for long. Records written without an expiry
+    /// are left alone: the sweep finds them through
+    /// [`list_without_expiry`](Self::list_without_expiry) and judges them by
+    /// their key. A store that overrides this must override that too.
+    async fn delete_expired(
+        &self,
+        prefix: &str,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        let _ = (prefix, now, limit);
+        Ok(None)
+    }
+
+    /// Streams the keys under `prefix` whose records hold no expiry that
+    /// [`delete_expired`](Self::delete_expired) acts on, like
+    /// [`list`](Self::list). The default lists every key under the prefix,
+    /// which is right for every store without a native expiry sweep.
+    fn list_without_expiry<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
+        self.list(prefix)
+    }
 }
 
 #[async_trait]
@@ -274,5 +314,19 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Arc<S> {
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
         (**self).list(prefix)
+    }
+    async fn delete_expired(
+        &self,
+        prefix: &str,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        (**self).delete_expired(prefix, now, limit).await
+    }
+    fn list_without_expiry<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
+        (**self).list_without_expiry(prefix)
     }
 }
