@@ -18,6 +18,9 @@
 #   KVSESSION_POSTGRES_BIN    the directory of initdb/postgres, for the outage
 #                             test that runs a second, short-lived server
 #
+# With DATABASE_URL already set, `start` starts nothing and passes it on:
+# the tests use that database (each test in a table of its own).
+#
 # Everything else goes to stderr or STATE_DIR/postgres.log. `stop` sends the
 # server (by its PID) SIGINT, PostgreSQL's fast shutdown, waits for it to
 # exit and removes the cluster directory.
@@ -118,6 +121,12 @@ start_server() {
     install_postgres
     bin=$(find_bin_dir)
     stop_server
+    if [ -n "${DATABASE_URL:-}" ]; then
+        log "DATABASE_URL is set: the tests use that database; no server started"
+        printf 'export DATABASE_URL=%q\n' "$DATABASE_URL"
+        printf 'export KVSESSION_POSTGRES_BIN=%q\n' "$bin"
+        return 0
+    fi
     local cluster
     cluster=$(mktemp -d /tmp/kvsession-postgres.XXXXXX)
     echo "$cluster" >"$cluster_file"
