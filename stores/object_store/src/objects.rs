@@ -5,21 +5,18 @@
 use futures::stream::{self, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, PutResult,
-    Result as BackendResult,
+    GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    PutResult, Result as BackendResult,
 };
 use rocket_kvsession::StoreError;
 
 use crate::error::convert;
-use crate::update::UpdateStrategy;
-use crate::version::VersionToken;
 
-/// Reads an object: its bytes and version, or `None` if it does not exist.
+/// Reads an object: its bytes and metadata, or `None` if it does not exist.
 pub(crate) async fn read(
     store: &dyn ObjectStore,
     path: &Path,
-    strategy: UpdateStrategy,
-) -> Result<Option<(Vec<u8>, Option<VersionToken>)>, StoreError> {
+) -> Result<Option<(Vec<u8>, ObjectMeta)>, StoreError> {
     let result = match store.get_opts(path, GetOptions::default()).await {
         Ok(result) => result,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -31,8 +28,7 @@ pub(crate) async fn read(
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(convert(e)),
     };
-    let version = VersionToken::of_object(strategy, &meta, &bytes);
-    Ok(Some((bytes.to_vec(), version)))
+    Ok(Some((bytes.to_vec(), meta)))
 }
 
 /// Whether an object exists.

@@ -21,7 +21,6 @@ use crate::local_dir::{create_dir, list_dir};
 use crate::locks::KeyLocks;
 use crate::objects;
 use crate::update::{self, UpdateStrategy};
-use crate::version::VersionToken;
 
 /// How many keys [`ObjectStoreKv::delete_many`](KeyValueStore::delete_many)
 /// deletes under one set of locks when updates are serialized in process.
@@ -215,9 +214,12 @@ impl KeyValueStore for ObjectStoreKv {
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         let path = self.path_of(key)?;
         let strategy = self.update_strategy().await?;
-        Ok(objects::read(self.backend(), &path, strategy)
+        Ok(objects::read(self.backend(), &path)
             .await?
-            .map(|(value, version)| Record::new(value, version.map(Version::from), None)))
+            .map(|(value, meta)| {
+                let version = strategy.version_of_object(&meta, &value);
+                Record::new(value, version, None)
+            }))
     }
 
     async fn create(
@@ -230,9 +232,7 @@ impl KeyValueStore for ObjectStoreKv {
         let path = self.path_of(key)?;
         let strategy = self.update_strategy().await?;
         match objects::put(self.backend(), &path, value, PutMode::Create).await {
-            Ok(put) => Ok(CreateOutcome::Created(
-                VersionToken::of_put(strategy, &put, value).map(Version::from),
-            )),
+            Ok(put) => Ok(CreateOutcome::Created(strategy.version_of_put(&put, value))),
             Err(E::AlreadyExists { .. }) => Ok(CreateOutcome::AlreadyExists),
             Err(e @ (E::NotImplemented { .. } | E::NotSupported { .. })) => {
                 Err(StoreError::misconfigured_by(

@@ -3,7 +3,9 @@
 //! that finds it), and the two update paths, one per strategy.
 
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
+use object_store::{
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload, PutResult, UpdateVersion,
+};
 use rocket_kvsession::{StoreError, UpdateOutcome, Version};
 
 use crate::error::convert;
@@ -34,6 +36,35 @@ pub enum UpdateStrategy {
     /// the key: safe between the requests of one process, not between
     /// processes (see [`ObjectStoreKv`](crate::ObjectStoreKv)).
     ProcessLocks,
+}
+
+impl UpdateStrategy {
+    /// The version token of an object with this ETag, object version and
+    /// bytes under this strategy: what the backend compares, or what the
+    /// store compares itself.
+    pub(crate) fn token(
+        self,
+        e_tag: Option<&str>,
+        version: Option<&str>,
+        bytes: &[u8],
+    ) -> Option<VersionToken> {
+        match self {
+            UpdateStrategy::ConditionalPut => VersionToken::conditional(e_tag, version),
+            UpdateStrategy::ProcessLocks => Some(VersionToken::content(e_tag, bytes)),
+        }
+    }
+
+    /// The version of an object that was read.
+    pub(crate) fn version_of_object(self, meta: &ObjectMeta, bytes: &[u8]) -> Option<Version> {
+        self.token(meta.e_tag.as_deref(), meta.version.as_deref(), bytes)
+            .map(Version::from)
+    }
+
+    /// The version of an object that was just written.
+    pub(crate) fn version_of_put(self, put: &PutResult, bytes: &[u8]) -> Option<Version> {
+        self.token(put.e_tag.as_deref(), put.version.as_deref(), bytes)
+            .map(Version::from)
+    }
 }
 
 /// Finds the strategy of the backend under `base` with a conditional put
@@ -86,8 +117,8 @@ async fn missing_or_conflict(
 }
 
 /// The outcome of a successful write of `value`.
-fn updated(strategy: UpdateStrategy, put: &object_store::PutResult, value: &[u8]) -> UpdateOutcome {
-    UpdateOutcome::Updated(VersionToken::of_put(strategy, put, value).map(Version::from))
+fn updated(strategy: UpdateStrategy, put: &PutResult, value: &[u8]) -> UpdateOutcome {
+    UpdateOutcome::Updated(strategy.version_of_put(put, value))
 }
 
 /// [`UpdateStrategy::ConditionalPut`]: the backend compares the version.
@@ -106,7 +137,7 @@ pub(crate) async fn update_conditional(
     use object_store::Error as E;
     let strategy = UpdateStrategy::ConditionalPut;
     if let Some(expected) = expected {
-        let Some(precondition) = VersionToken::conditional(expected).precondition() else {
+        let Some(precondition) = VersionToken::decode_conditional(expected).precondition() else {
             return missing_or_conflict(store, path).await;
         };
         return match objects::put(store, path, value, PutMode::Update(precondition)).await {
@@ -151,10 +182,10 @@ pub(crate) async fn update_locked(
     let _guard = locks.lock(key).await;
     match expected {
         Some(expected) => {
-            let Some((_, current)) = objects::read(store, path, strategy).await? else {
+            let Some((bytes, meta)) = objects::read(store, path).await? else {
                 return Ok(UpdateOutcome::Missing);
             };
-            if current.map(Version::from).as_ref() != Some(expected) {
+            if strategy.version_of_object(&meta, &bytes).as_ref() != Some(expected) {
                 return Ok(UpdateOutcome::Conflict);
             }
         }
@@ -168,4 +199,24 @@ pub(crate) async fn update_locked(
         .await
         .map_err(convert)?;
     Ok(updated(strategy, &put, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_strategy_hands_out_its_own_kind_of_token() {
+        let conditional = UpdateStrategy::ConditionalPut;
+        assert_eq!(conditional.token(None, None, b"v"), None);
+        assert!(matches!(
+            conditional.token(Some("e"), None, b"v"),
+            Some(VersionToken::Conditional { .. })
+        ));
+        let locks = UpdateStrategy::ProcessLocks;
+        assert!(matches!(
+            locks.token(None, None, b"v"),
+            Some(VersionToken::Content { .. })
+        ));
+    }
 }

@@ -3,16 +3,14 @@
 
 use std::hash::{DefaultHasher, Hasher};
 
-use object_store::{ObjectMeta, PutResult, UpdateVersion};
+use object_store::UpdateVersion;
 use rocket_kvsession::Version;
 
-use crate::update::UpdateStrategy;
-
 /// What a [`Version`] of this store stands for. Which kind a store hands out
-/// follows its [`UpdateStrategy`].
+/// follows its [`UpdateStrategy`](crate::UpdateStrategy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum VersionToken {
-    /// With [`ConditionalPut`](UpdateStrategy::ConditionalPut): what the
+    /// With [`ConditionalPut`](crate::UpdateStrategy::ConditionalPut): what the
     /// backend compares, the object's ETag and its version if it has one.
     ///
     /// Encoded as the ETag, then a newline and the version if there is one
@@ -23,7 +21,7 @@ pub(crate) enum VersionToken {
         /// The object's version (e.g. an S3 version id).
         version: Option<String>,
     },
-    /// With [`ProcessLocks`](UpdateStrategy::ProcessLocks): the object's
+    /// With [`ProcessLocks`](crate::UpdateStrategy::ProcessLocks): the object's
     /// ETag and a hash of its bytes, compared by the store itself. The hash
     /// keeps a file whose inode was reused within one timestamp tick (and so
     /// has an old ETag) from passing for an old version.
@@ -38,61 +36,31 @@ pub(crate) enum VersionToken {
 }
 
 impl VersionToken {
-    /// The token of an object with this ETag, version and bytes; `None` with
-    /// conditional puts on a backend that reports neither.
-    pub(crate) fn new(
-        strategy: UpdateStrategy,
-        e_tag: Option<&str>,
-        version: Option<&str>,
-        bytes: &[u8],
-    ) -> Option<Self> {
-        match strategy {
-            UpdateStrategy::ConditionalPut => {
-                if e_tag.is_none() && version.is_none() {
-                    return None;
-                }
-                Some(VersionToken::Conditional {
-                    e_tag: e_tag.map(str::to_owned),
-                    version: version.map(str::to_owned),
-                })
-            }
-            UpdateStrategy::ProcessLocks => {
-                let mut hasher = DefaultHasher::new();
-                hasher.write(bytes);
-                Some(VersionToken::Content {
-                    e_tag: e_tag.map(str::to_owned),
-                    hash: hasher.finish(),
-                })
-            }
+    /// The token of an object the backend compares by this ETag and object
+    /// version; `None` if the backend reports neither.
+    pub(crate) fn conditional(e_tag: Option<&str>, version: Option<&str>) -> Option<Self> {
+        if e_tag.is_none() && version.is_none() {
+            return None;
+        }
+        Some(VersionToken::Conditional {
+            e_tag: e_tag.map(str::to_owned),
+            version: version.map(str::to_owned),
+        })
+    }
+
+    /// The token of an object with this ETag and these bytes, compared by the
+    /// store.
+    pub(crate) fn content(e_tag: Option<&str>, bytes: &[u8]) -> Self {
+        let mut hasher = DefaultHasher::new();
+        hasher.write(bytes);
+        VersionToken::Content {
+            e_tag: e_tag.map(str::to_owned),
+            hash: hasher.finish(),
         }
     }
 
-    /// The token of an object that was read.
-    pub(crate) fn of_object(
-        strategy: UpdateStrategy,
-        meta: &ObjectMeta,
-        bytes: &[u8],
-    ) -> Option<Self> {
-        Self::new(
-            strategy,
-            meta.e_tag.as_deref(),
-            meta.version.as_deref(),
-            bytes,
-        )
-    }
-
-    /// The token of an object that was just written.
-    pub(crate) fn of_put(strategy: UpdateStrategy, put: &PutResult, bytes: &[u8]) -> Option<Self> {
-        Self::new(
-            strategy,
-            put.e_tag.as_deref(),
-            put.version.as_deref(),
-            bytes,
-        )
-    }
-
     /// Decodes a token this store handed out with conditional puts.
-    pub(crate) fn conditional(token: &Version) -> Self {
+    pub(crate) fn decode_conditional(token: &Version) -> Self {
         let (e_tag, version) = match token.as_str().split_once('\n') {
             Some((e_tag, version)) => (e_tag, Some(version.to_owned())),
             None => (token.as_str(), None),
@@ -138,18 +106,15 @@ impl From<VersionToken> for Version {
 mod tests {
     use super::*;
 
-    const CONDITIONAL: UpdateStrategy = UpdateStrategy::ConditionalPut;
-    const LOCKS: UpdateStrategy = UpdateStrategy::ProcessLocks;
-
     fn round_trip(token: VersionToken) -> (Version, Option<UpdateVersion>) {
         let version = Version::from(token);
-        let precondition = VersionToken::conditional(&version).precondition();
+        let precondition = VersionToken::decode_conditional(&version).precondition();
         (version, precondition)
     }
 
     #[test]
     fn an_etag_comes_back_as_the_precondition() {
-        let token = VersionToken::new(CONDITIONAL, Some("\"e1\""), None, b"x").unwrap();
+        let token = VersionToken::conditional(Some("\"e1\""), None).unwrap();
         let (version, precondition) = round_trip(token);
         assert_eq!(version.as_str(), "\"e1\"");
         assert_eq!(
@@ -163,7 +128,7 @@ mod tests {
 
     #[test]
     fn an_etag_and_an_object_version_both_come_back() {
-        let token = VersionToken::new(CONDITIONAL, Some("\"e1\""), Some("v7"), b"x").unwrap();
+        let token = VersionToken::conditional(Some("\"e1\""), Some("v7")).unwrap();
         let (version, precondition) = round_trip(token);
         assert_eq!(version.as_str(), "\"e1\"\nv7");
         assert_eq!(
@@ -177,20 +142,19 @@ mod tests {
 
     #[test]
     fn without_an_etag_no_update_can_match() {
-        assert_eq!(VersionToken::new(CONDITIONAL, None, None, b"x"), None);
-        let token = VersionToken::new(CONDITIONAL, None, Some("v7"), b"x").unwrap();
+        assert_eq!(VersionToken::conditional(None, None), None);
+        let token = VersionToken::conditional(None, Some("v7")).unwrap();
         assert_eq!(round_trip(token).1, None);
         assert_eq!(
-            VersionToken::conditional(&Version::new("")).precondition(),
+            VersionToken::decode_conditional(&Version::new("")).precondition(),
             None
         );
     }
 
     #[test]
     fn content_tokens_follow_the_bytes_as_well_as_the_etag() {
-        let token = |e_tag: &str, bytes: &[u8]| {
-            Version::from(VersionToken::new(LOCKS, Some(e_tag), None, bytes).unwrap())
-        };
+        let token =
+            |e_tag: &str, bytes: &[u8]| Version::from(VersionToken::content(Some(e_tag), bytes));
         assert_eq!(token("e1", b"one"), token("e1", b"one"));
         assert_ne!(token("e1", b"one"), token("e1", b"two"));
         assert_ne!(token("e1", b"one"), token("e2", b"one"));
@@ -200,14 +164,14 @@ mod tests {
         assert_eq!(e_tag, "e1");
         assert_eq!(hash.len(), 16);
         assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
-
-        // Even without an ETag, the store can compare versions.
-        assert!(VersionToken::new(LOCKS, None, None, b"one").is_some());
     }
 
     #[test]
     fn content_tokens_are_never_backend_preconditions() {
-        let token = VersionToken::new(LOCKS, Some("e1"), None, b"one").unwrap();
-        assert_eq!(token.precondition(), None);
+        assert_eq!(
+            VersionToken::content(Some("e1"), b"one").precondition(),
+            None
+        );
+        assert_eq!(VersionToken::content(None, b"one").precondition(), None);
     }
 }
