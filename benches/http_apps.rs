@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use apps::App;
 use rocket::fairing::AdHoc;
+use rocket_kvsession_bench::{block_on, ArgError, Args, Runtime};
 use tokio::sync::mpsc;
 
 struct Options {
@@ -22,33 +23,18 @@ struct Options {
     workers: usize,
 }
 
-fn options() -> Result<Option<Options>, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "serve") {
-        eprintln!(
-            "http_apps: nothing to do; `scripts/bench.sh` runs it as \
-             `http_apps --bench serve --port-file FILE [--workers N]`"
-        );
-        return Ok(None);
-    }
+fn options(args: &mut Args) -> Result<Options, ArgError> {
     let mut port_file = None;
     let mut workers = 1;
-    let mut it = args.iter().filter(|a| *a != "--bench" && *a != "serve");
-    while let Some(arg) = it.next() {
+    while let Some(arg) = args.next_arg() {
         match arg.as_str() {
-            "--port-file" => port_file = it.next().map(PathBuf::from),
-            "--workers" => {
-                workers = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or("--workers needs a positive number")?;
-            }
-            other => return Err(format!("unknown argument {other:?}")),
+            "--port-file" => port_file = Some(PathBuf::from(args.value("--port-file")?)),
+            "--workers" => workers = args.number("--workers", 1)? as usize,
+            _ => return Err(ArgError::Unknown(arg)),
         }
     }
-    let port_file = port_file.ok_or("--port-file FILE is required")?;
-    Ok(Some(Options { port_file, workers }))
+    let port_file = port_file.ok_or(ArgError::Required("--port-file FILE"))?;
+    Ok(Options { port_file, workers })
 }
 
 async fn serve(options: Options) -> Result<(), String> {
@@ -118,30 +104,24 @@ async fn serve(options: Options) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let options = match options() {
-        Ok(Some(options)) => options,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("http_apps: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(options.workers)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("http_apps: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("http_apps: {e}");
-            ExitCode::FAILURE
-        }
+    let mut args = Args::from_env("http_apps");
+    if !args.take_word("serve") {
+        eprintln!(
+            "http_apps: nothing to do; `scripts/bench.sh` runs it as \
+             `http_apps --bench serve --port-file FILE [--workers N]`"
+        );
+        return ExitCode::SUCCESS;
     }
+    let options = match options(&mut args) {
+        Ok(options) => options,
+        Err(e) => {
+            return args.usage_error(&e, "http_apps --bench serve --port-file FILE [--workers N]")
+        }
+    };
+    let workers = options.workers;
+    block_on(
+        args.name(),
+        Runtime::MultiThread(Some(workers)),
+        serve(options),
+    )
 }

@@ -16,9 +16,10 @@
 //! * MessagePack: the crate's own envelope code (format 1: a format byte, then
 //!   the MessagePack array `[last_active, permanent, {key: value bytes}]`,
 //!   each value its own `rmp_serde::to_vec_named` encoding, as
-//!   `Session::insert` makes it), through the hidden `__bench` module. Before
-//!   measuring, it is checked against a record that `KvSession` itself wrote
-//!   into a `MemoryStore` through a request.
+//!   `Session::insert` makes it), through the core's hidden `bench-internals`
+//!   feature (`rocket_kvsession_bench::encode_record`). Before measuring, it
+//!   is checked against a record that `KvSession` itself wrote into a
+//!   `MemoryStore` through a request.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -32,6 +33,7 @@ use rocket::http::Status;
 use rocket::local::asynchronous::Client;
 use rocket::{post, routes};
 use rocket_kvsession::{KeyValueStore, KvSession, MemoryStore, Session, SessionId};
+use rocket_kvsession_bench::{ArgError, Args};
 use serde::{Deserialize, Serialize};
 
 /// The per-request budget of issue 6: all of these together.
@@ -155,12 +157,11 @@ struct Envelope {
 
 impl Envelope {
     fn encode(&self) -> Vec<u8> {
-        rocket_kvsession::__bench::encode_record(self.last_active, self.permanent, &self.data)
+        rocket_kvsession_bench::encode_record(self.last_active, self.permanent, &self.data)
     }
 
     fn decode(bytes: &[u8]) -> Option<Self> {
-        let (last_active, permanent, data) =
-            rocket_kvsession::__bench::decode_record(bytes).ok()?;
+        let (last_active, permanent, data) = rocket_kvsession_bench::decode_record(bytes).ok()?;
         Some(Envelope {
             last_active,
             permanent,
@@ -442,33 +443,14 @@ fn run(mode: Mode) -> Result<(), String> {
 }
 
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "--bench") {
-        eprintln!("per_request: benchmark skipped (run it with `cargo bench --bench per_request`)");
+    let Some(mut args) = Args::bench("per_request") else {
         return std::process::ExitCode::SUCCESS;
-    }
-    let usage = "per_request: usage: per_request [--rounds N] [--profile OPERATION [--iters N]]\n\
+    };
+    let usage = "per_request [--rounds N] [--profile OPERATION [--iters N]]\n\
                  operations: id, parse, seal, open, decode, values-decode, values-encode, encode";
-    let mut rounds = 15usize;
-    let mut profile: Option<String> = None;
-    let mut iters = 10_000u64;
-    let mut it = args.iter().filter(|a| *a != "--bench");
-    while let Some(arg) = it.next() {
-        let value = it.next();
-        let number = value.and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0);
-        match (arg.as_str(), value, number) {
-            ("--rounds", _, Some(n)) => rounds = n as usize,
-            ("--iters", _, Some(n)) => iters = n,
-            ("--profile", Some(op), _) => profile = Some(op.clone()),
-            _ => {
-                eprintln!("{usage}");
-                return std::process::ExitCode::from(2);
-            }
-        }
-    }
-    let mode = match profile {
-        Some(only) => Mode::Profile { only, iters },
-        None => Mode::Time { rounds },
+    let mode = match options(&mut args) {
+        Ok(mode) => mode,
+        Err(e) => return args.usage_error(&e, usage),
     };
     match run(mode) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -477,4 +459,22 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn options(args: &mut Args) -> Result<Mode, ArgError> {
+    let mut rounds = 15usize;
+    let mut profile: Option<String> = None;
+    let mut iters = 10_000u64;
+    while let Some(arg) = args.next_arg() {
+        match arg.as_str() {
+            "--rounds" => rounds = args.number("--rounds", 1)? as usize,
+            "--iters" => iters = args.number("--iters", 1)?,
+            "--profile" => profile = Some(args.value("--profile")?),
+            _ => return Err(ArgError::Unknown(arg)),
+        }
+    }
+    Ok(match profile {
+        Some(only) => Mode::Profile { only, iters },
+        None => Mode::Time { rounds },
+    })
 }

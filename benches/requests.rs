@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use apps::{App, BODY, COOKIE};
 use rocket::http::{Cookie, Status};
 use rocket::local::asynchronous::Client;
+use rocket_kvsession_bench::{block_on, ArgError, Args, Runtime};
 
 struct Options {
     rounds: usize,
@@ -26,36 +27,23 @@ struct Options {
     count: u64,
 }
 
-fn options() -> Result<Option<Options>, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "--bench") {
-        // `cargo test --benches` runs this binary without `--bench`.
-        eprintln!("requests: benchmark skipped (run it with `cargo bench --bench requests`)");
-        return Ok(None);
-    }
+fn options(args: &mut Args) -> Result<Options, ArgError> {
     let mut options = Options {
         rounds: 7,
         millis: 400,
         profile: None,
         count: 10_000,
     };
-    let mut it = args.iter().filter(|a| *a != "--bench");
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .filter(|v| *v > 0)
-                .ok_or_else(|| format!("{name} needs a positive number"))
-        };
+    while let Some(arg) = args.next_arg() {
         match arg.as_str() {
-            "--rounds" => options.rounds = value("--rounds")? as usize,
-            "--millis" => options.millis = value("--millis")?,
-            "--count" => options.count = value("--count")?,
-            "--profile" => options.profile = it.next().cloned(),
-            other => return Err(format!("unknown argument {other:?}")),
+            "--rounds" => options.rounds = args.number("--rounds", 1)? as usize,
+            "--millis" => options.millis = args.number("--millis", 1)?,
+            "--count" => options.count = args.number("--count", 1)?,
+            "--profile" => options.profile = Some(args.value("--profile")?),
+            _ => return Err(ArgError::Unknown(arg)),
         }
     }
-    Ok(Some(options))
+    Ok(options)
 }
 
 /// One app, with a client and the cookie of its established session.
@@ -267,29 +255,15 @@ fn print_ratios(rate: &dyn Fn(App) -> f64) {
 }
 
 fn main() -> std::process::ExitCode {
-    let options = match options() {
-        Ok(Some(options)) => options,
-        Ok(None) => return std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("requests: {e}");
-            return std::process::ExitCode::from(2);
-        }
+    // `cargo test --benches` runs this binary without `--bench`.
+    let Some(mut args) = Args::bench("requests") else {
+        return std::process::ExitCode::SUCCESS;
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("requests: cannot start a runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(options)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("requests: {e}");
-            std::process::ExitCode::FAILURE
-        }
+    match options(&mut args) {
+        Ok(options) => block_on(args.name(), Runtime::CurrentThread, run(options)),
+        Err(e) => args.usage_error(
+            &e,
+            "requests [--rounds N] [--millis MS] | --profile APP|- [--count N]",
+        ),
     }
 }

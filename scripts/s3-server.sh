@@ -18,6 +18,10 @@
 # by its PID and waits for it to exit.
 set -euo pipefail
 
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$script_dir/lib.sh"
+
 MOTO_VERSION="5.2.5"
 READY_TIMEOUT=60
 BUCKET="kvsession-test"
@@ -30,69 +34,17 @@ usage() {
     exit 2
 }
 
-log() { echo "s3-server: $*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-[ $# -eq 2 ] || usage
+[ $# -eq 2 ] && [ -n "$2" ] || usage
 action=$1
-state_dir=$2
-[ -n "$state_dir" ] || usage
-mkdir -p "$state_dir"
-state_dir=$(cd "$state_dir" && pwd)
+state_dir=$(abs_dir "$2")
 
 venv="$state_dir/s3-venv"
 python="$venv/bin/python"
 pid_file="$state_dir/s3.pid"
 log_file="$state_dir/s3.log"
 
-# Whether PID is alive and is our moto server (never signal a reused PID).
-is_our_server() {
-    local pid=$1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
-        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "moto_server"
-}
-
 stop_server() {
-    [ -f "$pid_file" ] || return 0
-    local pid
-    pid=$(cat "$pid_file")
-    if is_our_server "$pid"; then
-        log "stopping server (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "server (pid $pid) did not stop within 20 s; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-            for _ in $(seq 1 50); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-        fi
-    fi
-    rm -f "$pid_file"
-}
-
-install_moto() {
-    if [ -x "$python" ] && "$python" -c "import moto, boto3, flask" 2>/dev/null &&
-        [ "$("$python" -c 'import moto; print(moto.__version__)')" = "$MOTO_VERSION" ]; then
-        return 0
-    fi
-    command -v python3 >/dev/null || die "python3 is required"
-    log "installing moto[server]==$MOTO_VERSION into $venv"
-    rm -rf "$venv"
-    python3 -m venv "$venv" >&2 || die "cannot create a venv (install python3-venv)"
-    "$python" -m pip install --quiet --disable-pip-version-check \
-        "moto[server]==$MOTO_VERSION" >&2 || die "pip install moto[server] failed"
-}
-
-free_port() {
-    "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    stop_pid "$pid_file" "moto_server"
 }
 
 # An S3 request through boto3: succeeds only when the server speaks S3.
@@ -114,37 +66,35 @@ elif what == "create-bucket":
 PY
 }
 
+# Whether the server answers S3 requests; dies when it exited.
+server_ready() {
+    is_running "$(cat "$pid_file" 2>/dev/null)" "moto_server" || {
+        show_log "$log_file"
+        rm -f "$pid_file"
+        die "moto_server exited before answering"
+    }
+    s3_call "$1" ping >/dev/null 2>&1
+}
+
 start_server() {
     stop_server
-    install_moto
-    local port endpoint pid
+    make_venv "$venv" "moto[server]==$MOTO_VERSION"
+    local port endpoint
     port=$(free_port)
     endpoint="http://127.0.0.1:$port"
     log "starting moto_server on $endpoint (log: $log_file)"
-    # setsid: the server must not share the caller's process group.
-    setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log_file" 2>&1 </dev/null &
-    pid=$!
-    echo "$pid" >"$pid_file"
-
-    local deadline=$((SECONDS + READY_TIMEOUT))
-    until s3_call "$endpoint" ping >/dev/null 2>&1; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 30 "$log_file" >&2 || true
-            rm -f "$pid_file"
-            die "moto_server exited before answering"
-        fi
-        if [ $SECONDS -ge $deadline ]; then
-            tail -n 30 "$log_file" >&2 || true
-            stop_server
-            die "moto_server did not answer S3 requests within ${READY_TIMEOUT} s"
-        fi
-        sleep 0.3
-    done
+    : >"$log_file"
+    spawn "$pid_file" "$log_file" "$venv/bin/moto_server" -H 127.0.0.1 -p "$port"
+    if ! WAIT_INTERVAL=0.3 wait_until "$READY_TIMEOUT" server_ready "$endpoint"; then
+        show_log "$log_file"
+        stop_server
+        die "moto_server did not answer S3 requests within ${READY_TIMEOUT} s"
+    fi
     s3_call "$endpoint" create-bucket >&2 || {
         stop_server
         die "cannot create bucket $BUCKET"
     }
-    log "ready (pid $pid, bucket $BUCKET)"
+    log "ready (pid $(cat "$pid_file"), bucket $BUCKET)"
 
     echo "export KVSESSION_S3_ENDPOINT=$endpoint"
     echo "export KVSESSION_S3_BUCKET=$BUCKET"

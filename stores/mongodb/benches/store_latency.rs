@@ -5,11 +5,12 @@
 //!
 //! ```sh
 //! eval "$(bash scripts/mongodb-server.sh start /tmp/mongodb-bench)"
-//! cargo run --release -p rocket_kvsession_mongodb --example bench_mongodb -- --samples 1000
+//! cargo bench -p rocket_kvsession_mongodb --bench store_latency -- --samples 1000
 //! bash scripts/mongodb-server.sh stop /tmp/mongodb-bench
 //! ```
 //!
-//! It needs `MONGODB_URI` and fails without it. Each sample does, on a 1 KiB
+//! It needs `MONGODB_URI` and fails without it, unless
+//! `KVSESSION_SKIP_MONGODB=1` says to skip it. Each sample does, on a 1 KiB
 //! session record, a `get`, a `put` (an `update` with the expected version
 //! and a new expiry: what saving an existing session does) and a `create`
 //! (a new session), once through the adapter and once directly, in
@@ -23,7 +24,10 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rocket_kvsession::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
+use rocket_kvsession::KeyValueStore;
+use rocket_kvsession_bench::{
+    block_on, compare, micros, percentile, record, ArgError, Args, Runtime, Side, StoreSide,
+};
 use rocket_kvsession_mongodb::mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime};
 use rocket_kvsession_mongodb::MongoStore;
 
@@ -32,57 +36,17 @@ const GOAL: f64 = 1.10;
 
 const DATABASE: &str = "rocket_kvsession_bench";
 
-use rocket_kvsession::__bench::{compare, micros, percentile, record, Side};
+const USAGE: &str = "store_latency [--samples N (>= 100)]";
+
+/// How long the records written live: the adapter and the driver write the
+/// same expiry.
+const TTL: Duration = Duration::from_secs(3600);
 
 fn expiry() -> SystemTime {
-    SystemTime::now() + Duration::from_secs(3600)
+    SystemTime::now() + TTL
 }
 
-struct Adapter {
-    store: MongoStore,
-    version: Option<Version>,
-}
-
-impl Side for Adapter {
-    async fn get(&mut self, key: &str) -> Result<Vec<u8>, String> {
-        let record = self
-            .store
-            .get(key)
-            .await
-            .map_err(|e| format!("adapter get: {e}"))?
-            .ok_or("adapter get: record missing")?;
-        self.version = record.version;
-        Ok(record.value)
-    }
-
-    async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        match self
-            .store
-            .update(key, value, self.version.as_ref(), Some(expiry()))
-            .await
-            .map_err(|e| format!("adapter update: {e}"))?
-        {
-            UpdateOutcome::Updated(version) => {
-                self.version = version;
-                Ok(())
-            }
-            other => Err(format!("adapter update: {other:?}")),
-        }
-    }
-
-    async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        match self
-            .store
-            .create(key, value, Some(expiry()))
-            .await
-            .map_err(|e| format!("adapter create: {e}"))?
-        {
-            CreateOutcome::Created(_) => Ok(()),
-            CreateOutcome::AlreadyExists => Err("adapter create: key exists".into()),
-        }
-    }
-}
-
+/// The same commands as the adapter, sent with the driver.
 struct Driver {
     collection: rocket_kvsession_mongodb::mongodb::Collection<
         rocket_kvsession_mongodb::mongodb::bson::Document,
@@ -152,21 +116,18 @@ impl Side for Driver {
     }
 }
 
-async fn run(uri: &str, samples: usize) -> Result<(), String> {
+async fn run(uri: String, samples: usize) -> Result<(), String> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
     let collection = format!("bench_{:x}_{nanos:x}", std::process::id());
-    let store = MongoStore::connect(uri, DATABASE, &collection)
+    let store = MongoStore::connect(&uri, DATABASE, &collection)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     store.init().await.map_err(|e| format!("init: {e}"))?;
 
-    let mut adapter = Adapter {
-        store: store.clone(),
-        version: None,
-    };
+    let mut adapter = StoreSide::new(store.clone(), "adapter").with_ttl(TTL);
     let mut driver = Driver {
         collection: store.collection().clone(),
         version: 0,
@@ -223,47 +184,39 @@ async fn run(uri: &str, samples: usize) -> Result<(), String> {
     dropped.map_err(|e| format!("drop the benchmark collection: {e}"))
 }
 
-fn main() -> ExitCode {
-    let mut samples = 1000usize;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match (
-            arg.as_str(),
-            it.next().and_then(|v| v.parse::<usize>().ok()),
-        ) {
-            ("--samples", Some(n)) if n >= 100 => samples = n,
-            _ => {
-                eprintln!("bench_mongodb: usage: bench_mongodb [--samples N (>= 100)]");
-                return ExitCode::from(2);
-            }
+fn options(args: &mut Args) -> Result<usize, ArgError> {
+    let mut samples = 1000;
+    while let Some(arg) = args.next_arg() {
+        match arg.as_str() {
+            "--samples" => samples = args.number("--samples", 100)? as usize,
+            _ => return Err(ArgError::Unknown(arg)),
         }
     }
+    Ok(samples)
+}
+
+fn main() -> ExitCode {
+    let Some(mut args) = Args::bench("store_latency") else {
+        return ExitCode::SUCCESS;
+    };
+    let samples = match options(&mut args) {
+        Ok(samples) => samples,
+        Err(e) => return args.usage_error(&e, USAGE),
+    };
     let uri = match std::env::var("MONGODB_URI") {
         Ok(uri) if !uri.is_empty() => uri,
+        _ if std::env::var("KVSESSION_SKIP_MONGODB").as_deref() == Ok("1") => {
+            eprintln!("store_latency: MONGODB_URI is not set; skipped (KVSESSION_SKIP_MONGODB=1)");
+            return ExitCode::SUCCESS;
+        }
         _ => {
             eprintln!(
-                "bench_mongodb: MONGODB_URI is not set; start a server with \
-                 `eval \"$(bash scripts/mongodb-server.sh start STATE_DIR)\"`"
+                "store_latency: MONGODB_URI is not set; start a server with \
+                 `eval \"$(bash scripts/mongodb-server.sh start STATE_DIR)\"` \
+                 (or set KVSESSION_SKIP_MONGODB=1 to skip this benchmark)"
             );
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("bench_mongodb: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&uri, samples)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_mongodb: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    block_on(args.name(), Runtime::CurrentThread, run(uri, samples))
 }

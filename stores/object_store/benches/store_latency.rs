@@ -3,7 +3,7 @@
 //! them. `scripts/bench.sh` runs it; by hand:
 //!
 //! ```sh
-//! cargo run --release -p rocket_kvsession_object_store --example bench_object_store -- --samples 5000
+//! cargo bench -p rocket_kvsession_object_store --bench store_latency -- --samples 5000
 //! ```
 //!
 //! Each sample does, on a 1 KiB session record, a `get`, a `put` (an
@@ -17,60 +17,19 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use rocket_kvsession::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
+use rocket_kvsession::KeyValueStore;
+use rocket_kvsession_bench::{
+    block_on, compare, micros, percentile, record, ArgError, Args, Runtime, Side, StoreSide,
+};
 use rocket_kvsession_object_store::object_store::path::Path;
 use rocket_kvsession_object_store::object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 use rocket_kvsession_object_store::ObjectStoreKv;
 
-use rocket_kvsession::__bench::{compare, micros, percentile, record, Side};
+const USAGE: &str = "store_latency [--samples N (>= 100)]";
 
-struct Store {
-    store: ObjectStoreKv,
-    version: Option<Version>,
-}
-
-impl Side for Store {
-    async fn get(&mut self, key: &str) -> Result<Vec<u8>, String> {
-        let record = self
-            .store
-            .get(key)
-            .await
-            .map_err(|e| format!("store get: {e}"))?
-            .ok_or("store get: record missing")?;
-        self.version = record.version;
-        Ok(record.value)
-    }
-
-    async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        match self
-            .store
-            .update(key, value, self.version.as_ref(), None)
-            .await
-            .map_err(|e| format!("store update: {e}"))?
-        {
-            UpdateOutcome::Updated(version) => {
-                self.version = version;
-                Ok(())
-            }
-            other => Err(format!("store update: {other:?}")),
-        }
-    }
-
-    async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        match self
-            .store
-            .create(key, value, None)
-            .await
-            .map_err(|e| format!("store create: {e}"))?
-        {
-            CreateOutcome::Created(_) => Ok(()),
-            CreateOutcome::AlreadyExists => Err("store create: key exists".into()),
-        }
-    }
-}
-
+/// The plain object_store calls on the same directory.
 struct Plain {
     store: Arc<dyn ObjectStore>,
     kv: ObjectStoreKv,
@@ -123,10 +82,7 @@ async fn run(samples: usize) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let kv = ObjectStoreKv::local_dir(dir.path()).map_err(|e| format!("local_dir: {e}"))?;
     kv.init().await.map_err(|e| format!("init: {e}"))?;
-    let mut store = Store {
-        store: kv.clone(),
-        version: None,
-    };
+    let mut store = StoreSide::new(kv.clone(), "store");
     let mut plain = Plain {
         store: kv.object_store().clone(),
         kv: kv.clone(),
@@ -168,37 +124,23 @@ async fn run(samples: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let mut samples = 5000usize;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match (
-            arg.as_str(),
-            it.next().and_then(|v| v.parse::<usize>().ok()),
-        ) {
-            ("--samples", Some(n)) if n >= 100 => samples = n,
-            _ => {
-                eprintln!("bench_object_store: usage: bench_object_store [--samples N (>= 100)]");
-                return ExitCode::from(2);
-            }
+fn options(args: &mut Args) -> Result<usize, ArgError> {
+    let mut samples = 5000;
+    while let Some(arg) = args.next_arg() {
+        match arg.as_str() {
+            "--samples" => samples = args.number("--samples", 100)? as usize,
+            _ => return Err(ArgError::Unknown(arg)),
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("bench_object_store: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    Ok(samples)
+}
+
+fn main() -> ExitCode {
+    let Some(mut args) = Args::bench("store_latency") else {
+        return ExitCode::SUCCESS;
     };
-    match runtime.block_on(run(samples)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_object_store: {e}");
-            ExitCode::FAILURE
-        }
+    match options(&mut args) {
+        Ok(samples) => block_on(args.name(), Runtime::MultiThread(None), run(samples)),
+        Err(e) => args.usage_error(&e, USAGE),
     }
 }

@@ -20,8 +20,7 @@ use std::time::Instant;
 use rocket_kvsession::{cleanup_sessions, SessionConfig};
 use rocket_kvsession_object_store::ObjectStoreKv;
 
-#[path = "files.rs"]
-mod sweep_files;
+use rocket_kvsession_bench::sweep_files;
 
 fn usage() -> ExitCode {
     eprintln!("usage: sweep generate DIR COUNT EXPIRED_PERCENT NOW [SEED]\n       sweep sweep DIR");

@@ -7,8 +7,7 @@ use std::collections::HashSet;
 use rocket_kvsession::{cleanup_sessions, KeyValueStore, SessionConfig};
 use rocket_kvsession_object_store::ObjectStoreKv;
 
-#[path = "../benches/sweep/files.rs"]
-mod sweep_files;
+use rocket_kvsession_bench::sweep_files;
 
 fn files_in(dir: &std::path::Path) -> HashSet<String> {
     std::fs::read_dir(dir)

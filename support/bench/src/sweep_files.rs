@@ -1,4 +1,6 @@
-//! Builds directories of session files for the sweep benchmark and tests.
+//! Directories of session files, for the sweep benchmark
+//! (`stores/object_store/benches/sweep.rs`) and the sweep tests
+//! (`stores/object_store/tests/sweep.rs`).
 //!
 //! The layout is what `ObjectStoreKv::local_dir` writes: one file per
 //! session, named by its key (`{random:016x}_{created:x}`, no key prefix),
@@ -7,8 +9,6 @@
 //! Expired sessions were created two days before `now`, and their files'
 //! modification time is set to that moment; live sessions were created an
 //! hour before `now`.
-
-#![allow(dead_code, unreachable_pub)]
 
 use std::fs::File;
 use std::io::Write;
