@@ -10,39 +10,10 @@ use std::time::Duration;
 use common::*;
 use rocket::http::Status;
 use rocket::local::asynchronous::Client;
-use rocket::tokio::sync::{Barrier, Notify};
+use rocket::tokio::sync::Barrier;
 use rocket::{post, routes, State};
-use rocket_kvsession::{Error, KvSession, Session, SessionConfig};
-
-/// All `n` concurrent requests load the session before any of them saves.
-#[post("/together/<key>")]
-async fn together(
-    session: Session<'_>,
-    barrier: &State<Arc<Barrier>>,
-    key: &str,
-) -> Result<&'static str, Error> {
-    session.insert(key, true)?;
-    barrier.wait().await;
-    Ok("ok")
-}
-
-struct Gate {
-    loaded: Notify,
-    release: Notify,
-}
-
-/// Loads the session, changes it, then waits until the test releases it.
-#[post("/slow/<key>")]
-async fn slow(
-    session: Session<'_>,
-    gate: &State<Arc<Gate>>,
-    key: &str,
-) -> Result<&'static str, Error> {
-    session.insert(key, true)?;
-    gate.loaded.notify_one();
-    gate.release.notified().await;
-    Ok("slow done")
-}
+use rocket_kvsession::conformance::app::{racing_routes, Gate};
+use rocket_kvsession::{KvSession, Session, SessionConfig};
 
 /// Removes a key, then waits until the test releases it.
 #[post("/slow-remove/<key>")]
@@ -54,16 +25,14 @@ async fn slow_remove(session: Session<'_>, gate: &State<Arc<Gate>>, key: &str) -
 }
 
 async fn app(store: TestStore, config: SessionConfig, writers: usize) -> (Client, Arc<Gate>) {
-    let gate = Arc::new(Gate {
-        loaded: Notify::new(),
-        release: Notify::new(),
-    });
+    let gate = Arc::new(Gate::default());
     let rocket = rocket::custom(figment())
         .attach(KvSession::new(store).config(config))
         .manage(Arc::new(Barrier::new(writers)))
         .manage(gate.clone())
         .mount("/", routes())
-        .mount("/", routes![together, slow, slow_remove]);
+        .mount("/", racing_routes())
+        .mount("/", routes![slow_remove]);
     (Client::tracked(rocket).await.unwrap(), gate)
 }
 

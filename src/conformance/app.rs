@@ -54,6 +54,36 @@ pub async fn login(session: Session<'_>, user: &str) -> Result<&'static str, Err
     Ok("ok")
 }
 
+/// Gives the session a new id, keeping its data.
+#[post("/regenerate")]
+pub async fn regenerate(session: Session<'_>) -> Result<&'static str, Error> {
+    session.regenerate().await?;
+    Ok("ok")
+}
+
+/// The session id, empty if the session has none.
+#[get("/id")]
+pub fn id(session: Session<'_>) -> String {
+    session.id().unwrap_or_default()
+}
+
+/// Removes `key`: `removed` or `absent`.
+#[post("/remove/<key>")]
+pub fn remove(session: Session<'_>, key: &str) -> &'static str {
+    if session.remove(key) {
+        "removed"
+    } else {
+        "absent"
+    }
+}
+
+/// Removes every key.
+#[post("/clear")]
+pub fn clear(session: Session<'_>) -> &'static str {
+    session.clear();
+    "cleared"
+}
+
 /// The stored user, 404 if none.
 #[get("/whoami")]
 pub fn whoami(session: Session<'_>) -> Option<String> {
@@ -141,9 +171,18 @@ pub async fn slow(
     Ok("slow done")
 }
 
-/// Every route above.
+/// The session routes above, without the racing ones.
 pub fn routes() -> Vec<rocket::Route> {
-    routes![login, whoami, set, get, keys, logout, permanent, fail, plain, together, slow]
+    routes![
+        login, regenerate, whoami, id, set, get, keys, remove, clear, logout, permanent, fail,
+        plain
+    ]
+}
+
+/// [`together`] and [`slow`]: mount them with a managed `Arc<Barrier>` and
+/// `Arc<Gate>`.
+pub fn racing_routes() -> Vec<rocket::Route> {
+    routes![together, slow]
 }
 
 /// The figment of a conformance app: [`SECRET_KEY`], quiet logs.
@@ -161,7 +200,8 @@ pub fn config(case: &str) -> SessionConfig {
     }
 }
 
-/// An app with every route of this module on `store`, with `config`.
+/// An app with every route of this module on `store`, with `config`
+/// ([`routes`] and [`racing_routes`], a one-request barrier and a gate).
 pub fn app(store: Arc<dyn KeyValueStore>, config: SessionConfig) -> Rocket<Build> {
     app_with(store, config, 1, Arc::default())
 }
@@ -177,6 +217,7 @@ fn app_with(
         .manage(Arc::new(Barrier::new(writers)))
         .manage(gate)
         .mount("/", routes())
+        .mount("/", racing_routes())
 }
 
 /// A client of [`app`] that keeps no cookies: each request sends only the
@@ -295,11 +336,18 @@ pub async fn regenerate_retires_the_old_id(store: Arc<dyn KeyValueStore>) {
     let name = config.cookie_name.clone();
     let client = client(store.clone(), config.clone()).await;
 
-    assert_eq!(write(&client, "/set/user/mallory-planted").await, Status::Ok);
+    assert_eq!(
+        write(&client, "/set/user/mallory-planted").await,
+        Status::Ok
+    );
     let planted = cookie_of(&client, &name).expect("a session cookie");
     assert_eq!(write(&client, "/login/bob").await, Status::Ok);
     let rotated = cookie_of(&client, &name).expect("a session cookie");
-    assert_ne!(planted.value(), rotated.value(), "login issued a new cookie");
+    assert_ne!(
+        planted.value(),
+        rotated.value(),
+        "login issued a new cookie"
+    );
     assert_eq!(read(&client, "/whoami").await, (Status::Ok, "bob".into()));
 
     // The pre-login cookie, replayed by another browser: a new, empty session.
@@ -341,10 +389,16 @@ pub async fn failed_requests_save_nothing(store: Arc<dyn KeyValueStore>) {
     let prefix = config.key_prefix.clone();
     let client = client(store.clone(), config).await;
 
-    assert_eq!(write(&client, "/fail/a/1").await, Status::InternalServerError);
+    assert_eq!(
+        write(&client, "/fail/a/1").await,
+        Status::InternalServerError
+    );
     assert!(stored_keys(&*store, &prefix).await.is_empty());
     assert_eq!(write(&client, "/set/a/1").await, Status::Ok);
-    assert_eq!(write(&client, "/fail/a/2").await, Status::InternalServerError);
+    assert_eq!(
+        write(&client, "/fail/a/2").await,
+        Status::InternalServerError
+    );
     assert_eq!(read(&client, "/get/a").await, (Status::Ok, "1".into()));
 }
 
@@ -486,8 +540,14 @@ pub async fn sweep_deletes_only_expired_sessions(store: Arc<dyn KeyValueStore>) 
         expired.insert(key);
     }
     let other_app = unique_prefix("app-sweep-other");
-    let foreign = format!("{other_app}{}", SessionId::generate(&mut rng, 64, two_hours_ago));
-    let _ = store.create(&foreign, b"theirs", None).await.expect("create");
+    let foreign = format!(
+        "{other_app}{}",
+        SessionId::generate(&mut rng, 64, two_hours_ago)
+    );
+    let _ = store
+        .create(&foreign, b"theirs", None)
+        .await
+        .expect("create");
 
     let report = cleanup_sessions(&*store, &config).await.expect("sweep");
     assert_eq!(report.deleted, 25, "{report:?}");

@@ -8,12 +8,12 @@ use std::time::SystemTime;
 use futures::stream::BoxStream;
 use rocket::async_trait;
 use rocket::figment::Figment;
-use rocket::http::Status;
 use rocket::local::asynchronous::{Client, LocalResponse};
-use rocket::{get, post, routes, Build, Rocket};
+use rocket::{Build, Rocket};
+use rocket_kvsession::conformance::app;
 use rocket_kvsession::{
-    CreateOutcome, Error, KeyInfo, KeyValueStore, KvSession, MemoryStore, Record, Session,
-    SessionConfig, StoreError, UpdateOutcome, Version,
+    CreateOutcome, KeyInfo, KeyValueStore, KvSession, MemoryStore, Record, SessionConfig,
+    StoreError, UpdateOutcome, Version,
 };
 
 /// Operation counters of a [`TestStore`].
@@ -159,83 +159,10 @@ impl KeyValueStore for TestStore {
 }
 
 /// A fixed secret key, so cookies from one app open in another.
-pub const SECRET: &str = "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=";
+pub const SECRET: &str = app::SECRET_KEY;
 
-#[post("/login/<user>")]
-pub async fn login(session: Session<'_>, user: &str) -> Result<&'static str, Error> {
-    session.regenerate().await?;
-    session.insert("user", user)?;
-    Ok("ok")
-}
-
-#[get("/whoami")]
-pub fn whoami(session: Session<'_>) -> Option<String> {
-    session.get::<String>("user").ok().flatten()
-}
-
-#[get("/id")]
-pub fn id(session: Session<'_>) -> String {
-    session.id().unwrap_or_default()
-}
-
-#[post("/set/<key>/<value>")]
-pub fn set(session: Session<'_>, key: &str, value: &str) -> Result<String, Error> {
-    session.insert(key, value)?;
-    Ok(session.id().unwrap_or_default())
-}
-
-#[get("/get/<key>")]
-pub fn get(session: Session<'_>, key: &str) -> Option<String> {
-    session.get::<String>(key).ok().flatten()
-}
-
-#[get("/keys")]
-pub fn keys(session: Session<'_>) -> String {
-    session.keys().join(",")
-}
-
-#[post("/remove/<key>")]
-pub fn remove(session: Session<'_>, key: &str) -> &'static str {
-    if session.remove(key) {
-        "removed"
-    } else {
-        "absent"
-    }
-}
-
-#[post("/clear")]
-pub fn clear(session: Session<'_>) -> &'static str {
-    session.clear();
-    "cleared"
-}
-
-#[post("/permanent/<on>")]
-pub fn permanent(session: Session<'_>, on: bool) -> &'static str {
-    session.set_permanent(on);
-    "ok"
-}
-
-#[post("/logout")]
-pub async fn logout(session: Session<'_>) -> Result<&'static str, Error> {
-    session.destroy().await?;
-    Ok("bye")
-}
-
-#[post("/fail/<key>/<value>")]
-pub fn fail(session: Session<'_>, key: &str, value: &str) -> Result<(Status, &'static str), Error> {
-    session.insert(key, value)?;
-    Ok((Status::InternalServerError, "failed"))
-}
-
-#[get("/plain")]
-pub fn plain() -> &'static str {
-    "no session here"
-}
-
-/// The routes above.
-pub fn routes() -> Vec<rocket::Route> {
-    routes![login, whoami, id, set, get, keys, remove, clear, permanent, logout, fail, plain]
-}
+/// The routes every store's app-level conformance cases use.
+pub use app::routes;
 
 /// The figment of a test app: fixed secret key, quiet logs, the given
 /// `kvsession` table entries.

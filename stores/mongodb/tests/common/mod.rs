@@ -1,7 +1,7 @@
 //! Shared helpers for the mongodb store's tests: the server from
 //! `MONGODB_URI`, one fresh collection per test, command counting.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -118,74 +118,17 @@ pub async fn counted_store(test: &str) -> Option<(MongoStore, CommandLog)> {
     Some((store, log))
 }
 
-/// A fixed 64-byte secret key for the test apps' private cookies.
-pub const SECRET: &[u8] = &[7; 64];
-
 /// Rocket's configuration for the test apps: a fixed secret key, no logs.
-pub fn figment() -> rocket::figment::Figment {
-    rocket::Config::figment()
-        .merge(("secret_key", SECRET))
-        .merge(("log_level", "off"))
-}
+pub use rocket_kvsession::conformance::app::figment;
 
-/// Routes of the test apps.
-pub mod routes {
-    use rocket::{get, post};
-    use rocket_kvsession::{Error, Session};
-
-    /// Reads one value of the session.
-    #[get("/get/<key>")]
-    pub fn get(session: Session<'_>, key: &str) -> Result<Option<String>, Error> {
-        session.get::<String>(key)
-    }
-
-    /// Sets one value of the session.
-    #[post("/set/<key>/<value>")]
-    pub fn set(session: Session<'_>, key: &str, value: &str) -> Result<&'static str, Error> {
-        session.insert(key, value)?;
-        Ok("ok")
-    }
-
-    /// Takes no session at all.
-    #[get("/plain")]
-    pub fn plain() -> &'static str {
-        "plain"
-    }
-
-    /// Gives the session a new id.
-    #[post("/regenerate")]
-    pub async fn regenerate(session: Session<'_>) -> Result<&'static str, Error> {
-        session.regenerate().await?;
-        Ok("ok")
-    }
-
-    /// Logs in: a new id, then the user.
-    #[post("/login/<user>")]
-    pub async fn login(session: Session<'_>, user: &str) -> Result<&'static str, Error> {
-        session.regenerate().await?;
-        session.insert("user", user)?;
-        Ok("ok")
-    }
-
-    /// Logs out: the record is deleted and the cookie removed.
-    #[post("/logout")]
-    pub async fn logout(session: Session<'_>) -> Result<&'static str, Error> {
-        session.destroy().await?;
-        Ok("ok")
-    }
-
-    /// Every route above.
-    pub fn all() -> Vec<rocket::Route> {
-        rocket::routes![get, set, plain, regenerate, login, logout]
-    }
-}
-
-/// A test app keeping its sessions in `store`.
+/// A test app keeping its sessions in `store`, with the routes of the
+/// core's app-level conformance suite.
 pub fn app(
     store: MongoStore,
     config: rocket_kvsession::SessionConfig,
 ) -> rocket::Rocket<rocket::Build> {
-    rocket::custom(figment())
+    use rocket_kvsession::conformance::app;
+    rocket::custom(app::figment())
         .attach(rocket_kvsession::KvSession::new(store).config(config))
-        .mount("/", routes::all())
+        .mount("/", app::routes())
 }
