@@ -39,6 +39,11 @@ pub struct CleanupReport {
 /// last-modified time. `None` if the key is not a session key.
 fn expired(info: &KeyInfo, config: &SessionConfig, now: u64) -> Option<bool> {
     let id: SessionId = info.key.strip_prefix(&config.key_prefix)?.parse().ok()?;
+    if !id.could_be_written_by(config, now) {
+        // Not a key this configuration writes: another app's, or not a
+        // session at all. Never deleted.
+        return None;
+    }
     let absolute = id.created_unix().saturating_add(config.lifetime);
     // Times are whole seconds rounded down: a session ends strictly after
     // its lifetime, as in the engine.
@@ -176,6 +181,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_ids_of_this_configuration_are_deleted() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        for prefix in ["", "session:"] {
+            let store = MemoryStore::new();
+            let config = SessionConfig {
+                lifetime: 100,
+                key_prefix: prefix.into(),
+                ..Default::default()
+            };
+            let ours = format!("{prefix}{}", id_at(&mut rng, 1000));
+            let in_a_day = SystemTime::now() + Duration::from_secs(3 * 24 * 3600);
+            let foreign = [
+                // Plausible ids another app sharing the store wrote: a
+                // creation time before this crate existed, 80 random bits,
+                // 128 random bits, a creation time days ahead.
+                format!("{prefix}0123456789abcdef_1"),
+                format!("{prefix}beef0123456789abcdef_65a1b2c3"),
+                format!(
+                    "{prefix}{}",
+                    SessionId::generate(
+                        &mut rng,
+                        128,
+                        SystemTime::now() - Duration::from_secs(1000)
+                    )
+                ),
+                format!("{prefix}{}", SessionId::generate(&mut rng, 64, in_a_day)),
+            ];
+            for key in foreign.iter().chain([&ours]) {
+                let _ = store.create(key, b"x", None).await.unwrap();
+            }
+            let report = cleanup_sessions(&store, &config).await.unwrap();
+            assert_eq!((report.deleted, report.skipped), (1, 4), "{prefix:?}");
+            assert_eq!(store.get(&ours).await.unwrap(), None);
+            for key in &foreign {
+                assert!(store.get(key).await.unwrap().is_some(), "{key} deleted");
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn idle_sessions_are_swept_by_last_modified() {
         let config = SessionConfig {
             idle_timeout: Some(60),
@@ -183,7 +228,7 @@ mod tests {
             ..Default::default()
         };
         let mut rng = ChaCha20Rng::seed_from_u64(4);
-        let key = id_at(&mut rng, 10);
+        let key = format!("{}{}", config.key_prefix, id_at(&mut rng, 10));
         let long_ago = SystemTime::now() - Duration::from_secs(3600);
         let fresh = KeyInfo::new(key.clone(), Some(SystemTime::now()));
         let idle = KeyInfo::new(key.clone(), Some(long_ago));

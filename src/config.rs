@@ -51,10 +51,15 @@ pub struct SessionConfig {
     ///
     /// _Default:_ none.
     pub cookie_domain: Option<String>,
-    /// Whether the session cookie is `Secure` (sent over HTTPS only).
+    /// Whether the session cookie is `Secure` (sent over HTTPS only). An
+    /// explicit `true` or `false` wins. Unset, the cookie is `Secure` in
+    /// every profile but Rocket's debug profile (so a development app on
+    /// plain `http://127.0.0.1` works), and there it is `Secure` whenever
+    /// Rocket serves TLS. Cookies named `__Host-…` or `__Secure-…`, and
+    /// `cookie_same_site = "none"`, are always `Secure`.
     ///
-    /// _Default:_ `false`.
-    pub cookie_secure: bool,
+    /// _Default:_ unset.
+    pub cookie_secure: Option<bool>,
     /// Whether the session cookie is `HttpOnly` (hidden from scripts).
     ///
     /// _Default:_ `true`.
@@ -79,8 +84,10 @@ pub struct SessionConfig {
     pub key_bits: u32,
     /// Prefix of every store key, so several apps can share one store. End it
     /// with a separator (e.g. `"shop:"`) so no prefix is the start of another.
+    /// The sweep only ever deletes keys that start with it and end in an id
+    /// of exactly this configuration's layout.
     ///
-    /// _Default:_ `""`.
+    /// _Default:_ `"session:"`.
     pub key_prefix: String,
     /// Whether TTL-capable stores are handed each session's expiry.
     ///
@@ -112,6 +119,12 @@ pub struct SessionConfig {
     ///
     /// _Default:_ `10`.
     pub save_attempts: u32,
+    /// The most seconds one save spends on such retries (backoff sleeps
+    /// included): past it, the save fails with a 503 rather than hold the
+    /// response longer.
+    ///
+    /// _Default:_ `5`.
+    pub save_timeout: u64,
 }
 
 impl Default for SessionConfig {
@@ -120,22 +133,26 @@ impl Default for SessionConfig {
             cookie_name: "session".into(),
             cookie_path: "/".into(),
             cookie_domain: None,
-            cookie_secure: false,
+            cookie_secure: None,
             cookie_http_only: true,
             cookie_same_site: SameSitePolicy::Lax,
             lifetime: 31 * 24 * 3600,
             permanent: true,
             key_bits: 64,
-            key_prefix: String::new(),
+            key_prefix: DEFAULT_KEY_PREFIX.into(),
             set_ttl: true,
             cleanup_interval: None,
             save_on_error: false,
             idle_timeout: None,
             touch_after: 60,
             save_attempts: 10,
+            save_timeout: 5,
         }
     }
 }
+
+/// The default `key_prefix`.
+pub(crate) const DEFAULT_KEY_PREFIX: &str = "session:";
 
 /// The longest lifetime accepted: 100 years. Anything longer is a typo.
 const MAX_LIFETIME: u64 = 100 * 365 * 24 * 3600;
@@ -181,11 +198,38 @@ impl SessionConfig {
                 ));
             }
         }
-        if self.cookie_same_site == SameSitePolicy::None && !self.cookie_secure {
+        if self.cookie_same_site == SameSitePolicy::None && self.cookie_secure == Some(false) {
             return Err(config_error(
                 "cookie_same_site",
-                "\"none\" requires `cookie_secure = true` (browsers drop such cookies otherwise)",
+                "\"none\" requires a Secure cookie, but `cookie_secure = false` \
+                 (browsers drop such cookies)",
             ));
+        }
+        if self.cookie_name.starts_with("__Secure-") && self.cookie_secure == Some(false) {
+            return Err(config_error(
+                "cookie_secure",
+                "a `__Secure-` cookie must be Secure: remove `cookie_secure = false`",
+            ));
+        }
+        if self.cookie_name.starts_with("__Host-") {
+            if self.cookie_secure == Some(false) {
+                return Err(config_error(
+                    "cookie_secure",
+                    "a `__Host-` cookie must be Secure: remove `cookie_secure = false`",
+                ));
+            }
+            if self.cookie_path != "/" {
+                return Err(config_error(
+                    "cookie_path",
+                    "a `__Host-` cookie must have `cookie_path = \"/\"`",
+                ));
+            }
+            if self.cookie_domain.is_some() {
+                return Err(config_error(
+                    "cookie_domain",
+                    "a `__Host-` cookie must not have a domain",
+                ));
+            }
         }
         if self.lifetime == 0 || self.lifetime > MAX_LIFETIME {
             return Err(config_error(
@@ -236,6 +280,12 @@ impl SessionConfig {
         if self.save_attempts == 0 || self.save_attempts > 1000 {
             return Err(config_error("save_attempts", "must be from 1 to 1000"));
         }
+        if self.save_timeout == 0 || self.save_timeout > 600 {
+            return Err(config_error(
+                "save_timeout",
+                "must be from 1 to 600 seconds",
+            ));
+        }
         Ok(())
     }
 }
@@ -247,6 +297,21 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         SessionConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn host_and_secure_prefixed_cookies_with_the_right_attributes_are_valid() {
+        for name in ["__Host-session", "__Secure-session"] {
+            for secure in [None, Some(true)] {
+                SessionConfig {
+                    cookie_name: name.into(),
+                    cookie_secure: secure,
+                    ..Default::default()
+                }
+                .validate()
+                .unwrap();
+            }
+        }
     }
 
     #[test]
@@ -305,6 +370,46 @@ mod tests {
                 "cookie_same_site",
                 SessionConfig {
                     cookie_same_site: SameSitePolicy::None,
+                    cookie_secure: Some(false),
+                    ..Default::default()
+                },
+            ),
+            (
+                "cookie_secure",
+                SessionConfig {
+                    cookie_name: "__Host-session".into(),
+                    cookie_secure: Some(false),
+                    ..Default::default()
+                },
+            ),
+            (
+                "cookie_path",
+                SessionConfig {
+                    cookie_name: "__Host-session".into(),
+                    cookie_path: "/app".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "cookie_domain",
+                SessionConfig {
+                    cookie_name: "__Host-session".into(),
+                    cookie_domain: Some("example.com".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "cookie_secure",
+                SessionConfig {
+                    cookie_name: "__Secure-session".into(),
+                    cookie_secure: Some(false),
+                    ..Default::default()
+                },
+            ),
+            (
+                "save_timeout",
+                SessionConfig {
+                    save_timeout: 0,
                     ..Default::default()
                 },
             ),

@@ -3,22 +3,68 @@
 
 use std::time::SystemTime;
 
-use rocket::http::Cookie;
+use rocket::http::{Cookie, SameSite};
 use rocket::Response;
 
-use crate::config::SessionConfig;
+use crate::config::{SameSitePolicy, SessionConfig};
 use crate::state::CookieSpec;
 use crate::time::seconds;
+
+/// The session cookie's attributes, resolved once at ignite.
+#[derive(Debug, Clone)]
+pub(crate) struct CookieSettings {
+    pub(crate) name: String,
+    path: String,
+    domain: Option<String>,
+    /// `None` leaves the attribute to Rocket, which sets `Secure` when it
+    /// serves TLS.
+    secure: Option<bool>,
+    http_only: bool,
+    same_site: SameSite,
+    lifetime: u64,
+}
+
+impl CookieSettings {
+    /// The attributes `config` asks for, in a Rocket instance whose profile
+    /// is (`debug`) or is not Rocket's debug profile. An unset
+    /// `cookie_secure` means `Secure` outside the debug profile; in it, the
+    /// attribute is left to Rocket (`Secure` under TLS). `__Host-` and
+    /// `__Secure-` cookies and `SameSite=None` are always `Secure`.
+    pub(crate) fn resolve(config: &SessionConfig, debug: bool) -> Self {
+        let must_be_secure = config.cookie_name.starts_with("__Host-")
+            || config.cookie_name.starts_with("__Secure-")
+            || config.cookie_same_site == SameSitePolicy::None;
+        let secure = match config.cookie_secure {
+            Some(explicit) => Some(explicit),
+            None if must_be_secure || !debug => Some(true),
+            None => None,
+        };
+        CookieSettings {
+            name: config.cookie_name.clone(),
+            path: config.cookie_path.clone(),
+            domain: config.cookie_domain.clone(),
+            secure,
+            http_only: config.cookie_http_only,
+            same_site: config.cookie_same_site.into(),
+            lifetime: config.lifetime,
+        }
+    }
+
+    /// Whether the cookie is certainly `Secure` whatever Rocket serves.
+    pub(crate) fn always_secure(&self) -> bool {
+        self.secure == Some(true)
+    }
+}
 
 /// The cookie that carries `spec.id`, with the configured attributes.
 /// Permanent sessions get `Max-Age` (and `Expires`) of their remaining
 /// lifetime; others a browser-session cookie.
-pub(crate) fn session_cookie(config: &SessionConfig, spec: &CookieSpec) -> Cookie<'static> {
-    let mut cookie = base(config, spec.id.to_string());
+pub(crate) fn session_cookie(settings: &CookieSettings, spec: &CookieSpec) -> Cookie<'static> {
+    let mut cookie = base(settings, spec.id.to_string());
     if spec.permanent {
         let remaining = spec
             .id
-            .expires(seconds(config.lifetime))
+            .expires(seconds(settings.lifetime))
             .duration_since(SystemTime::now())
             .unwrap_or_default();
         let remaining = rocket::time::Duration::seconds(remaining.as_secs() as i64);
@@ -33,26 +79,30 @@ pub(crate) fn session_cookie(config: &SessionConfig, spec: &CookieSpec) -> Cooki
 }
 
 /// A cookie that, given to `CookieJar::remove`, removes the session cookie.
-pub(crate) fn removal_for_jar(config: &SessionConfig) -> Cookie<'static> {
-    base(config, String::new())
+/// It carries the session cookie's attributes (`Path`, `Domain`, `Secure`,
+/// `SameSite`), so browsers also delete `__Host-` and `__Secure-` cookies.
+pub(crate) fn removal_for_jar(settings: &CookieSettings) -> Cookie<'static> {
+    base(settings, String::new())
 }
 
 /// A `Set-Cookie` header value that makes the browser delete the session
 /// cookie, for responses whose cookies were already sealed.
-pub(crate) fn removal_header(config: &SessionConfig) -> Cookie<'static> {
-    let mut cookie = base(config, String::new());
+pub(crate) fn removal_header(settings: &CookieSettings) -> Cookie<'static> {
+    let mut cookie = base(settings, String::new());
     cookie.make_removal();
     cookie
 }
 
-fn base(config: &SessionConfig, value: String) -> Cookie<'static> {
-    let mut cookie = Cookie::build((config.cookie_name.clone(), value))
-        .path(config.cookie_path.clone())
-        .secure(config.cookie_secure)
-        .http_only(config.cookie_http_only)
-        .same_site(config.cookie_same_site.into())
+fn base(settings: &CookieSettings, value: String) -> Cookie<'static> {
+    let mut cookie = Cookie::build((settings.name.clone(), value))
+        .path(settings.path.clone())
+        .http_only(settings.http_only)
+        .same_site(settings.same_site)
         .build();
-    if let Some(domain) = &config.cookie_domain {
+    if let Some(secure) = settings.secure {
+        cookie.set_secure(secure);
+    }
+    if let Some(domain) = &settings.domain {
         cookie.set_domain(domain.clone());
     }
     cookie
@@ -76,7 +126,10 @@ pub(crate) fn drop_set_cookie(res: &mut Response<'_>, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rocket::http::SameSite;
+
+    fn settings(config: &SessionConfig) -> CookieSettings {
+        CookieSettings::resolve(config, false)
+    }
 
     fn spec(permanent: bool) -> CookieSpec {
         CookieSpec {
@@ -93,7 +146,7 @@ mod tests {
             lifetime: 3600,
             ..SessionConfig::default()
         };
-        let cookie = session_cookie(&config, &spec(true));
+        let cookie = session_cookie(&settings(&config), &spec(true));
         let max_age = cookie.max_age().expect("Max-Age").whole_seconds();
         assert!((3590..=3600).contains(&max_age), "{max_age}");
         assert_eq!(cookie.http_only(), Some(true));
@@ -103,7 +156,7 @@ mod tests {
 
     #[test]
     fn browser_session_cookies_have_no_expiry() {
-        let cookie = session_cookie(&SessionConfig::default(), &spec(false));
+        let cookie = session_cookie(&settings(&SessionConfig::default()), &spec(false));
         assert_eq!(cookie.max_age(), None);
         assert!(cookie.expires().is_some_and(|e| e.datetime().is_none()));
     }
@@ -115,11 +168,39 @@ mod tests {
             cookie_domain: Some("example.com".into()),
             ..SessionConfig::default()
         };
-        let removal = removal_header(&config);
+        let removal = removal_header(&settings(&config));
         assert_eq!(removal.path(), Some("/app"));
         assert_eq!(removal.domain(), Some("example.com"));
+        assert_eq!(removal.secure(), Some(true));
+        assert_eq!(removal.same_site(), Some(SameSite::Lax));
         assert_eq!(removal.value(), "");
         assert_eq!(removal.max_age(), Some(rocket::time::Duration::ZERO));
+    }
+
+    #[test]
+    fn secure_is_explicit_outside_debug_and_left_to_rocket_in_debug() {
+        let unset = SessionConfig::default();
+        assert_eq!(CookieSettings::resolve(&unset, false).secure, Some(true));
+        assert_eq!(CookieSettings::resolve(&unset, true).secure, None);
+        for debug in [false, true] {
+            let off = SessionConfig {
+                cookie_secure: Some(false),
+                ..SessionConfig::default()
+            };
+            assert_eq!(CookieSettings::resolve(&off, debug).secure, Some(false));
+            let host = SessionConfig {
+                cookie_name: "__Host-s".into(),
+                ..SessionConfig::default()
+            };
+            assert_eq!(CookieSettings::resolve(&host, debug).secure, Some(true));
+            let none = SessionConfig {
+                cookie_same_site: SameSitePolicy::None,
+                ..SessionConfig::default()
+            };
+            assert_eq!(CookieSettings::resolve(&none, debug).secure, Some(true));
+        }
+        let cookie = session_cookie(&CookieSettings::resolve(&unset, true), &spec(true));
+        assert_eq!(cookie.secure(), None, "Rocket decides (Secure under TLS)");
     }
 
     #[test]

@@ -3,22 +3,61 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand_core::RngCore;
 use rocket::http::{CookieJar, Status};
 use rocket::{Phase, Request, Rocket};
 
 use crate::config::SessionConfig;
-use crate::envelope::Envelope;
+use crate::cookie::CookieSettings;
+use crate::envelope::{Envelope, Stored};
 use crate::error::Error;
 use crate::id::SessionId;
-use crate::state::{SessionState, Snapshot};
+use crate::state::{Origin, SessionState, Snapshot};
 use crate::store::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
 use crate::time::{from_unix, now_unix, seconds, unix, ROUNDING};
 
-/// How many ids `regenerate` draws before giving up on a broken RNG.
-const ID_ATTEMPTS: u32 = 8;
+/// How many rotations a logout follows from the id it ended (a session
+/// rotated again while the logout ran).
+const MAX_SUCCESSORS: usize = 4;
+
+/// The retry budget of one save's compare-and-swap loop: at most
+/// `save_attempts` writes and `save_timeout` seconds, backoff included.
+struct Retries {
+    attempt: u32,
+    max: u32,
+    deadline: Instant,
+}
+
+impl Retries {
+    fn new(config: &SessionConfig) -> Self {
+        Retries {
+            attempt: 1,
+            max: config.save_attempts,
+            deadline: Instant::now() + seconds(config.save_timeout),
+        }
+    }
+
+    /// Called after a conflicting write: fails when the budget is spent
+    /// (without sleeping first), else waits a full-jitter exponential
+    /// backoff (from the second retry on) that spreads the retries of many
+    /// requests racing on one session.
+    async fn next(&mut self, engine: &Engine) -> Result<(), Error> {
+        let now = Instant::now();
+        if self.attempt >= self.max || now >= self.deadline {
+            return Err(Error::Conflict {
+                attempts: self.attempt,
+            });
+        }
+        if self.attempt > 1 {
+            let backoff = engine.jitter(1 << self.attempt.min(10));
+            tokio::time::sleep(backoff.min(self.deadline - now)).await;
+        }
+        self.attempt += 1;
+        Ok(())
+    }
+}
 
 /// The session of one request, cached in the request's local cache.
 #[derive(Debug)]
@@ -65,6 +104,7 @@ pub(crate) type SessionRng = Box<dyn RngCore + Send>;
 pub(crate) struct Engine {
     pub(crate) store: Arc<dyn KeyValueStore>,
     pub(crate) config: SessionConfig,
+    pub(crate) cookies: CookieSettings,
     rng: Mutex<SessionRng>,
 }
 
@@ -81,11 +121,13 @@ impl Engine {
     pub(crate) fn new(
         store: Arc<dyn KeyValueStore>,
         config: SessionConfig,
+        cookies: CookieSettings,
         rng: SessionRng,
     ) -> Self {
         Engine {
             store,
             config,
+            cookies,
             rng: Mutex::new(rng),
         }
     }
@@ -143,7 +185,7 @@ impl Engine {
         match (self.config.idle_timeout, record_expires_at) {
             (Some(idle), Some(at)) => envelope
                 .last_active
-                .max(unix(at).saturating_sub(idle + ROUNDING.as_secs())),
+                .max(unix(at).saturating_sub(idle.saturating_add(ROUNDING.as_secs()))),
             _ => envelope.last_active,
         }
     }
@@ -173,6 +215,9 @@ impl Engine {
         let Ok(id) = cookie.value().parse::<SessionId>() else {
             return Ok(self.new_session());
         };
+        if id.key_bits() != self.config.key_bits {
+            return Ok(self.new_session());
+        }
         let now = SystemTime::now();
         if now >= id.expires(seconds(self.config.lifetime)) + ROUNDING {
             // Expired: no need to ask the store.
@@ -181,8 +226,10 @@ impl Engine {
         let Some(record) = self.store.get(&self.key(&id)).await? else {
             return Ok(self.new_session());
         };
-        let envelope = match Envelope::decode(&record.value) {
-            Ok(envelope) => envelope,
+        let envelope = match Stored::decode(&record.value) {
+            Ok(Stored::Live(envelope)) => envelope,
+            // Logged out or rotated away a moment ago.
+            Ok(Stored::Ended(_)) => return Ok(self.new_session()),
             Err(e) => {
                 log::warn!("kvsession: ignoring unreadable session record: {e}");
                 return Ok(self.new_session());
@@ -196,91 +243,113 @@ impl Engine {
         Ok(SessionCell::new(state))
     }
 
-    /// Writes `envelope` under a fresh id; returns the id and version.
-    async fn create_fresh(
-        &self,
-        envelope: &Envelope,
-    ) -> Result<(SessionId, Option<Version>), Error> {
-        let bytes = envelope.encode();
-        for _ in 0..ID_ATTEMPTS {
-            let id = self.new_id();
-            let expiry = self.store_expiry(&id, envelope.last_active);
-            match self.store.create(&self.key(&id), &bytes, expiry).await? {
-                CreateOutcome::Created(version) => return Ok((id, version)),
-                CreateOutcome::AlreadyExists => {
-                    log::warn!("kvsession: session id collision, drawing another");
-                }
-            }
-        }
-        Err(Error::IdExhausted {
-            attempts: ID_ATTEMPTS,
-        })
+    /// Gives the session a new id, keeping its data. Nothing is written
+    /// yet: the save writes the record under the new id, then ends the old
+    /// one with a compare-and-swap (see [`Engine::save`]), so a request
+    /// that fails changes nothing and a logout that came first wins.
+    pub(crate) fn regenerate(&self, cell: &SessionCell) {
+        cell.lock().rotate();
     }
 
-    /// Moves a stored session to a new id, keeping its data: the record
-    /// under the new id is written first, then the old key is deleted, so a
-    /// failure never loses the session. A session not stored yet only
-    /// forgets its id, so its cookie carries a new one.
-    pub(crate) async fn regenerate(&self, cell: &SessionCell) -> Result<(), Error> {
-        let (old_id, envelope) = {
-            let mut st = cell.lock();
-            let snapshot = st.snapshot(now_unix());
-            if !snapshot.stored {
-                st.forget_unstored_id();
-                return Ok(());
-            }
-            (snapshot.id.clone(), snapshot.written())
-        };
-        let (new_id, version) = self.create_fresh(&envelope).await?;
-        cell.lock().moved(new_id, envelope, version);
-        if let Some(old_id) = old_id {
-            self.store.delete(&self.key(&old_id)).await?;
+    /// Ends the session now: its record is marked ended with a
+    /// compare-and-swap, then deleted; the request goes on with a new,
+    /// empty session. If the session was rotated meanwhile (a login in
+    /// another request), the record it moved to is ended too: a logout
+    /// always stays a logout.
+    pub(crate) async fn destroy(&self, cell: &SessionCell) -> Result<(), Error> {
+        let origin = cell.lock().origin();
+        if let Some(origin) = origin {
+            self.end(origin).await?;
         }
+        cell.lock().reset(self.config.permanent);
         Ok(())
     }
 
-    /// Ends the session: deletes its record; the request goes on with a new,
-    /// empty session.
-    pub(crate) async fn destroy(&self, cell: &SessionCell) -> Result<(), Error> {
-        let key = {
-            let st = cell.lock();
-            st.id().filter(|_| st.is_stored()).map(|id| self.key(id))
-        };
-        if let Some(key) = key {
-            self.store.delete(&key).await?;
+    /// Ends the stored session `origin` and whatever it was rotated to.
+    ///
+    /// On stores with compare-and-swap, the record is first replaced by an
+    /// "ended" marker, conditional on the version this request loaded; a
+    /// rotation does the same with a "moved to" marker, so whichever of the
+    /// two comes second sees the other: a logout that finds a "moved to"
+    /// marker ends the new record too, and a rotation that finds its source
+    /// ended deletes the record it just wrote.
+    async fn end(&self, origin: Origin) -> Result<(), Error> {
+        let mut pending = vec![(origin.id, origin.version)];
+        let mut followed = 0;
+        while let Some((id, mut expected)) = pending.pop() {
+            let key = self.key(&id);
+            if !self.store.supports_versioning() {
+                self.store.delete(&key).await?;
+                continue;
+            }
+            let marker = Stored::ended(None);
+            for _ in 0..self.config.save_attempts {
+                let expiry = self.store_expiry(&id, now_unix());
+                match self
+                    .store
+                    .update(&key, &marker, expected.as_ref(), expiry)
+                    .await?
+                {
+                    UpdateOutcome::Updated(_) => {
+                        self.store.delete(&key).await?;
+                        break;
+                    }
+                    UpdateOutcome::Missing => break,
+                    UpdateOutcome::Conflict => {
+                        let Some(current) = self.store.get(&key).await? else {
+                            break;
+                        };
+                        match Stored::decode(&current.value) {
+                            Ok(Stored::Live(_)) => expected = current.version,
+                            Ok(Stored::Ended(successor)) => {
+                                if let Some(next) = successor.filter(|_| followed < MAX_SUCCESSORS)
+                                {
+                                    followed += 1;
+                                    pending.push((next, None));
+                                }
+                                self.store.delete(&key).await?;
+                                break;
+                            }
+                            Err(_) => {
+                                self.store.delete(&key).await?;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
         }
-        cell.lock().reset(self.config.permanent);
         Ok(())
     }
 
     /// Persists the request's session after the response was built.
     pub(crate) async fn save(&self, cell: &SessionCell, status: Status) -> SaveOutcome {
         let snapshot = cell.lock().snapshot(now_unix());
-        let failed_save = |error| SaveOutcome::Failed {
-            error,
-            drop_cookie: snapshot.new_cookie,
-        };
         if status.code >= 500 && !self.config.save_on_error {
+            // Nothing of this request is written, a rotation included: the
+            // browser keeps the cookie it had, which still works.
             return self.unsaved(&snapshot);
         }
         let Some(id) = snapshot.id.clone() else {
             return SaveOutcome::Done;
         };
-        let result = if !snapshot.is_modified() {
-            if snapshot.stored {
+        let result = match &snapshot.rotated_from {
+            Some(origin) => self.save_rotated(cell, &snapshot, origin, &id).await,
+            None if !snapshot.stored => self.save_new(cell, &snapshot, &id).await,
+            None if snapshot.is_modified() => self.save_existing(cell, &snapshot, &id).await,
+            None => {
                 self.touch_if_due(&snapshot, &id).await;
+                Ok(SaveOutcome::Done)
             }
-            Ok(SaveOutcome::Done)
-        } else if snapshot.stored {
-            self.save_existing(cell, &snapshot, &id).await
-        } else {
-            self.save_new(cell, &snapshot, &id).await
         };
-        result.unwrap_or_else(failed_save)
+        result.unwrap_or_else(|error| SaveOutcome::Failed {
+            error,
+            drop_cookie: snapshot.new_cookie,
+        })
     }
 
-    /// The outcome when nothing is saved: a new session's cookie must not
-    /// reach the client, since no record backs it.
+    /// The outcome when nothing is saved: a cookie for an id without a
+    /// record must not reach the client.
     fn unsaved(&self, snapshot: &Snapshot) -> SaveOutcome {
         if snapshot.new_cookie {
             SaveOutcome::DropCookie
@@ -289,6 +358,7 @@ impl Engine {
         }
     }
 
+    /// Writes the first record of a new session (insert-if-absent).
     async fn save_new(
         &self,
         cell: &SessionCell,
@@ -300,23 +370,133 @@ impl Engine {
             return Ok(self.unsaved(snapshot));
         }
         let envelope = snapshot.written();
-        let expiry = self.store_expiry(id, snapshot.now);
+        let version = self.create(id, &envelope).await?;
+        cell.lock().saved(envelope, version);
+        Ok(SaveOutcome::Done)
+    }
+
+    /// Creates the record of `id`. Its cookie is already sealed into the
+    /// response and cannot be replaced from here, so on a collision the id
+    /// cannot change: the save is refused rather than hand out someone
+    /// else's session.
+    async fn create(&self, id: &SessionId, envelope: &Envelope) -> Result<Option<Version>, Error> {
+        let expiry = self.store_expiry(id, envelope.last_active);
         match self
             .store
             .create(&self.key(id), &envelope.encode(), expiry)
             .await?
         {
-            CreateOutcome::Created(version) => {
-                cell.lock().saved(envelope, version);
-                Ok(SaveOutcome::Done)
-            }
-            // The cookie with this id is already sealed into the response and
-            // cannot be replaced from here, so the id cannot change: refuse
-            // rather than hand out someone else's session.
+            CreateOutcome::Created(version) => Ok(version),
             CreateOutcome::AlreadyExists => Err(Error::IdCollision),
         }
     }
 
+    /// Moves a rotated session from `origin` to `id`: writes the new record,
+    /// then replaces the old one by a "moved to" marker with a
+    /// compare-and-swap on the version this request loaded, then deletes it.
+    /// If the old record was ended meanwhile (a logout), the new record is
+    /// deleted and the session stays ended; if another request changed it,
+    /// this request's changes are merged onto the newest data and the swap
+    /// is tried again.
+    async fn save_rotated(
+        &self,
+        cell: &SessionCell,
+        snapshot: &Snapshot,
+        origin: &Origin,
+        id: &SessionId,
+    ) -> Result<SaveOutcome, Error> {
+        if snapshot.envelope.data.is_empty() {
+            // Rotated, then emptied: the session ends.
+            self.end(origin.clone()).await?;
+            return Ok(SaveOutcome::DropCookie);
+        }
+        let mut envelope = snapshot.written();
+        let mut version = self.create(id, &envelope).await?;
+        match self
+            .move_record(snapshot, origin, id, &mut envelope, &mut version)
+            .await
+        {
+            Ok(true) => {
+                cell.lock().saved(envelope, version);
+                Ok(SaveOutcome::Done)
+            }
+            // The session was logged out first: it stays logged out. The
+            // browser keeps its old cookie, whose id opens nothing.
+            Ok(false) => {
+                self.store.delete(&self.key(id)).await?;
+                log::info!("kvsession: session ended before its rotation was saved");
+                Ok(SaveOutcome::DropCookie)
+            }
+            Err(e) => {
+                // Leave the session where it was; the new record goes.
+                if let Err(cleanup) = self.store.delete(&self.key(id)).await {
+                    log::warn!("kvsession: could not delete an unused rotated record: {cleanup}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The compare-and-swap loop of [`Engine::save_rotated`]: `Ok(false)`
+    /// if the old record ended first.
+    async fn move_record(
+        &self,
+        snapshot: &Snapshot,
+        origin: &Origin,
+        id: &SessionId,
+        envelope: &mut Envelope,
+        version: &mut Option<Version>,
+    ) -> Result<bool, Error> {
+        let old_key = self.key(&origin.id);
+        let marker = Stored::ended(Some(id));
+        let mut expected = origin.version.clone();
+        let mut retries = Retries::new(&self.config);
+        loop {
+            let expiry = self.store_expiry(&origin.id, snapshot.now);
+            match self
+                .store
+                .update(&old_key, &marker, expected.as_ref(), expiry)
+                .await?
+            {
+                UpdateOutcome::Updated(_) => {
+                    if let Err(e) = self.store.delete(&old_key).await {
+                        // The marker already ends the old session.
+                        log::warn!("kvsession: could not delete a rotated-away record: {e}");
+                    }
+                    return Ok(true);
+                }
+                UpdateOutcome::Missing => return Ok(false),
+                UpdateOutcome::Conflict => {
+                    retries.next(self).await?;
+                    let Some(current) = self.store.get(&old_key).await? else {
+                        return Ok(false);
+                    };
+                    let Stored::Live(base) = Stored::decode(&current.value)? else {
+                        return Ok(false);
+                    };
+                    *envelope = snapshot.changes.merge_onto(base);
+                    envelope.last_active = snapshot.now;
+                    let expiry = self.store_expiry(id, snapshot.now);
+                    match self
+                        .store
+                        .update(&self.key(id), &envelope.encode(), version.as_ref(), expiry)
+                        .await?
+                    {
+                        UpdateOutcome::Updated(new_version) => *version = new_version,
+                        // Only a logout that followed the old record's
+                        // "moved to" marker can touch the new record, and
+                        // there is no marker yet: the store lost it.
+                        UpdateOutcome::Missing | UpdateOutcome::Conflict => return Ok(false),
+                    }
+                    expected = current.version;
+                }
+            }
+        }
+    }
+
+    /// Saves the changes of a stored session: a compare-and-swap on the
+    /// version this request loaded, merged onto the newest record and
+    /// retried on conflict, within `save_attempts` and `save_timeout`.
     async fn save_existing(
         &self,
         cell: &SessionCell,
@@ -326,57 +506,62 @@ impl Engine {
         let key = self.key(id);
         if snapshot.cleared_empty() {
             // clear() is a whole-session operation: an emptied session is
-            // deleted, whatever concurrent requests did meanwhile.
-            self.store.delete(&key).await?;
+            // ended, whatever concurrent requests did meanwhile.
+            self.end(Origin {
+                id: id.clone(),
+                version: None,
+            })
+            .await?;
             return Ok(SaveOutcome::RemoveCookie);
         }
-        let now = snapshot.now;
         let versioned = self.store.supports_versioning();
-        let attempts = self.config.save_attempts;
         let mut envelope = snapshot.written();
         let mut version = snapshot.version.clone();
-        for attempt in 1..=attempts {
+        let mut retries = Retries::new(&self.config);
+        loop {
             let expected = version.as_ref().filter(|_| versioned);
-            let expiry = self.store_expiry(id, now);
+            let expiry = self.store_expiry(id, snapshot.now);
             match self
                 .store
                 .update(&key, &envelope.encode(), expected, expiry)
                 .await?
             {
                 UpdateOutcome::Updated(new_version) => {
-                    let empty = envelope.data.is_empty();
-                    cell.lock().saved(envelope, new_version);
-                    // Every key was removed (and no concurrent request added
-                    // one): an empty session is not kept.
-                    if empty {
+                    if envelope.data.is_empty() {
+                        // Every key was removed (and no concurrent request
+                        // added one): an empty session is not kept.
                         self.store.delete(&key).await?;
+                        cell.lock().reset(self.config.permanent);
                         return Ok(SaveOutcome::RemoveCookie);
                     }
+                    cell.lock().saved(envelope, new_version);
                     return Ok(SaveOutcome::Done);
                 }
-                UpdateOutcome::Missing => {
-                    // Destroyed or expired meanwhile: never resurrect it.
-                    log::info!("kvsession: session vanished before save; changes dropped");
-                    return Ok(SaveOutcome::RemoveCookie);
-                }
+                UpdateOutcome::Missing => return Ok(self.vanished()),
                 UpdateOutcome::Conflict => {
-                    // Full-jitter exponential backoff spreads the retries of
-                    // many requests racing on one session.
-                    if attempt > 1 {
-                        tokio::time::sleep(self.jitter(1 << attempt.min(10))).await;
-                    }
+                    retries.next(self).await?;
                     let Some(current) = self.store.get(&key).await? else {
-                        return Ok(SaveOutcome::RemoveCookie);
+                        return Ok(self.vanished());
                     };
-                    envelope = snapshot
-                        .changes
-                        .merge_onto(Envelope::decode(&current.value)?);
-                    envelope.last_active = now;
+                    let Stored::Live(base) = Stored::decode(&current.value)? else {
+                        return Ok(self.vanished());
+                    };
+                    envelope = snapshot.changes.merge_onto(base);
+                    envelope.last_active = snapshot.now;
                     version = current.version;
                 }
             }
         }
-        Err(Error::Conflict { attempts })
+    }
+
+    /// The record of a stored session vanished before this request saved
+    /// it (a logout, a rotation by another request, expiry): its changes
+    /// are dropped, never written back. The browser's cookie is left alone:
+    /// removing it could delete the cookie a concurrent `regenerate()` just
+    /// issued, and a dead id is harmless (it is never adopted).
+    fn vanished(&self) -> SaveOutcome {
+        log::info!("kvsession: session ended before this request saved it; changes dropped");
+        SaveOutcome::Done
     }
 
     /// Refreshes an unmodified session's activity, at most once per

@@ -4,14 +4,23 @@
 //! `data` maps each session key to its value's own MessagePack bytes. Values
 //! are kept encoded so a request only decodes what it reads, and so a save
 //! can merge another request's changes key by key without knowing the types.
+//!
+//! Format 2 marks a session that ended: a logout, or a rotation to a new id
+//! (`regenerate()`), whose id follows the tag as ASCII text. An ended record
+//! only lives between the compare-and-swap that ends the session and the
+//! delete that follows it; it lets a logout and a rotation racing on one
+//! session see each other (see `Engine::end`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::error::Error;
+use crate::id::SessionId;
 
 /// The format tag of the current envelope.
 const FORMAT_V1: u8 = 1;
+/// The format tag of an ended session.
+const FORMAT_ENDED: u8 = 2;
 
 /// A session's data as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,6 +94,39 @@ impl Envelope {
             permanent,
             data,
         })
+    }
+}
+
+/// What a stored record holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// A live session.
+    Live(Envelope),
+    /// A session that ended; if it was rotated, the id it moved to.
+    Ended(Option<SessionId>),
+}
+
+impl Stored {
+    /// Decodes any record format.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        match bytes.split_first() {
+            Some((&FORMAT_ENDED, rest)) if rest.is_empty() => Ok(Stored::Ended(None)),
+            Some((&FORMAT_ENDED, rest)) => std::str::from_utf8(rest)
+                .ok()
+                .and_then(|id| id.parse().ok())
+                .map(|id| Stored::Ended(Some(id)))
+                .ok_or_else(|| corrupt("format 2: bad successor id")),
+            _ => Envelope::decode(bytes).map(Stored::Live),
+        }
+    }
+
+    /// The record of a session that ended, moved to `successor` if any.
+    pub(crate) fn ended(successor: Option<&SessionId>) -> Vec<u8> {
+        let mut out = vec![FORMAT_ENDED];
+        if let Some(id) = successor {
+            out.extend_from_slice(id.to_string().as_bytes());
+        }
+        out
     }
 }
 
@@ -179,6 +221,22 @@ mod tests {
         assert!(Envelope::decode(&trailing).is_err());
         // A map that claims more entries than there are bytes.
         assert!(Envelope::decode(&[1, 0x93, 0, 0xc2, 0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn ended_records_round_trip() {
+        let id: SessionId = "00112233445566778899aabbccddeeff_6745c1a0".parse().unwrap();
+        assert_eq!(
+            Stored::decode(&Stored::ended(Some(&id))).unwrap(),
+            Stored::Ended(Some(id))
+        );
+        assert_eq!(
+            Stored::decode(&Stored::ended(None)).unwrap(),
+            Stored::Ended(None)
+        );
+        assert!(Stored::decode(&[FORMAT_ENDED, b'x']).is_err());
+        let live = Envelope::default();
+        assert_eq!(Stored::decode(&live.encode()).unwrap(), Stored::Live(live));
     }
 
     proptest! {

@@ -13,7 +13,7 @@ use rocket::{Build, Orbit, Request, Response, Rocket};
 
 use crate::cleanup::cleanup_sessions;
 use crate::config::SessionConfig;
-use crate::cookie;
+use crate::cookie::{self, CookieSettings};
 use crate::engine::{Engine, SaveOutcome, SessionRng};
 use crate::error::chain;
 use crate::store::KeyValueStore;
@@ -142,7 +142,16 @@ impl Fairing for KvSession {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .unwrap_or_else(|| Box::new(ChaCha20Rng::from_os_rng()));
-        let engine = Engine::new(self.store.clone(), config, rng);
+        let debug = rocket.figment().profile() == rocket::Config::DEBUG_PROFILE;
+        let cookies = CookieSettings::resolve(&config, debug);
+        if !debug && !cookies.always_secure() {
+            log::warn!(
+                "kvsession: the session cookie is not Secure (`cookie_secure = false`) \
+                 in the {} profile: browsers send it over plain HTTP",
+                rocket.figment().profile()
+            );
+        }
+        let engine = Engine::new(self.store.clone(), config, cookies, rng);
         Ok(rocket.manage(Arc::new(engine)))
     }
 
@@ -186,18 +195,18 @@ impl Fairing for KvSession {
         let Some(engine) = Engine::fetch(req.rocket()) else {
             return;
         };
-        let config = &engine.config;
+        let cookies = &engine.cookies;
         match engine.save(cell, res.status()).await {
             SaveOutcome::Done => {}
-            SaveOutcome::DropCookie => cookie::drop_set_cookie(res, &config.cookie_name),
+            SaveOutcome::DropCookie => cookie::drop_set_cookie(res, &cookies.name),
             SaveOutcome::RemoveCookie => {
-                cookie::drop_set_cookie(res, &config.cookie_name);
-                res.adjoin_header(cookie::removal_header(config));
+                cookie::drop_set_cookie(res, &cookies.name);
+                res.adjoin_header(cookie::removal_header(cookies));
             }
             SaveOutcome::Failed { error, drop_cookie } => {
                 log::error!("kvsession: cannot save session: {}", chain(&error));
                 if drop_cookie {
-                    cookie::drop_set_cookie(res, &config.cookie_name);
+                    cookie::drop_set_cookie(res, &cookies.name);
                 }
                 let body = "503 Service Unavailable: the session could not be saved\n";
                 res.set_status(Status::ServiceUnavailable);

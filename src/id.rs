@@ -34,8 +34,9 @@ pub enum ParseIdError {
     /// The random part is not 16 to 64 lower-case hex digits, an even number.
     #[error("session id random part is not 16 to 64 lower-case hex digits")]
     BadRandom,
-    /// The creation time is not 1 to 16 lower-case hex digits.
-    #[error("session id creation time is not lower-case hex")]
+    /// The creation time is not 1 to 16 lower-case hex digits without
+    /// leading zeros (the one form an id is written in).
+    #[error("session id creation time is not canonical lower-case hex")]
     BadCreated,
 }
 
@@ -68,9 +69,10 @@ impl SessionId {
         self.created
     }
 
-    /// The creation time.
+    /// The creation time (saturating at the latest time the platform can
+    /// represent).
     pub fn created(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.created)
+        crate::time::from_unix(self.created)
     }
 
     /// How many random bits the id carries.
@@ -80,9 +82,28 @@ impl SessionId {
 
     /// When a session with this id ends, given the absolute lifetime.
     pub fn expires(&self, lifetime: Duration) -> SystemTime {
-        self.created()
-            .checked_add(lifetime)
-            .unwrap_or(UNIX_EPOCH + Duration::from_secs(u64::MAX / 2))
+        let created = self.created();
+        created.checked_add(lifetime).unwrap_or(created)
+    }
+}
+
+/// The earliest creation time an id of this crate can carry: 2020-01-01.
+/// A key claiming to be older was not written by it.
+const EARLIEST_CREATED: u64 = 1_577_836_800;
+
+/// How far in the future a creation time may lie (clock skew between app
+/// servers) before the key is taken as not written by this crate.
+const CLOCK_SKEW: u64 = 24 * 3600;
+
+impl SessionId {
+    /// Whether an engine with `config` could have drawn this id by `now`
+    /// (Unix seconds): exactly `key_bits` random bits and a plausible
+    /// creation time. The sweep deletes only such ids, so keys of another
+    /// app sharing the store are never touched.
+    pub(crate) fn could_be_written_by(&self, config: &crate::SessionConfig, now: u64) -> bool {
+        self.key_bits() == config.key_bits
+            && self.created >= EARLIEST_CREATED
+            && self.created <= now.saturating_add(CLOCK_SKEW)
     }
 }
 
@@ -97,7 +118,11 @@ impl FromStr for SessionId {
         {
             return Err(ParseIdError::BadRandom);
         }
-        if created.is_empty() || created.len() > 16 || !is_lower_hex(created) {
+        if created.is_empty()
+            || created.len() > 16
+            || !is_lower_hex(created)
+            || (created.len() > 1 && created.starts_with('0'))
+        {
             return Err(ParseIdError::BadCreated);
         }
         let created = u64::from_str_radix(created, 16).map_err(|_| ParseIdError::BadCreated)?;

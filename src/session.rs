@@ -192,23 +192,34 @@ impl Session<'_> {
     /// Gives the session a new id, keeping its data; call it after login
     /// (and on any privilege change) against session fixation.
     ///
-    /// The record under the new id is written first, then the old key is
-    /// deleted, so a failure never loses the session. A session that is not
-    /// stored yet just draws a new id.
+    /// The new id and its cookie are issued now; the store is written when
+    /// the response is saved: the record under the new id first, then the
+    /// old record is ended with a compare-and-swap, so a failure never loses
+    /// the session. A request that ends in a 5xx changes nothing (the old
+    /// cookie keeps working with the old data), and if the session was
+    /// logged out by another request meanwhile, it stays logged out (the
+    /// new record is not kept). A session that is not stored yet just draws
+    /// a new id.
+    ///
+    /// It does no I/O and does not fail today; it stays `async` and
+    /// fallible so it can change without breaking callers.
     pub async fn regenerate(&self) -> Result<(), Error> {
-        let result = self.engine.regenerate(self.cell).await;
-        // Even if deleting the old key failed, the session lives under its
-        // new id now: the browser must get that cookie.
+        self.engine.regenerate(self.cell);
         self.sync_cookie(&mut self.cell.lock());
-        result
+        Ok(())
     }
 
     /// Ends the session: deletes its record and removes the cookie. The
     /// request continues with a new, empty session.
+    ///
+    /// The logout stays a logout: a slow request of the same session that
+    /// saves afterwards does not bring it back, and a `regenerate()` racing
+    /// it in another request (a login in another tab) ends with the session
+    /// ended too.
     pub async fn destroy(&self) -> Result<(), Error> {
         self.engine.destroy(self.cell).await?;
         self.jar
-            .remove(cookie::removal_for_jar(&self.engine.config));
+            .remove(cookie::removal_for_jar(&self.engine.cookies));
         Ok(())
     }
 
@@ -217,7 +228,7 @@ impl Session<'_> {
     fn sync_cookie(&self, st: &mut SessionState) {
         if let Some(spec) = st.cookie_due(|| self.engine.new_id()) {
             self.jar
-                .add_private(cookie::session_cookie(&self.engine.config, &spec));
+                .add_private(cookie::session_cookie(&self.engine.cookies, &spec));
         }
     }
 }

@@ -64,6 +64,15 @@ pub(crate) struct CookieSpec {
     pub(crate) permanent: bool,
 }
 
+/// The stored record a rotated session moves away from at save time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    /// The id the request loaded.
+    pub(crate) id: SessionId,
+    /// The version of the record as loaded.
+    pub(crate) version: Option<Version>,
+}
+
 /// One request's session: the record as loaded (or as this request last
 /// wrote it), this request's view of the data, and its pending changes.
 #[derive(Debug)]
@@ -86,6 +95,9 @@ pub(crate) struct SessionState {
     cookie: Option<CookieSpec>,
     /// Whether this request issued a session cookie.
     cookie_issued: bool,
+    /// The stored record this session moves away from when it is saved:
+    /// `regenerate()` on a stored session, deferred to the response.
+    rotated_from: Option<Origin>,
 }
 
 /// What a save needs of a request's session, taken once under the lock.
@@ -101,8 +113,11 @@ pub(crate) struct Snapshot {
     pub(crate) envelope: Envelope,
     pub(crate) record_expires_at: Option<SystemTime>,
     pub(crate) changes: Changes,
-    /// Whether a cookie for a session not yet stored went into the response.
+    /// Whether a cookie for an id that has no record yet went into the
+    /// response (a new or rotated session).
     pub(crate) new_cookie: bool,
+    /// The record a rotated session moves away from.
+    pub(crate) rotated_from: Option<Origin>,
 }
 
 impl Snapshot {
@@ -141,6 +156,7 @@ impl SessionState {
             changes: Changes::default(),
             cookie: None,
             cookie_issued: false,
+            rotated_from: None,
         }
     }
 
@@ -164,6 +180,7 @@ impl SessionState {
             changes: Changes::default(),
             cookie: Some(cookie),
             cookie_issued: false,
+            rotated_from: None,
         }
     }
 
@@ -241,11 +258,35 @@ impl SessionState {
         true
     }
 
-    /// Drops the id of a session that is not stored, so the next cookie
-    /// carries a new one (`regenerate()` on a new session).
-    pub(crate) fn forget_unstored_id(&mut self) {
-        debug_assert!(!self.stored);
+    /// Gives the session a new id, drawn by the next [`cookie_due`]. A
+    /// stored session remembers the record it moves away from: the save
+    /// writes the new record, then ends the old one (`regenerate()`). Until
+    /// then the store is untouched, so a failed request changes nothing.
+    ///
+    /// [`cookie_due`]: Self::cookie_due
+    pub(crate) fn rotate(&mut self) {
+        if self.stored {
+            self.rotated_from = self.id.take().map(|id| Origin {
+                id,
+                version: self.version.take(),
+            });
+            self.stored = false;
+            self.record_expires_at = None;
+        }
         self.id = None;
+    }
+
+    /// The stored record this session was loaded from and still answers
+    /// for: the current record, or the one a pending rotation moves from.
+    pub(crate) fn origin(&self) -> Option<Origin> {
+        match (&self.rotated_from, self.stored, &self.id) {
+            (Some(origin), _, _) => Some(origin.clone()),
+            (None, true, Some(id)) => Some(Origin {
+                id: id.clone(),
+                version: self.version.clone(),
+            }),
+            _ => None,
+        }
     }
 
     /// The cookie the browser must be sent now, if its cookie no longer
@@ -258,7 +299,10 @@ impl SessionState {
     /// come too late for the jar); a new session that is still empty at
     /// save time is not stored and its cookie is dropped from the response.
     pub(crate) fn cookie_due(&mut self, new_id: impl FnOnce() -> SessionId) -> Option<CookieSpec> {
-        let wanted = self.stored || !self.envelope.data.is_empty() || self.changes.touches_data();
+        let wanted = self.stored
+            || self.rotated_from.is_some()
+            || !self.envelope.data.is_empty()
+            || self.changes.touches_data();
         if !wanted {
             return None;
         }
@@ -286,24 +330,19 @@ impl SessionState {
             record_expires_at: self.record_expires_at,
             changes: self.changes.clone(),
             new_cookie: self.cookie_issued && !self.stored,
+            rotated_from: self.rotated_from.clone(),
         }
     }
 
     /// The record of this session was written as `envelope` with `version`
-    /// (a save, or the first record of a new session).
+    /// (a save, the first record of a new session, or the record a rotated
+    /// session moved to).
     pub(crate) fn saved(&mut self, envelope: Envelope, version: Option<Version>) {
         self.stored = true;
         self.version = version;
         self.envelope = envelope;
         self.changes = Changes::default();
-    }
-
-    /// The session now lives under `id` (written as `envelope` with
-    /// `version`): `regenerate()` on a stored session.
-    pub(crate) fn moved(&mut self, id: SessionId, envelope: Envelope, version: Option<Version>) {
-        self.id = Some(id);
-        self.record_expires_at = None;
-        self.saved(envelope, version);
+        self.rotated_from = None;
     }
 
     /// The session ended: the request goes on with a new, empty one. The
@@ -421,22 +460,35 @@ mod tests {
     }
 
     #[test]
-    fn a_moved_session_needs_a_cookie_with_the_new_id() {
+    fn a_rotated_session_needs_a_cookie_with_the_new_id_and_remembers_its_origin() {
         let mut st = loaded(&[("a", b"1")]);
-        let envelope = st.snapshot(9).written();
-        st.moved(id(2), envelope, None);
-        let spec = st.cookie_due(|| unreachable!()).expect("a cookie");
+        st.rotate();
+        let spec = st.cookie_due(|| id(2)).expect("a cookie");
         assert_eq!(spec.id, id(2));
-        assert!(!st.is_modified());
+        assert!(!st.is_stored(), "nothing is written before the save");
+        let origin = Origin {
+            id: id(1),
+            version: Some(Version::from(1u64)),
+        };
+        assert_eq!(st.origin(), Some(origin.clone()));
+        // A second rotation in the same request keeps the first origin.
+        st.rotate();
+        assert_eq!(st.cookie_due(|| id(3)).map(|c| c.id), Some(id(3)));
+        let snapshot = st.snapshot(9);
+        assert_eq!(snapshot.rotated_from, Some(origin));
+        assert!(snapshot.new_cookie);
+        st.saved(snapshot.written(), None);
+        assert_eq!(st.origin().map(|o| o.id), Some(id(3)));
     }
 
     #[test]
-    fn forgetting_an_unstored_id_draws_another() {
+    fn rotating_an_unstored_session_draws_another_id() {
         let mut st = SessionState::fresh(true);
         st.insert("a".into(), b"1".to_vec());
         assert_eq!(st.cookie_due(|| id(1)).map(|c| c.id), Some(id(1)));
-        st.forget_unstored_id();
+        st.rotate();
         assert_eq!(st.cookie_due(|| id(2)).map(|c| c.id), Some(id(2)));
+        assert_eq!(st.origin(), None);
     }
 
     #[test]

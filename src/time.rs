@@ -14,9 +14,14 @@ pub(crate) fn unix(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// The time `secs` Unix seconds after the epoch.
+/// The latest time used: year 9999, far past any session and well inside
+/// what every platform's `SystemTime` can hold.
+const LATEST: u64 = 253_402_300_799;
+
+/// The time `secs` Unix seconds after the epoch, saturating at year 9999
+/// (arithmetic on times from corrupt records or keys never panics).
 pub(crate) fn from_unix(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
+    UNIX_EPOCH + Duration::from_secs(secs.min(LATEST))
 }
 
 /// The current time in whole Unix seconds.
@@ -37,6 +42,13 @@ mod tests {
     fn round_trips_whole_seconds() {
         assert_eq!(unix(from_unix(1_700_000_000)), 1_700_000_000);
         assert_eq!(unix(from_unix(1) + Duration::from_millis(999)), 1);
+    }
+
+    #[test]
+    fn huge_times_saturate_instead_of_panicking() {
+        let latest = from_unix(u64::MAX);
+        assert_eq!(latest, from_unix(LATEST));
+        assert!(latest.checked_add(ROUNDING).is_some());
     }
 
     #[test]

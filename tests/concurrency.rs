@@ -98,13 +98,12 @@ async fn logout_wins_over_a_slow_request() {
         gate.release.notify_one();
     };
     let (slow, ()) = futures::join!(slow, logout);
-    // The slow request's save found the record gone and did not bring it back.
+    // The slow request's save found the record gone and did not bring it
+    // back. It leaves the browser's cookie alone: a removal could delete the
+    // cookie a concurrent login just issued, and the dead id opens nothing.
     assert_eq!(slow.status(), Status::Ok);
     let cookies = set_cookies(&slow, "session");
-    assert!(
-        cookies.iter().any(|c| c.contains("Max-Age=0")),
-        "{cookies:?}"
-    );
+    assert!(cookies.is_empty(), "{cookies:?}");
     assert!(
         store.inner.is_empty(),
         "a destroyed session was resurrected"

@@ -246,7 +246,7 @@ async fn permanent_and_browser_session_cookies() {
         cookie_name: "sid".into(),
         cookie_path: "/app".into(),
         cookie_domain: Some("example.com".into()),
-        cookie_secure: true,
+        cookie_secure: Some(true),
         cookie_http_only: false,
         cookie_same_site: rocket_kvsession::SameSitePolicy::Strict,
         ..config()
