@@ -1,24 +1,37 @@
 //! [`MemoryStore`]: the embedded, in-process store.
 
-use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
+use moka::future::Cache;
+use moka::ops::compute::Op;
+use moka::policy::EvictionPolicy;
+use moka::Expiry;
 
 use crate::error::StoreError;
 use crate::store::{CreateOutcome, KeyInfo, KeyValueStore, Record, UpdateOutcome, Version};
 
-/// How many writes pass between two purges of expired entries.
-const PURGE_EVERY: u64 = 4096;
+/// The store's name in errors and logs.
+const NAME: &str = "memory";
 
+/// What one record is assumed to cost beyond its key and value bytes: the
+/// cache's own bookkeeping (hash table slot, recency list and timer wheel
+/// nodes, reference counts) and the record's version and times. An estimate,
+/// so that many tiny records cannot fill far more memory than `max_bytes`.
+const ENTRY_OVERHEAD: u64 = 256;
+
+/// One stored record. Shared (`Arc`) so that a read clones a pointer, not
+/// the value.
 #[derive(Debug)]
 struct Entry {
     value: Arc<[u8]>,
     version: u64,
     expires_at: Option<SystemTime>,
+    /// When the record was last written or touched: `KeyInfo::last_modified`.
     modified: SystemTime,
 }
 
@@ -26,66 +39,298 @@ impl Entry {
     fn live(&self, now: SystemTime) -> bool {
         self.expires_at.is_none_or(|at| at > now)
     }
+
+    /// How long the cache keeps the entry: until its expiry, or for ever.
+    fn time_to_live(&self) -> Option<Duration> {
+        self.expires_at.map(|at| {
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        })
+    }
 }
 
-#[derive(Debug, Default)]
-struct Shared {
-    map: Mutex<HashMap<String, Entry>>,
-    next_version: AtomicU64,
-    writes: AtomicU64,
+/// Hands each entry's own expiry to the cache, which then drops it when it
+/// expires (from a timer wheel, without scanning the other entries).
+struct EntryExpiry;
+
+impl Expiry<String, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        entry: &Arc<Entry>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        entry.time_to_live()
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Arc<Entry>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        entry.time_to_live()
+    }
+}
+
+/// The two capacity limits, folded into one weight per entry.
+///
+/// Every entry weighs its bytes (key, value and [`ENTRY_OVERHEAD`]) but at
+/// least `unit = max_bytes / max_entries` (at least 1), and the cache keeps
+/// the total weight at or below `capacity = min(max_bytes, max_entries *
+/// unit)`. So the bytes never exceed `max_bytes`, and since each entry weighs
+/// at least `unit`, there are never more than `capacity / unit <=
+/// max_entries` entries (exactly `max_entries` small ones fit).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_entries: u64,
+    max_bytes: u64,
+    /// The least weight of an entry (at most `u32::MAX`, the cache's weight type).
+    unit: u64,
+    /// The cache's total weight limit.
+    capacity: u64,
+}
+
+impl Limits {
+    fn new(max_entries: u64, max_bytes: u64) -> Self {
+        assert!(
+            max_entries > 0,
+            "MemoryStore: max_entries must be at least 1"
+        );
+        assert!(max_bytes > 0, "MemoryStore: max_bytes must be at least 1");
+        let unit = (max_bytes / max_entries).clamp(1, u64::from(u32::MAX));
+        let capacity = max_bytes.min(max_entries.saturating_mul(unit));
+        Limits {
+            max_entries,
+            max_bytes,
+            unit,
+            capacity,
+        }
+    }
+
+    /// The bytes a record is accounted for.
+    fn bytes(key: &str, value: &[u8]) -> u64 {
+        key.len() as u64 + value.len() as u64 + ENTRY_OVERHEAD
+    }
+
+    /// The weight of a record, if the store can hold it at all.
+    fn weight(&self, key: &str, value: &[u8]) -> Option<u32> {
+        let weight = Self::bytes(key, value).max(self.unit);
+        if weight > self.capacity {
+            return None;
+        }
+        u32::try_from(weight).ok()
+    }
+
+    fn too_large(&self, key: &str, value: &[u8]) -> StoreError {
+        StoreError::misconfigured(
+            NAME,
+            format!(
+                "a record of {} bytes does not fit in a store of {} bytes and {} entries; \
+                 raise the limits with MemoryStore::with_capacity",
+                Self::bytes(key, value),
+                self.max_bytes,
+                self.max_entries,
+            ),
+        )
+    }
 }
 
 /// An in-process, TTL-capable store: the embedded default.
 ///
-/// Cheap to clone; clones share the same data. Expired entries are invisible
-/// on read and dropped when read, and every few thousand writes a purge drops
-/// all expired entries, so memory does not grow with sessions nobody reads.
-/// It supports compare-and-swap updates. Data is lost when the process exits:
-/// use it for development, tests and single-process apps.
-#[derive(Debug, Clone, Default)]
+/// Cheap to clone; clones share the same data. It supports compare-and-swap
+/// updates. Data is lost when the process exits: use it for development,
+/// tests and single-process apps.
+///
+/// # Capacity
+///
+/// The store is bounded in entries and in bytes: [`new`](Self::new) holds at
+/// most [`DEFAULT_MAX_ENTRIES`](Self::DEFAULT_MAX_ENTRIES) records and
+/// [`DEFAULT_MAX_BYTES`](Self::DEFAULT_MAX_BYTES) of keys and values (plus
+/// an estimated 256 bytes of bookkeeping per record);
+/// [`with_capacity`](Self::with_capacity) sets other limits. When a write
+/// would go over either limit, the least recently used records (read or
+/// written longest ago) are evicted: their sessions end as if they had
+/// expired. A new session is always admitted.
+///
+/// The bound matters because every request without a cookie that writes to
+/// its session creates a record: without it a client could grow the
+/// process's memory without limit. With it, such a flood costs at most the
+/// store's capacity, but it does push out the sessions idle the longest. For
+/// more sessions than fit in memory, or sessions that must survive a
+/// restart or a flood, use a persistent store.
+///
+/// Eviction and the removal of expired records run in small batches on the
+/// writing tasks, never as a scan of the whole store; a burst of writes may
+/// go over the limits by a few hundred records until the next batch.
+///
+/// # Expiry
+///
+/// Each record expires at the time it was written with; an expired record is
+/// never returned, and its memory is reclaimed without anybody reading it.
+///
+/// ```
+/// use rocket_kvsession::{KvSession, MemoryStore};
+///
+/// // At most 10,000 sessions and 32 MiB.
+/// let store = MemoryStore::with_capacity(10_000, 32 << 20);
+/// let rocket = rocket::build().attach(KvSession::new(store));
+/// # let _ = rocket;
+/// ```
+#[derive(Clone)]
 pub struct MemoryStore {
-    shared: Arc<Shared>,
+    cache: Cache<String, Arc<Entry>>,
+    versions: Arc<AtomicU64>,
+    limits: Limits,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    // Not derived: the cache's own `Debug` would print every session.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("max_entries", &self.limits.max_entries)
+            .field("max_bytes", &self.limits.max_bytes)
+            .field("entries", &self.cache.entry_count())
+            .finish()
+    }
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// The default capacity in records: 100,000.
+    ///
+    /// Far more sessions than an app that keeps them in one process has
+    /// active at once, while a flood of new sessions stays bounded.
+    pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+
+    /// The default capacity in bytes: 256 MiB.
+    ///
+    /// Room for the default number of records at about 2.6 KiB each, several
+    /// times a typical session record (an id, a user, a token or two), and a
+    /// footprint that fits in a small container.
+    pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+
+    /// An empty store with the default capacity
+    /// ([`DEFAULT_MAX_ENTRIES`](Self::DEFAULT_MAX_ENTRIES) records,
+    /// [`DEFAULT_MAX_BYTES`](Self::DEFAULT_MAX_BYTES)).
     pub fn new() -> Self {
-        Self::default()
+        Self::with_capacity(Self::DEFAULT_MAX_ENTRIES, Self::DEFAULT_MAX_BYTES)
+    }
+
+    /// An empty store that holds at most `max_entries` records and
+    /// `max_bytes` bytes of keys and values (each record counted with an
+    /// estimated 256 bytes of bookkeeping).
+    ///
+    /// A record larger than `max_bytes` cannot be stored: writing one fails
+    /// with [`StoreError::Misconfigured`].
+    ///
+    /// # Panics
+    ///
+    /// If `max_entries` or `max_bytes` is zero.
+    pub fn with_capacity(max_entries: u64, max_bytes: u64) -> Self {
+        let limits = Limits::new(max_entries, max_bytes);
+        let cache = Cache::builder()
+            .name("rocket_kvsession::MemoryStore")
+            .max_capacity(limits.capacity)
+            .weigher(move |key: &String, entry: &Arc<Entry>| {
+                limits.weight(key, &entry.value).unwrap_or(u32::MAX)
+            })
+            .expire_after(EntryExpiry)
+            // Sessions are used by recency; TinyLFU, moka's default, could
+            // refuse to admit a new session when the store is full.
+            .eviction_policy(EvictionPolicy::lru())
+            .build();
+        MemoryStore {
+            cache,
+            versions: Arc::default(),
+            limits,
+        }
+    }
+
+    /// The most records the store holds.
+    pub fn max_entries(&self) -> u64 {
+        self.limits.max_entries
+    }
+
+    /// The most bytes of keys and values (with the per-record estimate) the
+    /// store holds.
+    pub fn max_bytes(&self) -> u64 {
+        self.limits.max_bytes
     }
 
     /// How many live (unexpired) records the store holds.
+    ///
+    /// Counts them one by one, so it takes time in proportion to the number
+    /// of records; meant for tests and diagnostics.
     pub fn len(&self) -> usize {
         let now = SystemTime::now();
-        self.lock().values().filter(|e| e.live(now)).count()
+        self.cache.iter().filter(|(_, e)| e.live(now)).count()
     }
 
     /// Whether the store holds no live record.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        // A panic while holding the lock cannot leave an entry half-written
-        // (every mutation is a single insert/remove), so poisoning is ignored.
-        self.shared.map.lock().unwrap_or_else(|e| e.into_inner())
+        let now = SystemTime::now();
+        !self.cache.iter().any(|(_, e)| e.live(now))
     }
 
     fn next_version(&self) -> u64 {
-        self.shared.next_version.fetch_add(1, Ordering::Relaxed) + 1
+        self.versions.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    fn after_write(&self, map: &mut HashMap<String, Entry>, now: SystemTime) {
-        let writes = self.shared.writes.fetch_add(1, Ordering::Relaxed) + 1;
-        if writes.is_multiple_of(PURGE_EVERY) {
-            map.retain(|_, e| e.live(now));
-        }
+    fn entry(
+        &self,
+        value: &[u8],
+        version: u64,
+        expires_at: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Arc<Entry> {
+        Arc::new(Entry {
+            value: value.into(),
+            version,
+            expires_at,
+            modified: now,
+        })
+    }
+
+    /// Runs `decide` on the live record under `key` (expired ones count as
+    /// absent) while no other write to that key runs, and applies what it
+    /// returns. Every write goes through here, so that a delete can never
+    /// fall between an update's check and its write.
+    async fn write<T: Send>(
+        &self,
+        key: &str,
+        decide: impl FnOnce(Option<&Entry>, SystemTime) -> (Op<Arc<Entry>>, T) + Send,
+    ) -> T {
+        let mut result = None;
+        let _ = self
+            .cache
+            .entry_by_ref(key)
+            .and_compute_with(|current| {
+                let now = SystemTime::now();
+                let live = current.as_ref().map(|e| e.value()).filter(|e| e.live(now));
+                let (mut op, outcome) = decide(live.map(|e| &**e), now);
+                // Free an expired record that was not replaced.
+                if current.is_some() && live.is_none() && matches!(op, Op::Nop) {
+                    op = Op::Remove;
+                }
+                result = Some(outcome);
+                std::future::ready(op)
+            })
+            .await;
+        result.expect("and_compute_with runs its closure")
     }
 }
 
 #[async_trait]
 impl KeyValueStore for MemoryStore {
     fn name(&self) -> &'static str {
-        "memory"
+        NAME
     }
 
     fn supports_ttl(&self) -> bool {
@@ -98,19 +343,13 @@ impl KeyValueStore for MemoryStore {
 
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         let now = SystemTime::now();
-        let mut map = self.lock();
-        match map.get(key) {
-            Some(e) if e.live(now) => Ok(Some(Record::new(
+        Ok(self.cache.get(key).await.filter(|e| e.live(now)).map(|e| {
+            Record::new(
                 e.value.to_vec(),
                 Some(Version::from(e.version)),
                 e.expires_at,
-            ))),
-            Some(_) => {
-                map.remove(key);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+            )
+        }))
     }
 
     async fn create(
@@ -119,23 +358,22 @@ impl KeyValueStore for MemoryStore {
         value: &[u8],
         expires_at: Option<SystemTime>,
     ) -> Result<CreateOutcome, StoreError> {
-        let now = SystemTime::now();
-        let mut map = self.lock();
-        if map.get(key).is_some_and(|e| e.live(now)) {
-            return Ok(CreateOutcome::AlreadyExists);
+        if self.limits.weight(key, value).is_none() {
+            return Err(self.limits.too_large(key, value));
         }
-        let version = self.next_version();
-        map.insert(
-            key.to_owned(),
-            Entry {
-                value: value.into(),
-                version,
-                expires_at,
-                modified: now,
-            },
-        );
-        self.after_write(&mut map, now);
-        Ok(CreateOutcome::Created(Some(Version::from(version))))
+        let outcome = self
+            .write(key, |current, now| match current {
+                Some(_) => (Op::Nop, CreateOutcome::AlreadyExists),
+                None => {
+                    let version = self.next_version();
+                    (
+                        Op::Put(self.entry(value, version, expires_at, now)),
+                        CreateOutcome::Created(Some(Version::from(version))),
+                    )
+                }
+            })
+            .await;
+        Ok(outcome)
     }
 
     async fn update(
@@ -145,60 +383,71 @@ impl KeyValueStore for MemoryStore {
         expected: Option<&Version>,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
-        let now = SystemTime::now();
-        let mut map = self.lock();
-        let Some(entry) = map.get_mut(key).filter(|e| e.live(now)) else {
-            return Ok(UpdateOutcome::Missing);
-        };
-        if expected.is_some_and(|v| v.as_str().parse::<u64>() != Ok(entry.version)) {
-            return Ok(UpdateOutcome::Conflict);
+        if self.limits.weight(key, value).is_none() {
+            return Err(self.limits.too_large(key, value));
         }
-        let version = self.next_version();
-        *entry = Entry {
-            value: value.into(),
-            version,
-            expires_at,
-            modified: now,
-        };
-        self.after_write(&mut map, now);
-        Ok(UpdateOutcome::Updated(Some(Version::from(version))))
+        let expected = expected.map(|v| v.as_str().parse::<u64>().ok());
+        let outcome = self
+            .write(key, |current, now| match current {
+                None => (Op::Nop, UpdateOutcome::Missing),
+                Some(entry) if expected.is_some_and(|v| v != Some(entry.version)) => {
+                    (Op::Nop, UpdateOutcome::Conflict)
+                }
+                Some(_) => {
+                    let version = self.next_version();
+                    (
+                        Op::Put(self.entry(value, version, expires_at, now)),
+                        UpdateOutcome::Updated(Some(Version::from(version))),
+                    )
+                }
+            })
+            .await;
+        Ok(outcome)
     }
 
+    /// Moves the record's expiry and its last-modified time (what
+    /// [`list`](KeyValueStore::list) reports, and the sweep reads as
+    /// activity); keeps its value and version.
     async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
-        let now = SystemTime::now();
-        let mut map = self.lock();
-        match map.get_mut(key).filter(|e| e.live(now)) {
-            Some(entry) => {
-                entry.expires_at = Some(expires_at);
-                Ok(UpdateOutcome::Updated(Some(Version::from(entry.version))))
-            }
-            None => Ok(UpdateOutcome::Missing),
-        }
+        let outcome = self
+            .write(key, |current, now| match current {
+                None => (Op::Nop, UpdateOutcome::Missing),
+                Some(entry) => (
+                    Op::Put(Arc::new(Entry {
+                        value: Arc::clone(&entry.value),
+                        version: entry.version,
+                        expires_at: Some(expires_at),
+                        modified: now,
+                    })),
+                    UpdateOutcome::Updated(Some(Version::from(entry.version))),
+                ),
+            })
+            .await;
+        Ok(outcome)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.lock().remove(key);
+        self.write(key, |_, _| (Op::Remove, ())).await;
         Ok(())
     }
 
     async fn delete_many(&self, keys: Vec<String>) -> Result<u64, StoreError> {
-        let mut map = self.lock();
         for key in &keys {
-            map.remove(key);
+            self.write(key, |_, _| (Op::Remove, ())).await;
         }
         Ok(keys.len() as u64)
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
-        // Snapshot the matching keys; the lock is never held across an await.
-        let keys: Vec<KeyInfo> = {
-            let now = SystemTime::now();
-            self.lock()
-                .iter()
-                .filter(|(k, e)| k.starts_with(prefix) && e.live(now))
-                .map(|(k, e)| KeyInfo::new(k.clone(), Some(e.modified)))
-                .collect()
-        };
+        // A snapshot of the matching keys (at most the store's capacity);
+        // listing does not count as use for eviction.
+        let now = SystemTime::now();
+        let keys: Vec<KeyInfo> = self
+            .cache
+            .iter()
+            .filter(|(k, e)| k.starts_with(prefix) && e.live(now))
+            .map(|(k, e)| KeyInfo::new(k.as_str(), Some(e.modified)))
+            .collect();
         stream::iter(keys.into_iter().map(Ok)).boxed()
     }
 }
@@ -238,6 +487,30 @@ mod tests {
         conformance::run_all(&MemoryStore::new()).await;
     }
 
+    /// What the store holds once its pending maintenance has run: the number
+    /// of records and the bytes of their keys and values.
+    async fn held(store: &MemoryStore) -> (u64, u64) {
+        store.cache.run_pending_tasks().await;
+        store.cache.iter().fold((0, 0), |(n, bytes), (k, e)| {
+            (n + 1, bytes + k.len() as u64 + e.value.len() as u64)
+        })
+    }
+
+    fn session_key(n: u64) -> String {
+        format!("{n:016x}_{:x}", 1_700_000_000u64)
+    }
+
+    fn in_an_hour() -> Option<SystemTime> {
+        Some(SystemTime::now() + Duration::from_secs(3600))
+    }
+
+    async fn create(store: &MemoryStore, key: &str, value: &[u8]) -> Version {
+        match store.create(key, value, in_an_hour()).await {
+            Ok(CreateOutcome::Created(Some(v))) => v,
+            other => panic!("create {key}: {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn clones_share_data() {
         let a = MemoryStore::new();
@@ -245,27 +518,255 @@ mod tests {
         let _ = a.create("k", b"v", None).await.unwrap();
         assert_eq!(b.get("k").await.unwrap().unwrap().value, b"v");
         assert_eq!(b.len(), 1);
+        assert!(!b.is_empty());
+        b.delete("k").await.unwrap();
+        assert!(a.is_empty());
     }
 
     #[tokio::test]
-    async fn expired_entries_are_dropped() {
-        let store = MemoryStore::new();
-        let past = SystemTime::now() - std::time::Duration::from_secs(1);
-        let _ = store.create("old", b"v", Some(past)).await.unwrap();
-        assert_eq!(store.lock().len(), 1);
-        assert_eq!(store.get("old").await.unwrap(), None);
-        assert_eq!(
-            store.lock().len(),
-            0,
-            "an expired entry read must be dropped"
-        );
-        // The periodic purge drops expired entries nobody reads.
-        for n in 0..PURGE_EVERY {
-            let _ = store
-                .create(&format!("e{n}"), b"v", Some(past))
-                .await
-                .unwrap();
+    async fn default_capacity() {
+        let store = MemoryStore::default();
+        assert_eq!(store.max_entries(), 100_000);
+        assert_eq!(store.max_bytes(), 256 << 20);
+        let limits = store.limits;
+        assert!(limits.capacity <= limits.max_bytes);
+        assert!(limits.capacity / limits.unit <= limits.max_entries);
+        // Debug shows the limits, not the sessions.
+        let _ = store.create("secret-key", b"secret-value", None).await;
+        let debug = format!("{store:?}");
+        assert!(debug.contains("max_entries: 100000"), "{debug}");
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    #[test]
+    fn limits_imply_both_bounds() {
+        for (entries, bytes) in [
+            (100_000, 256 << 20),
+            (3, 10),
+            (7, 1000),
+            (1, u64::MAX),
+            (u64::MAX, 1),
+            (1000, 1 << 40),
+        ] {
+            let limits = Limits::new(entries, bytes);
+            assert!(limits.capacity <= bytes, "{limits:?}");
+            assert!(limits.capacity / limits.unit <= entries, "{limits:?}");
+            assert!(limits.unit <= u64::from(u32::MAX), "{limits:?}");
         }
-        assert!(store.lock().len() < PURGE_EVERY as usize);
+        // Exactly `max_entries` small records fit.
+        let limits = Limits::new(10, 1 << 20);
+        assert_eq!(limits.capacity / limits.unit, 10);
+    }
+
+    #[test]
+    #[should_panic(expected = "max_entries")]
+    fn zero_entries_is_refused() {
+        let _ = MemoryStore::with_capacity(0, 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn two_hundred_thousand_sessions_stay_within_the_default_capacity() {
+        let store = MemoryStore::new();
+        // About the size of a small session record (an envelope with a user).
+        let value = [7u8; 120];
+        for n in 0..200_000 {
+            create(&store, &session_key(n), &value).await;
+        }
+        let (entries, bytes) = held(&store).await;
+        assert!(entries <= MemoryStore::DEFAULT_MAX_ENTRIES, "{entries}");
+        assert!(
+            entries >= MemoryStore::DEFAULT_MAX_ENTRIES * 9 / 10,
+            "{entries}"
+        );
+        assert!(bytes <= MemoryStore::DEFAULT_MAX_BYTES, "{bytes}");
+        assert_eq!(store.len() as u64, entries);
+        // The newest sessions are the ones kept.
+        assert!(store.get(&session_key(199_999)).await.unwrap().is_some());
+        assert!(store.get(&session_key(0)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn large_records_are_bounded_by_bytes() {
+        let store = MemoryStore::with_capacity(100_000, 1 << 20);
+        let value = vec![1u8; 4096];
+        for n in 0..2_000 {
+            create(&store, &session_key(n), &value).await;
+        }
+        let (entries, bytes) = held(&store).await;
+        assert!(bytes <= 1 << 20, "{bytes}");
+        assert!(entries <= (1 << 20) / 4096, "{entries}");
+        assert!(entries >= 100, "{entries}");
+        assert!(store.get(&session_key(1_999)).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_record_larger_than_the_store_is_refused() {
+        let store = MemoryStore::with_capacity(10, 4096);
+        let huge = vec![0u8; 8192];
+        let err = store.create("k_1", &huge, None).await.unwrap_err();
+        assert!(matches!(err, StoreError::Misconfigured { .. }), "{err:?}");
+        assert!(err.to_string().contains("with_capacity"), "{err}");
+        assert!(store.get("k_1").await.unwrap().is_none());
+        create(&store, "k_1", b"small").await;
+        let err = store.update("k_1", &huge, None, None).await.unwrap_err();
+        assert!(matches!(err, StoreError::Misconfigured { .. }), "{err:?}");
+        assert_eq!(store.get("k_1").await.unwrap().unwrap().value, b"small");
+    }
+
+    #[tokio::test]
+    async fn twenty_thousand_cookieless_requests_stay_within_capacity() {
+        use conformance::app;
+        use rocket::http::Status;
+
+        let store = MemoryStore::with_capacity(1_000, 1 << 20);
+        let config = app::config("memory-flood");
+        let prefix = config.key_prefix.clone();
+        let client = app::untracked(Arc::new(store.clone()), config).await;
+        let mut last = None;
+        for _ in 0..20_000 {
+            let res = client.post("/set/a/1").dispatch().await;
+            assert_eq!(res.status(), Status::Ok);
+            last = res.cookies().get("session").map(|c| c.clone().into_owned());
+        }
+        let (entries, bytes) = held(&store).await;
+        assert!(entries <= 1_000, "{entries}");
+        assert!(entries >= 500, "{entries}");
+        assert!(bytes <= 1 << 20, "{bytes}");
+        assert_eq!(
+            app::stored_keys(&store, &prefix).await.len() as u64,
+            entries
+        );
+        // The newest session still works.
+        let res = client
+            .get("/get/a")
+            .cookie(last.expect("a session cookie"))
+            .dispatch()
+            .await;
+        assert_eq!(res.status(), Status::Ok);
+        assert_eq!(res.into_string().await.as_deref(), Some("1"));
+    }
+
+    #[tokio::test]
+    async fn eviction_drops_the_least_recently_used() {
+        let store = MemoryStore::with_capacity(10, 1 << 20);
+        for n in 0..10 {
+            create(&store, &session_key(n), b"v").await;
+        }
+        held(&store).await;
+        // Session 0 is the oldest written, but read since; 1 is the oldest used.
+        assert!(store.get(&session_key(0)).await.unwrap().is_some());
+        held(&store).await;
+        create(&store, &session_key(10), b"v").await;
+        let (entries, _) = held(&store).await;
+        assert_eq!(entries, 10);
+        assert!(store.get(&session_key(0)).await.unwrap().is_some());
+        assert!(store.get(&session_key(1)).await.unwrap().is_none());
+        assert!(store.get(&session_key(10)).await.unwrap().is_some());
+        // A write counts as use too.
+        held(&store).await;
+        let _ = store
+            .update(&session_key(2), b"w", None, in_an_hour())
+            .await
+            .unwrap();
+        held(&store).await;
+        create(&store, &session_key(11), b"v").await;
+        held(&store).await;
+        assert!(store.get(&session_key(2)).await.unwrap().is_some());
+        assert!(store.get(&session_key(3)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn touch_moves_last_modified_and_expiry_and_keeps_the_version() {
+        let store = MemoryStore::new();
+        let key = session_key(1);
+        let version = create(&store, &key, b"v").await;
+        let modified = |store: &MemoryStore| {
+            let now = SystemTime::now();
+            let infos: Vec<KeyInfo> = store
+                .cache
+                .iter()
+                .filter(|(_, e)| e.live(now))
+                .map(|(k, e)| KeyInfo::new(k.as_str(), Some(e.modified)))
+                .collect();
+            infos[0].last_modified.expect("a last-modified time")
+        };
+        let before = modified(&store);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let later = SystemTime::now() + Duration::from_secs(7200);
+        let outcome = store.touch(&key, later).await.unwrap();
+        assert_eq!(outcome, UpdateOutcome::Updated(Some(version.clone())));
+        let after = modified(&store);
+        assert!(
+            after >= before + Duration::from_millis(20),
+            "{before:?} -> {after:?}"
+        );
+        // What `list` reports is what moved.
+        let listed: Vec<KeyInfo> = store.list("").map(|r| r.unwrap()).collect::<Vec<_>>().await;
+        assert_eq!(listed, vec![KeyInfo::new(key.clone(), Some(after))]);
+        let record = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(record.version, Some(version.clone()));
+        assert_eq!(record.expires_at, Some(later));
+        assert_eq!(record.value, b"v");
+        // The version it kept still wins a compare-and-swap.
+        let outcome = store
+            .update(&key, b"w", Some(&version), in_an_hour())
+            .await
+            .unwrap();
+        assert!(matches!(outcome, UpdateOutcome::Updated(_)), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_invisible_and_reclaimed() {
+        let store = MemoryStore::new();
+        let soon = SystemTime::now() + Duration::from_millis(100);
+        let _ = store.create("old", b"v", Some(soon)).await.unwrap();
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let _ = store.create("older", b"v", Some(past)).await.unwrap();
+        let _ = store.create("kept", b"v", in_an_hour()).await.unwrap();
+        assert!(store.get("old").await.unwrap().is_some());
+        assert!(store.get("older").await.unwrap().is_none());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(store.get("old").await.unwrap(), None);
+        assert_eq!(store.len(), 1);
+        let listed: Vec<String> = store
+            .list("")
+            .map(|r| r.unwrap().key)
+            .collect::<Vec<_>>()
+            .await;
+        assert_eq!(listed, vec!["kept".to_owned()]);
+        assert_eq!(
+            store.touch("old", SystemTime::now()).await.unwrap(),
+            UpdateOutcome::Missing
+        );
+        assert_eq!(
+            store.update("old", b"w", None, None).await.unwrap(),
+            UpdateOutcome::Missing
+        );
+        // Nobody reads them, yet their memory is reclaimed.
+        let (entries, _) = held(&store).await;
+        assert_eq!(entries, 1);
+        // And their keys are free again.
+        create(&store, "old", b"new").await;
+        assert_eq!(store.get("old").await.unwrap().unwrap().value, b"new");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delete_is_never_undone_by_a_concurrent_update() {
+        let store = MemoryStore::new();
+        for round in 0..200 {
+            let key = session_key(round);
+            let version = create(&store, &key, b"v").await;
+            let (a, b) = (store.clone(), store.clone());
+            let (k1, k2) = (key.clone(), key.clone());
+            let update = tokio::spawn(async move {
+                a.update(&k1, b"w", Some(&version), in_an_hour())
+                    .await
+                    .unwrap()
+            });
+            let delete = tokio::spawn(async move { b.delete(&k2).await.unwrap() });
+            let _ = update.await.unwrap();
+            delete.await.unwrap();
+            assert_eq!(store.get(&key).await.unwrap(), None, "round {round}");
+        }
     }
 }
