@@ -108,6 +108,13 @@ fn base(settings: &CookieSettings, value: String) -> Cookie<'static> {
     cookie
 }
 
+/// Whether the response sets cookie `name`.
+pub(crate) fn has_set_cookie(res: &Response<'_>, name: &str) -> bool {
+    res.headers()
+        .get("Set-Cookie")
+        .any(|value| Cookie::parse(value).is_ok_and(|cookie| cookie.name() == name))
+}
+
 /// Removes the `Set-Cookie` headers for cookie `name` from a response,
 /// keeping every other header and cookie.
 pub(crate) fn drop_set_cookie(res: &mut Response<'_>, name: &str) {
@@ -210,7 +217,10 @@ mod tests {
         res.adjoin_raw_header("Set-Cookie", "sessionx=keep; Path=/");
         res.adjoin_raw_header("Set-Cookie", " other = 1");
         res.adjoin_raw_header("X-Other", "1");
+        assert!(has_set_cookie(&res, "session"));
         drop_set_cookie(&mut res, "session");
+        assert!(!has_set_cookie(&res, "session"));
+        assert!(has_set_cookie(&res, "sessionx"));
         let left: Vec<_> = res.headers().get("Set-Cookie").collect();
         assert_eq!(left, ["sessionx=keep; Path=/", " other = 1"]);
         assert_eq!(res.headers().get_one("X-Other"), Some("1"));

@@ -22,6 +22,10 @@ use crate::time::{from_unix, now_unix, seconds, unix, ROUNDING};
 /// rotated again while the logout ran).
 const MAX_SUCCESSORS: usize = 4;
 
+/// How long a TTL store keeps the "moved to" marker of a rotated session:
+/// far longer than any request that loaded the old session can run.
+const MARKER_GRACE: Duration = Duration::from_secs(600);
+
 /// The retry budget of one save's compare-and-swap loop: at most
 /// `save_attempts` writes and `save_timeout` seconds, backoff included.
 struct Retries {
@@ -282,6 +286,27 @@ impl Engine {
                 self.store.delete(&key).await?;
                 continue;
             }
+            if expected.is_none() {
+                // A successor: read it first, it may have moved on again.
+                let Some(current) = self.store.get(&key).await? else {
+                    continue;
+                };
+                match Stored::decode(&current.value) {
+                    Ok(Stored::Live(_)) => expected = current.version,
+                    Ok(Stored::Ended(successor)) => {
+                        if let Some(next) = successor.filter(|_| followed < MAX_SUCCESSORS) {
+                            followed += 1;
+                            pending.push((next, None));
+                        }
+                        self.store.delete(&key).await?;
+                        continue;
+                    }
+                    Err(_) => {
+                        self.store.delete(&key).await?;
+                        continue;
+                    }
+                }
+            }
             let marker = Stored::ended(None);
             for _ in 0..self.config.save_attempts {
                 let expiry = self.store_expiry(&id, now_unix());
@@ -323,12 +348,26 @@ impl Engine {
     }
 
     /// Persists the request's session after the response was built.
-    pub(crate) async fn save(&self, cell: &SessionCell, status: Status) -> SaveOutcome {
+    /// `cookie_sent` tells whether the response carries the session's
+    /// `Set-Cookie`: Rocket drops the handler's cookies when a catcher
+    /// answers instead, and a session whose new cookie never reaches the
+    /// browser is not saved (its record would be unreachable, or a rotation
+    /// would strand the browser on the old id).
+    pub(crate) async fn save(
+        &self,
+        cell: &SessionCell,
+        status: Status,
+        cookie_sent: bool,
+    ) -> SaveOutcome {
         let snapshot = cell.lock().snapshot(now_unix());
         if status.code >= 500 && !self.config.save_on_error {
             // Nothing of this request is written, a rotation included: the
             // browser keeps the cookie it had, which still works.
             return self.unsaved(&snapshot);
+        }
+        if snapshot.cookie_issued && !cookie_sent {
+            // A catcher answered: the request failed, nothing is written.
+            return SaveOutcome::Done;
         }
         let Some(id) = snapshot.id.clone() else {
             return SaveOutcome::Done;
@@ -452,19 +491,19 @@ impl Engine {
         let mut expected = origin.version.clone();
         let mut retries = Retries::new(&self.config);
         loop {
-            let expiry = self.store_expiry(&origin.id, snapshot.now);
+            let expiry = self
+                .store_expiry(&origin.id, snapshot.now)
+                .map(|at| at.min(SystemTime::now() + MARKER_GRACE));
             match self
                 .store
                 .update(&old_key, &marker, expected.as_ref(), expiry)
                 .await?
             {
-                UpdateOutcome::Updated(_) => {
-                    if let Err(e) = self.store.delete(&old_key).await {
-                        // The marker already ends the old session.
-                        log::warn!("kvsession: could not delete a rotated-away record: {e}");
-                    }
-                    return Ok(true);
-                }
+                // The marker stays until the old session would have ended
+                // (on TTL stores at most MARKER_GRACE): a logout that loaded
+                // the old session before this rotation and ends it later
+                // follows it to the new record.
+                UpdateOutcome::Updated(_) => return Ok(true),
                 UpdateOutcome::Missing => return Ok(false),
                 UpdateOutcome::Conflict => {
                     retries.next(self).await?;

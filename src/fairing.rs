@@ -196,7 +196,8 @@ impl Fairing for KvSession {
             return;
         };
         let cookies = &engine.cookies;
-        match engine.save(cell, res.status()).await {
+        let cookie_sent = cookie::has_set_cookie(res, &cookies.name);
+        match engine.save(cell, res.status(), cookie_sent).await {
             SaveOutcome::Done => {}
             SaveOutcome::DropCookie => cookie::drop_set_cookie(res, &cookies.name),
             SaveOutcome::RemoveCookie => {

@@ -116,6 +116,8 @@ pub(crate) struct Snapshot {
     /// Whether a cookie for an id that has no record yet went into the
     /// response (a new or rotated session).
     pub(crate) new_cookie: bool,
+    /// Whether this request put any session cookie into the jar.
+    pub(crate) cookie_issued: bool,
     /// The record a rotated session moves away from.
     pub(crate) rotated_from: Option<Origin>,
 }
@@ -330,6 +332,7 @@ impl SessionState {
             record_expires_at: self.record_expires_at,
             changes: self.changes.clone(),
             new_cookie: self.cookie_issued && !self.stored,
+            cookie_issued: self.cookie_issued,
             rotated_from: self.rotated_from.clone(),
         }
     }
