@@ -188,7 +188,14 @@ async fn run(url: String, samples: usize) -> Result<(), String> {
     adapter.get(&adapter_key).await?;
     direct.get(&direct_key).await?;
 
-    let (a, d) = compare(&mut adapter, &adapter_key, &mut direct, &direct_key, samples).await?;
+    let (a, d) = compare(
+        &mut adapter,
+        &adapter_key,
+        &mut direct,
+        &direct_key,
+        samples,
+    )
+    .await?;
 
     let mut keys = created_keys(samples);
     keys.extend([adapter_key, direct_key]);

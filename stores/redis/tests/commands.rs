@@ -89,29 +89,32 @@ async fn commands_per_request() {
         "updating a session"
     );
 
-    // regenerate(): the GET that loads the session, the new record created
-    // (SET NX) and only then the old one deleted (UNLINK); the user set
-    // after regenerate() is saved with one EVALSHA on the new record.
+    // regenerate() then insert: the GET that loads the session; at the
+    // save, the record under the new id is created (SET NX, with the user
+    // in it) and only then the old record is replaced by a short-lived
+    // "moved" marker with one compare-and-swap EVALSHA.
     let (status, sent) = commands_of(raw, app::write(&client, "/login/alice")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(
+        sent,
+        counts(&[("get", 1), ("set", 2), ("evalsha", 1), ("getrange", 1)]),
+        "logging in (regenerate, then insert)"
+    );
+
+    // Logging out: the GET that loads the session, the record replaced by
+    // an "ended" marker with one compare-and-swap EVALSHA (so a concurrent
+    // login cannot undo the logout), then one UNLINK.
+    let (status, sent) = commands_of(raw, app::write(&client, "/logout")).await;
     assert_eq!(status, Status::Ok);
     assert_eq!(
         sent,
         counts(&[
             ("get", 1),
-            ("set", 2),
-            ("unlink", 1),
             ("evalsha", 1),
-            ("getrange", 1)
+            ("getrange", 1),
+            ("set", 1),
+            ("unlink", 1)
         ]),
-        "logging in (regenerate, then insert)"
-    );
-
-    // Logging out: the GET that loads the session, one UNLINK.
-    let (status, sent) = commands_of(raw, app::write(&client, "/logout")).await;
-    assert_eq!(status, Status::Ok);
-    assert_eq!(
-        sent,
-        counts(&[("get", 1), ("unlink", 1)]),
         "destroying a session"
     );
 }
