@@ -32,7 +32,9 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
-    /// The store was set up wrongly (e.g. a conflicting index exists).
+    /// The store was set up wrongly: a conflicting index exists, the
+    /// credentials are refused, the backend lacks a feature the store needs
+    /// (e.g. conditional writes), ... The message says how to fix it.
     #[error("{store} store is misconfigured: {message}")]
     Misconfigured {
         /// The store's name.
@@ -42,14 +44,6 @@ pub enum StoreError {
         /// The backend's error, if any.
         #[source]
         source: Option<BoxError>,
-    },
-    /// The backend does not support an operation the caller asked for.
-    #[error("{store} store does not support {operation}")]
-    Unsupported {
-        /// The store's name.
-        store: &'static str,
-        /// The operation.
-        operation: &'static str,
     },
     /// Any other backend failure.
     #[error("{store} store failed")]
