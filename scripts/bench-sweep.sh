@@ -18,7 +18,11 @@
 # removed at the end. Not part of the test command.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$script_dir/lib.sh"
+
+root=$(cd "$script_dir/.." && pwd)
 cd "$root"
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(100000 1000000)
@@ -26,10 +30,9 @@ counts=("$@")
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 work=${KVSESSION_BENCH_DIR:-$target_dir/bench-sweep}
 rm -rf "$work"
-mkdir -p "$work"
+work=$(abs_dir "$work")
 trap 'rm -rf "$work"' EXIT
-
-log() { echo "bench-sweep: $*" >&2; }
+ensure_command python3
 
 log "building the sweep benchmark (release)"
 bin=$(cargo bench -p rocket_kvsession_object_store --bench sweep --no-run \
@@ -39,10 +42,7 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "sweep" and m.get("executable"):
         print(m["executable"])')
-[ -x "$bin" ] || {
-    log "cannot find the built benchmark"
-    exit 1
-}
+[ -x "$bin" ] || die "cannot find the built benchmark"
 
 now=$(date +%s)
 
@@ -81,10 +81,7 @@ run() {
     local left_a left_b
     left_a=$(find "$a" -type f | wc -l)
     left_b=$(find "$b" -type f | wc -l)
-    [ "$left_a" -eq "$left_b" ] || {
-        log "the sweep left $left_a files, find left $left_b"
-        exit 1
-    }
+    [ "$left_a" -eq "$left_b" ] || die "the sweep left $left_a files, find left $left_b"
     read -r sweep_s sweep_cpu <"$work/sweep"
     read -r find_s find_cpu <"$work/find"
     python3 - "$count" "$percent" "$sweep_s" "$sweep_cpu" "$find_s" "$find_cpu" "$rss" "$left_a" <<'PY'
