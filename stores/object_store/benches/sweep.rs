@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use rocket_kvsession::{cleanup_sessions, SessionConfig};
+use rocket_kvsession::cleanup_sessions;
 use rocket_kvsession_object_store::ObjectStoreKv;
 
 use rocket_kvsession_bench::sweep_files;
@@ -62,10 +62,7 @@ fn run(args: &[String]) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             let report = runtime.block_on(async {
                 let store = ObjectStoreKv::local_dir(&dir).map_err(|e| e.to_string())?;
-                let config = SessionConfig {
-                    lifetime: sweep_files::LIFETIME_SECS,
-                    ..Default::default()
-                };
+                let config = sweep_files::session_config();
                 let started = Instant::now();
                 let report = cleanup_sessions(&store, &config)
                     .await

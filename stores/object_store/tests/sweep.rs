@@ -17,10 +17,7 @@ fn files_in(dir: &std::path::Path) -> HashSet<String> {
 }
 
 fn config() -> SessionConfig {
-    SessionConfig {
-        lifetime: sweep_files::LIFETIME_SECS,
-        ..Default::default()
-    }
+    sweep_files::session_config()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,8 +15,21 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rocket_kvsession::SessionConfig;
+
 /// The session lifetime the generated sessions are judged by: one day.
 pub const LIFETIME_SECS: u64 = 86_400;
+
+/// The configuration of the app that wrote these files: lifetime
+/// [`LIFETIME_SECS`] and no key prefix (the files are named by the bare
+/// session id).
+pub fn session_config() -> SessionConfig {
+    SessionConfig {
+        lifetime: LIFETIME_SECS,
+        key_prefix: String::new(),
+        ..SessionConfig::default()
+    }
+}
 
 /// A small, realistic session record (the engine's envelope is a few
 /// dozen bytes of MessagePack).
