@@ -172,18 +172,82 @@ pub async fn slow(
     Ok("slow done")
 }
 
+/// Waits on the [`Gate`], then regenerates the session and stores `user`.
+#[post("/slow-login/<user>")]
+pub async fn slow_login(
+    session: Session<'_>,
+    gate: &State<Arc<Gate>>,
+    user: &str,
+) -> Result<&'static str, Error> {
+    gate.loaded.notify_one();
+    gate.release.notified().await;
+    session.regenerate().await?;
+    session.insert("user", user)?;
+    Ok("ok")
+}
+
+/// Waits on the [`Gate`], then ends the session.
+#[post("/slow-logout")]
+pub async fn slow_logout(
+    session: Session<'_>,
+    gate: &State<Arc<Gate>>,
+) -> Result<&'static str, Error> {
+    gate.loaded.notify_one();
+    gate.release.notified().await;
+    session.destroy().await?;
+    Ok("bye")
+}
+
+/// Regenerates the session and stores `user`, then answers 500.
+#[post("/login-fails/<user>")]
+pub async fn login_fails(
+    session: Session<'_>,
+    user: &str,
+) -> Result<(Status, &'static str), Error> {
+    session.regenerate().await?;
+    session.insert("user", user)?;
+    Ok((Status::InternalServerError, "failed"))
+}
+
+/// Regenerates the session and stores `user`, then fails with 401, which
+/// Rocket answers with a catcher.
+#[post("/login-denied/<user>")]
+pub async fn login_denied(session: Session<'_>, user: &str) -> Result<&'static str, Status> {
+    session
+        .regenerate()
+        .await
+        .map_err(|_| Status::ServiceUnavailable)?;
+    session
+        .insert("user", user)
+        .map_err(|_| Status::InternalServerError)?;
+    Err(Status::Unauthorized)
+}
+
 /// The session routes above, without the racing ones.
 pub fn routes() -> Vec<rocket::Route> {
     routes![
-        login, regenerate, whoami, id, set, get, keys, remove, clear, logout, permanent, fail,
+        login,
+        regenerate,
+        whoami,
+        id,
+        set,
+        get,
+        keys,
+        remove,
+        clear,
+        logout,
+        permanent,
+        fail,
+        login_fails,
+        login_denied,
         plain
     ]
 }
 
-/// [`together`] and [`slow`]: mount them with a managed `Arc<Barrier>` and
-/// `Arc<Gate>`.
+/// [`together`], [`slow`], [`slow_login`] and [`slow_logout`]: mount them
+/// with a managed `Arc<Barrier>` and `Arc<Gate>`.
 pub fn racing_routes() -> Vec<rocket::Route> {
-    routes![together, slow]
+    routes![together, slow, slow_login, slow_logout]
 }
 
 /// The figment of a conformance app: [`SECRET_KEY`], quiet logs.
@@ -298,6 +362,10 @@ macro_rules! app_conformance_cases {
             hostile_cookies_get_a_fresh_session,
             sessions_survive_a_restart,
             logout_wins_over_a_slow_request,
+            a_logout_before_a_rotation_wins,
+            a_logout_after_a_rotation_wins,
+            a_stale_save_keeps_the_cookie_of_a_concurrent_login,
+            a_failed_rotation_changes_nothing,
             hundred_concurrent_writers,
             sweep_deletes_only_expired_sessions,
         );
@@ -495,7 +563,7 @@ pub async fn logout_wins_over_a_slow_request(store: Arc<dyn KeyValueStore>) {
         gate.release.notify_one();
         status
     };
-    let (slow, logout) = rocket::tokio::join!(slow, logout);
+    let (slow, logout) = within(async { rocket::tokio::join!(slow, logout) }).await;
     assert_eq!(logout, Status::Ok);
     assert_eq!(slow, Status::Ok);
     assert!(
@@ -503,6 +571,159 @@ pub async fn logout_wins_over_a_slow_request(store: Arc<dyn KeyValueStore>) {
         "the slow request resurrected the session"
     );
     assert_eq!(read(&client, "/whoami").await.0, Status::NotFound);
+}
+
+/// Awaits a race between gated requests, failing the case (instead of
+/// hanging) if they deadlock.
+async fn within<F: std::future::Future>(race: F) -> F::Output {
+    rocket::tokio::time::timeout(Duration::from_secs(120), race)
+        .await
+        .expect("the racing requests finished within 2 minutes")
+}
+
+/// The session cookie a response sets, if any.
+fn set_cookie_of(res: &LocalResponse<'_>, name: &str) -> Option<Cookie<'static>> {
+    res.headers()
+        .get("Set-Cookie")
+        .filter_map(|v| Cookie::parse(v.to_owned()).ok())
+        .find(|c| c.name() == name)
+}
+
+/// A logout gated app: a tracked client logged in as `user`, its gate,
+/// the cookie it holds.
+async fn logged_in(
+    store: &Arc<dyn KeyValueStore>,
+    config: &SessionConfig,
+    user: &str,
+) -> (Client, Arc<Gate>, Cookie<'static>) {
+    let gate = Arc::new(Gate::default());
+    let client = Client::tracked(app_with(store.clone(), config.clone(), 1, gate.clone()))
+        .await
+        .expect("launch");
+    assert_eq!(write(&client, &format!("/login/{user}")).await, Status::Ok);
+    let cookie = cookie_of(&client, &config.cookie_name).expect("a session cookie");
+    (client, gate, cookie)
+}
+
+/// A login (`regenerate()`) that loaded the session before a logout in
+/// another request, and saves after it, does not bring the session back.
+pub async fn a_logout_before_a_rotation_wins(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-logout-then-rotation");
+    let prefix = config.key_prefix.clone();
+    let name = config.cookie_name.clone();
+    let (client, gate, cookie) = logged_in(&store, &config, "ivy").await;
+
+    let login = async { client.post("/slow-login/mallory").dispatch().await };
+    let logout = async {
+        gate.loaded.notified().await;
+        let status = write(&client, "/logout").await;
+        gate.release.notify_one();
+        status
+    };
+    let (login, logout) = within(async { rocket::tokio::join!(login, logout) }).await;
+    assert_eq!(logout, Status::Ok);
+    let rotated = set_cookie_of(&login, &name);
+    drop(login);
+    assert!(
+        live_sessions(&*store, &prefix).await.is_empty(),
+        "the rotation resurrected a logged-out session"
+    );
+    let other = untracked(store.clone(), config.clone()).await;
+    for cookie in rotated.into_iter().chain([cookie]) {
+        let res = other.get("/whoami").cookie(cookie).dispatch().await;
+        assert_eq!(res.status(), Status::NotFound);
+    }
+}
+
+/// A logout that loaded the session before a login (`regenerate()`) in
+/// another request, and ends it after the login saved, ends the rotated
+/// session too.
+pub async fn a_logout_after_a_rotation_wins(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-rotation-then-logout");
+    let prefix = config.key_prefix.clone();
+    let name = config.cookie_name.clone();
+    let (client, gate, cookie) = logged_in(&store, &config, "ivy").await;
+    let other = untracked(store.clone(), config.clone()).await;
+
+    // The browser's tab logs out slowly; a second app server (same store,
+    // same key) logs the same cookie in meanwhile.
+    let logout = async { client.post("/slow-logout").dispatch().await.status() };
+    let login = async {
+        gate.loaded.notified().await;
+        let res = other
+            .post("/login/ivy")
+            .cookie(cookie.clone())
+            .dispatch()
+            .await;
+        let status = res.status();
+        let rotated = set_cookie_of(&res, &name);
+        drop(res);
+        gate.release.notify_one();
+        (status, rotated)
+    };
+    let (logout, (login, rotated)) = within(async { rocket::tokio::join!(logout, login) }).await;
+    assert_eq!((logout, login), (Status::Ok, Status::Ok));
+    let rotated = rotated.expect("the login issued a new cookie");
+    assert!(
+        live_sessions(&*store, &prefix).await.is_empty(),
+        "the rotated session outlived the logout"
+    );
+    let res = other.get("/whoami").cookie(rotated).dispatch().await;
+    assert_eq!(res.status(), Status::NotFound);
+}
+
+/// A slow request whose session was rotated by a concurrent login does not
+/// remove the browser's cookie (it would log the user out): it sends no
+/// session cookie at all, and its changes are dropped.
+pub async fn a_stale_save_keeps_the_cookie_of_a_concurrent_login(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-stale-save");
+    let name = config.cookie_name.clone();
+    let (client, gate, _) = logged_in(&store, &config, "ivy").await;
+
+    let slow = async {
+        let res = client.post("/slow/late").dispatch().await;
+        (res.status(), set_cookie_of(&res, &name))
+    };
+    let login = async {
+        gate.loaded.notified().await;
+        let status = write(&client, "/login/ivy").await;
+        gate.release.notify_one();
+        status
+    };
+    let ((slow, slow_cookie), login) = within(async { rocket::tokio::join!(slow, login) }).await;
+    assert_eq!((slow, login), (Status::Ok, Status::Ok));
+    assert_eq!(slow_cookie, None, "the stale save touched the cookie");
+    assert_eq!(read(&client, "/whoami").await, (Status::Ok, "ivy".into()));
+    assert_eq!(read(&client, "/get/late").await.0, Status::NotFound);
+}
+
+/// A login that ends in a 5xx, or in a catcher, leaves the session exactly
+/// as it was: the old cookie works with the old data, no new record.
+pub async fn a_failed_rotation_changes_nothing(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-failed-rotation");
+    let prefix = config.key_prefix.clone();
+    let name = config.cookie_name.clone();
+    let client = client(store.clone(), config).await;
+    assert_eq!(write(&client, "/set/cart/3").await, Status::Ok);
+    let before = live_sessions(&*store, &prefix).await;
+    let cookie = cookie_of(&client, &name).expect("a session cookie");
+
+    for (uri, status) in [
+        ("/login-fails/eve", Status::InternalServerError),
+        ("/login-denied/eve", Status::Unauthorized),
+    ] {
+        let res = client.post(uri).dispatch().await;
+        assert_eq!(res.status(), status);
+        assert_eq!(set_cookie_of(&res, &name), None, "{uri} issued a cookie");
+        drop(res);
+        assert_eq!(
+            cookie_of(&client, &name).map(|c| c.value().to_owned()),
+            Some(cookie.value().to_owned())
+        );
+        assert_eq!(read(&client, "/whoami").await.0, Status::NotFound, "{uri}");
+        assert_eq!(read(&client, "/get/cart").await, (Status::Ok, "3".into()));
+        assert_eq!(stored_keys(&*store, &prefix).await, before, "{uri} wrote");
+    }
 }
 
 /// 100 concurrent requests, each setting its own key on one session, lose
