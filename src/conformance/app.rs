@@ -734,6 +734,7 @@ pub async fn hundred_concurrent_writers(store: Arc<dyn KeyValueStore>) {
     // is that no update is lost, not how fast the saves converge.
     let config = SessionConfig {
         save_attempts: 200,
+        save_timeout: 600,
         ..config("app-hundred")
     };
     let client = Client::tracked(app_with(store, config, writers, Arc::default()))
