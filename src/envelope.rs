@@ -110,7 +110,7 @@ impl Stored {
     /// Decodes any record format.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
         match bytes.split_first() {
-            Some((&FORMAT_ENDED, rest)) if rest.is_empty() => Ok(Stored::Ended(None)),
+            Some((&FORMAT_ENDED, [])) => Ok(Stored::Ended(None)),
             Some((&FORMAT_ENDED, rest)) => std::str::from_utf8(rest)
                 .ok()
                 .and_then(|id| id.parse().ok())

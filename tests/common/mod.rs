@@ -49,6 +49,8 @@ pub struct TestStore {
     pub failing_writes: Arc<AtomicBool>,
     pub ttl: bool,
     pub versioning: bool,
+    /// Added to every operation, like a round trip to a server.
+    pub latency: std::time::Duration,
 }
 
 impl TestStore {
@@ -60,7 +62,14 @@ impl TestStore {
             failing_writes: Arc::default(),
             ttl: true,
             versioning: true,
+            latency: std::time::Duration::ZERO,
         }
+    }
+
+    /// Adds `latency` to every operation.
+    pub fn with_latency(mut self, latency: std::time::Duration) -> Self {
+        self.latency = latency;
+        self
     }
 
     /// Acts as a store without TTL: expiries are not handed on.
@@ -73,6 +82,12 @@ impl TestStore {
     pub fn without_versioning(mut self) -> Self {
         self.versioning = false;
         self
+    }
+
+    async fn delay(&self) {
+        if !self.latency.is_zero() {
+            rocket::tokio::time::sleep(self.latency).await;
+        }
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -114,6 +129,7 @@ impl KeyValueStore for TestStore {
     }
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         self.counters.gets.fetch_add(1, SeqCst);
+        self.delay().await;
         self.check()?;
         self.inner.get(key).await
     }
@@ -124,6 +140,7 @@ impl KeyValueStore for TestStore {
         expires_at: Option<SystemTime>,
     ) -> Result<CreateOutcome, StoreError> {
         self.counters.creates.fetch_add(1, SeqCst);
+        self.delay().await;
         self.check_write()?;
         self.inner.create(key, value, self.expiry(expires_at)).await
     }
@@ -135,6 +152,7 @@ impl KeyValueStore for TestStore {
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
         self.counters.updates.fetch_add(1, SeqCst);
+        self.delay().await;
         self.check_write()?;
         let expected = if self.versioning { expected } else { None };
         self.inner
@@ -143,12 +161,14 @@ impl KeyValueStore for TestStore {
     }
     async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
         self.counters.touches.fetch_add(1, SeqCst);
+        self.delay().await;
         self.check_write()?;
         assert!(self.ttl, "touch on a store without TTL");
         self.inner.touch(key, expires_at).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.counters.deletes.fetch_add(1, SeqCst);
+        self.delay().await;
         self.check_write()?;
         self.inner.delete(key).await
     }
