@@ -18,7 +18,7 @@ pub enum StoreError {
     InvalidKey {
         /// The store's name.
         store: &'static str,
-        /// The offending key.
+        /// The offending key, its session id redacted ([`redact_ids`]).
         key: String,
         /// Why the key was refused.
         reason: &'static str,
@@ -98,10 +98,13 @@ impl StoreError {
     }
 
     /// The store refuses `key`, for `reason`.
-    pub fn invalid_key(store: &'static str, key: impl Into<String>, reason: &'static str) -> Self {
+    ///
+    /// The key is kept with its session id redacted ([`redact_ids`]), so the
+    /// error can be logged.
+    pub fn invalid_key(store: &'static str, key: impl AsRef<str>, reason: &'static str) -> Self {
         StoreError::InvalidKey {
             store,
-            key: key.into(),
+            key: redact_ids(key.as_ref()),
             reason,
         }
     }
@@ -170,7 +173,9 @@ pub enum Error {
     NotAttached,
 }
 
-/// Formats an error with its whole source chain, for logs.
+/// Formats an error with its whole source chain, for logs, with every
+/// session id in it redacted ([`redact_ids`]): a backend's message may name
+/// the key it failed on.
 pub(crate) fn chain(error: &(dyn StdError + 'static)) -> String {
     let mut out = error.to_string();
     let mut source = error.source();
@@ -178,6 +183,42 @@ pub(crate) fn chain(error: &(dyn StdError + 'static)) -> String {
         out.push_str(": ");
         out.push_str(&e.to_string());
         source = e.source();
+    }
+    redact_ids(&out)
+}
+
+/// How many hex digits of a session id's random part a redacted id keeps.
+const SHOWN_DIGITS: usize = 4;
+
+/// `text` with every session id in it (16 or more lower-case hex digits, an
+/// underscore, more hex digits) cut to its first four hex digits and `…`,
+/// so logs and error messages can name a session without handing out a
+/// working id: `session:0123…`.
+pub fn redact_ids(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let is_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_hex(bytes[i]) || (i > 0 && is_hex(bytes[i - 1])) {
+            let next = text[i..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&text[i..i + next]);
+            i += next;
+            continue;
+        }
+        let random = bytes[i..].iter().take_while(|b| is_hex(**b)).count();
+        let after = i + random;
+        let created = bytes
+            .get(after + 1..)
+            .map_or(0, |rest| rest.iter().take_while(|b| is_hex(**b)).count());
+        if random >= 16 && bytes.get(after) == Some(&b'_') && created > 0 {
+            out.push_str(&text[i..i + SHOWN_DIGITS]);
+            out.push('…');
+            i = after + 1 + created;
+        } else {
+            out.push_str(&text[i..after]);
+            i = after;
+        }
     }
     out
 }
@@ -205,5 +246,42 @@ impl<'r, 'o: 'r> rocket::response::Responder<'r, 'o> for Error {
     fn respond_to(self, _: &'r rocket::Request<'_>) -> rocket::response::Result<'o> {
         log::error!("kvsession: {}", chain(&self));
         Err(self.status())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_cut_to_four_digits() {
+        let id = "0123456789abcdef0123456789abcdef_6745c1a0";
+        assert_eq!(redact_ids(&format!("session:{id}")), "session:0123…");
+        assert_eq!(
+            redact_ids(&format!("Object at /tmp/s/{id} not found; {id}")),
+            "Object at /tmp/s/0123… not found; 0123…"
+        );
+        // Not ids: short hex, no underscore, no creation time, upper case.
+        for text in [
+            "cafe_1",
+            "0123456789abcdef",
+            "0123456789abcdef_",
+            "0123456789ABCDEF_1",
+            "é ü",
+        ] {
+            assert_eq!(redact_ids(text), text);
+        }
+    }
+
+    #[test]
+    fn store_errors_and_log_chains_hold_no_full_id() {
+        let key = "app:0123456789abcdef_6745c1a0";
+        let error = StoreError::invalid_key("test", key, "too long");
+        assert!(!error.to_string().contains("0123456789abcdef"), "{error}");
+        let source = std::io::Error::other(format!("cannot write {key}"));
+        let error = Error::from(StoreError::backend("test", source));
+        let logged = chain(&error);
+        assert!(logged.contains("app:0123…"), "{logged}");
+        assert!(!logged.contains("456789abcdef"), "{logged}");
     }
 }

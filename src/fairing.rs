@@ -128,6 +128,23 @@ impl Fairing for KvSession {
         let Ok(config) = self.read_config(&rocket) else {
             return Err(rocket);
         };
+        // The longest key this configuration writes (until the year 2106).
+        let sample = format!(
+            "{}{}_{:x}",
+            config.key_prefix,
+            "0".repeat(config.key_bits as usize / 4),
+            u32::MAX
+        );
+        if let Err(e) = self.store.check_key(&sample) {
+            log::error!(
+                "kvsession: invalid `kvsession` configuration: `key_prefix` {:?} makes keys \
+                 the {} store cannot hold: {}",
+                config.key_prefix,
+                self.store.name(),
+                chain(&e)
+            );
+            return Err(rocket);
+        }
         if let Err(e) = self.store.init().await {
             log::error!(
                 "kvsession: cannot prepare the {} store: {}",

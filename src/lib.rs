@@ -20,7 +20,7 @@ pub mod conformance;
 
 pub use cleanup::{cleanup_sessions, CleanupReport};
 pub use config::{SameSitePolicy, SessionConfig};
-pub use error::{BoxError, Error, StoreError};
+pub use error::{redact_ids, BoxError, Error, StoreError};
 pub use fairing::KvSession;
 pub use id::{ParseIdError, SessionId, MAX_KEY_BITS, MIN_KEY_BITS};
 pub use memory::MemoryStore;

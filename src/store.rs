@@ -168,6 +168,16 @@ pub trait KeyValueStore: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Checks that the store can hold `key` ([`StoreError::InvalidKey`]
+    /// otherwise), without any I/O. The fairing calls it at ignite with the
+    /// longest key the configuration can produce, so a `key_prefix` the
+    /// store cannot hold refuses launch instead of failing every request.
+    /// Stores that accept any key keep the default, which accepts all.
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        let _ = key;
+        Ok(())
+    }
+
     /// Reads a record; `None` if there is none or it has expired.
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError>;
 
@@ -282,6 +292,9 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Arc<S> {
     }
     async fn init(&self) -> Result<(), StoreError> {
         (**self).init().await
+    }
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        (**self).check_key(key)
     }
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         (**self).get(key).await
