@@ -368,6 +368,7 @@ macro_rules! app_conformance_cases {
             a_failed_rotation_changes_nothing,
             hundred_concurrent_writers,
             sweep_deletes_only_expired_sessions,
+            sessions_kept_alive_by_reads_survive_the_sweep,
         );
     };
 }
@@ -752,6 +753,31 @@ pub async fn hundred_concurrent_writers(store: Arc<dyn KeyValueStore>) {
     assert_eq!(status, Status::Ok);
     let kept = keys.split(',').filter(|k| k.starts_with('k')).count();
     assert_eq!(kept, writers, "updates were lost: {keys}");
+}
+
+/// With an idle timeout, a session kept alive by reads alone (each read
+/// refreshes its activity at most once per `touch_after`) is not swept as
+/// idle: `touch` moves what the sweep reads as activity. Takes 5 seconds.
+pub async fn sessions_kept_alive_by_reads_survive_the_sweep(store: Arc<dyn KeyValueStore>) {
+    let config = SessionConfig {
+        idle_timeout: Some(4),
+        touch_after: 1,
+        ..config("app-idle-touch")
+    };
+    let prefix = config.key_prefix.clone();
+    let client = client(store.clone(), config.clone()).await;
+    assert_eq!(write(&client, "/login/erin").await, Status::Ok);
+    for _ in 0..2 {
+        rocket::tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(read(&client, "/whoami").await, (Status::Ok, "erin".into()));
+    }
+    // Four seconds after the login, one after the last read: idle by the
+    // login's time, active by the reads'.
+    rocket::tokio::time::sleep(Duration::from_secs(1)).await;
+    let report = cleanup_sessions(&*store, &config).await.expect("sweep");
+    assert_eq!(report.deleted, 0, "{report:?}");
+    assert_eq!(live_sessions(&*store, &prefix).await.len(), 1);
+    assert_eq!(read(&client, "/whoami").await, (Status::Ok, "erin".into()));
 }
 
 /// `cleanup_sessions` deletes the sessions whose lifetime has passed (as a
