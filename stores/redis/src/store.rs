@@ -397,10 +397,6 @@ pub(crate) fn escape_glob(prefix: &str) -> String {
     out
 }
 
-fn now() -> SystemTime {
-    SystemTime::now()
-}
-
 fn corrupt(key: &str, reason: String) -> StoreError {
     RedisStoreError::CorruptRecord {
         key: key.to_owned(),
@@ -447,7 +443,7 @@ impl KeyValueStore for RedisStore {
             return Ok(None);
         };
         let header = Header::parse(&bytes).map_err(|m| corrupt(key, m.reason()))?;
-        if header.expired_at(record::unix_ms(now())) {
+        if header.expired_at(record::unix_ms(SystemTime::now())) {
             return Ok(None);
         }
         bytes.drain(..HEADER_LEN);
