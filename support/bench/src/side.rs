@@ -86,7 +86,7 @@ impl<S: KeyValueStore> Side for StoreSide<S> {
             .store
             .get(key)
             .await
-            .map_err(|e| format!("{label} get: {e}"))?
+            .map_err(|e| format!("{label} get: {}", chain(&e)))?
             .ok_or_else(|| format!("{label} get: record missing"))?;
         self.version = record.version;
         Ok(record.value)
@@ -98,7 +98,7 @@ impl<S: KeyValueStore> Side for StoreSide<S> {
             .store
             .update(key, value, self.version.as_ref(), self.expiry())
             .await
-            .map_err(|e| format!("{label} update: {e}"))?
+            .map_err(|e| format!("{label} update: {}", chain(&e)))?
         {
             UpdateOutcome::Updated(version) => {
                 self.version = version;
@@ -114,13 +114,25 @@ impl<S: KeyValueStore> Side for StoreSide<S> {
             .store
             .create(key, value, self.expiry())
             .await
-            .map_err(|e| format!("{label} create: {e}"))?
+            .map_err(|e| format!("{label} create: {}", chain(&e)))?
         {
             // The version of the key `put` rewrites stays as it is.
             CreateOutcome::Created(_) => Ok(()),
             CreateOutcome::AlreadyExists => Err(format!("{label} create: key exists")),
         }
     }
+}
+
+/// `error` and its sources, separated by colons.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// Times one put, get and create on `side`, checking what it reads.
