@@ -3,7 +3,8 @@
 //!
 //! `GET /` shows who is logged in (or the login form), `POST /login` checks
 //! the password, regenerates the session id and stores the user,
-//! `POST /logout` destroys the session.
+//! `POST /logout` destroys the session. Each of them leaves a flash message
+//! (welcome, wrong password, logged out) that the next page shows once.
 
 use rocket::form::{Form, FromForm};
 use rocket::response::content::RawHtml;
@@ -22,6 +23,17 @@ struct Login<'r> {
 
 #[get("/")]
 fn index(session: Session<'_>) -> Result<RawHtml<String>, Error> {
+    let flashes: String = session
+        .flashes()
+        .iter()
+        .map(|flash| {
+            format!(
+                "<p class=\"flash {}\">{}</p>",
+                html_escape(flash.kind()),
+                html_escape(flash.message())
+            )
+        })
+        .collect();
     let page = match session.get::<String>("user")? {
         Some(user) => format!(
             "<p>Logged in as <b>{}</b>; {} visits in this session.</p>\
@@ -37,7 +49,7 @@ fn index(session: Session<'_>) -> Result<RawHtml<String>, Error> {
              <button>Log in</button></form>"
         ),
     };
-    Ok(RawHtml(page))
+    Ok(RawHtml(flashes + &page))
 }
 
 fn visits(session: &Session<'_>) -> Result<u64, Error> {
@@ -48,13 +60,16 @@ fn visits(session: &Session<'_>) -> Result<u64, Error> {
 
 #[post("/login", data = "<form>")]
 async fn login(session: Session<'_>, form: Form<Login<'_>>) -> Result<Redirect, Error> {
-    if form.password != PASSWORD || form.user.trim().is_empty() {
+    let user = form.user.trim();
+    if form.password != PASSWORD || user.is_empty() {
+        session.flash("error", "Wrong user name or password.")?;
         return Ok(Redirect::to(uri!(index)));
     }
     // A new id at every privilege change: a session id planted before login
     // is worthless afterwards.
     session.regenerate().await?;
-    session.insert("user", form.user.trim())?;
+    session.insert("user", user)?;
+    session.flash("success", format!("Welcome, {user}!"))?;
     Ok(Redirect::to(uri!(index)))
 }
 
@@ -66,6 +81,8 @@ fn whoami(session: Session<'_>) -> Option<String> {
 #[post("/logout")]
 async fn logout(session: Session<'_>) -> Result<Redirect, Error> {
     session.destroy().await?;
+    // The request goes on with a new session, which carries the message.
+    session.flash("success", "You are logged out.")?;
     Ok(Redirect::to(uri!(index)))
 }
 

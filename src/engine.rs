@@ -430,6 +430,31 @@ impl Engine {
         }
     }
 
+    /// Stores a new session holding `data`, under a freshly drawn id (drawn
+    /// again on a collision), as the first save of a session would: same
+    /// key, envelope and expiry. For `rocket_kvsession::testing`.
+    #[cfg(feature = "testing")]
+    pub(crate) async fn create_session(
+        &self,
+        data: std::collections::BTreeMap<String, Vec<u8>>,
+        permanent: bool,
+    ) -> Result<SessionId, Error> {
+        const ATTEMPTS: u32 = 8;
+        let envelope = Envelope {
+            last_active: now_unix(),
+            permanent,
+            data,
+        };
+        for _ in 0..ATTEMPTS {
+            let id = self.new_id();
+            match self.create(&id, &envelope).await {
+                Err(Error::IdCollision) => continue,
+                result => return result.map(|_| id),
+            }
+        }
+        Err(Error::IdExhausted { attempts: ATTEMPTS })
+    }
+
     /// Moves a rotated session from `origin` to `id`: writes the new record,
     /// then replaces the old one by a "moved to" marker with a
     /// compare-and-swap on the version this request loaded, then deletes it.

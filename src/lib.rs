@@ -8,6 +8,7 @@ mod engine;
 mod envelope;
 mod error;
 mod fairing;
+mod flash;
 mod id;
 mod memory;
 mod session;
@@ -17,11 +18,14 @@ mod time;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use cleanup::{cleanup_sessions, CleanupReport};
 pub use config::{SameSitePolicy, SessionConfig};
 pub use error::{redact_ids, BoxError, Error, StoreError};
 pub use fairing::KvSession;
+pub use flash::{Flash, FLASH_KEY};
 pub use id::{ParseIdError, SessionId, MAX_KEY_BITS, MIN_KEY_BITS};
 pub use memory::MemoryStore;
 pub use session::Session;

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::cookie;
 use crate::engine::{Engine, SessionCell};
 use crate::error::Error;
+use crate::flash::{Flash, FlashQueue, FLASH_KEY};
 use crate::state::SessionState;
 
 static NOT_ATTACHED: Error = Error::NotAttached;
@@ -24,9 +25,39 @@ static NOT_ATTACHED: Error = Error::NotAttached;
 /// are saved after the handler, only if something changed, and only if the
 /// response is not a 5xx (unless `save_on_error`).
 ///
+/// If the fairing is not attached, launch is refused.
+///
+/// # When the store fails
+///
 /// If the store fails while loading, the guard fails with
-/// `503 Service Unavailable` (use `Result<Session<'_>, &Error>` to handle it
-/// yourself). If the fairing is not attached, launch is refused.
+/// `503 Service Unavailable` and the handler does not run. Routes that can
+/// do without a session take `Option<Session<'_>>` (`None` during an
+/// outage) or `Result<Session<'_>, &Error>` (the error, to show or log) and
+/// keep working; they touch no store after a failed load.
+///
+/// ```rust,no_run
+/// # use rocket::get;
+/// use rocket_kvsession::Session;
+///
+/// #[get("/")]
+/// fn home(session: Option<Session<'_>>) -> String {
+///     let user = session.and_then(|s| s.get_or_discard::<String>("user"));
+///     match user {
+///         Some(user) => format!("Hello, {user}"),
+///         None => "Hello, guest".to_owned(), // also while the store is down
+///     }
+/// }
+/// ```
+///
+/// Saving happens after the handler: if the save fails (the store is down,
+/// or `save_attempts` compare-and-swap retries all conflict), the response
+/// is replaced by `503 Service Unavailable` with a short plain-text body,
+/// and a new session's cookie is dropped from it. The handler has run by
+/// then, so its side effects (a row inserted, a mail sent) happened even
+/// though the client sees a 503 and the session changes were not kept: a
+/// failed save never reports success. Handlers whose side effects must not
+/// be repeated should make them idempotent, or record them somewhere other
+/// than the session.
 ///
 /// ```rust,no_run
 /// # use rocket::{get, post};
@@ -106,17 +137,178 @@ impl Session<'_> {
 
     /// Reads a value; `Ok(None)` if the key is absent, `Err` if the stored
     /// value does not deserialize as `T`.
+    ///
+    /// The error ([`Error::Deserialize`]) names the key and keeps the
+    /// value: a value stored by an earlier version of the app, under a type
+    /// that has changed since, keeps failing. Where such a value should
+    /// just be dropped, read it with [`get_or_discard`](Self::get_or_discard).
+    ///
+    /// ```rust,no_run
+    /// # use rocket::get;
+    /// use rocket_kvsession::{Error, Session};
+    ///
+    /// #[get("/whoami")]
+    /// fn whoami(session: Session<'_>) -> Result<Option<String>, Error> {
+    ///     session.get::<String>("user")
+    /// }
+    /// ```
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         let st = self.cell.lock();
         let Some(bytes) = st.value(key) else {
             return Ok(None);
         };
-        rmp_serde::from_slice(bytes)
-            .map(Some)
-            .map_err(|source| Error::Deserialize {
-                key: key.to_owned(),
-                source,
-            })
+        decode(key, bytes).map(Some)
+    }
+
+    /// Reads a value, and drops it if it no longer deserializes as `T`:
+    /// `None` if the key is absent or its value was dropped.
+    ///
+    /// For values whose type can change between deployments (a struct that
+    /// gained a field, an enum that lost a variant): with [`get`](Self::get)
+    /// such a value fails every request of that user until the session
+    /// ends; here it is removed (the removal is saved like any change) and
+    /// a warning naming the key and the type is logged, never the session
+    /// id. The rest of the session is kept. Use it where a missing value has
+    /// a sensible default (a cart, preferences), and `get` where it must not
+    /// silently disappear.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::get;
+    /// use rocket_kvsession::Session;
+    /// use serde::Deserialize;
+    ///
+    /// #[derive(Deserialize, Default)]
+    /// struct Preferences {
+    ///     theme: String,
+    ///     page_size: u32, // added in this release: older values lack it
+    /// }
+    ///
+    /// #[get("/")]
+    /// fn index(session: Session<'_>) -> String {
+    ///     let prefs: Preferences = session.get_or_discard("prefs").unwrap_or_default();
+    ///     format!("theme {:?}, {} per page", prefs.theme, prefs.page_size)
+    /// }
+    /// ```
+    pub fn get_or_discard<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let mut st = self.cell.lock();
+        let result = decode::<T>(key, st.value(key)?);
+        match result {
+            Ok(value) => Some(value),
+            // The decoder's message can quote the stored value: not logged.
+            Err(_) => {
+                log::warn!(
+                    "kvsession: session value {key:?} does not decode as {}; removed",
+                    std::any::type_name::<T>()
+                );
+                if st.remove(key) {
+                    self.sync_cookie(&mut st);
+                }
+                None
+            }
+        }
+    }
+
+    /// Reads a value and removes it: `Ok(None)` if the key is absent.
+    ///
+    /// If the stored value does not deserialize as `T`, it is **not**
+    /// removed and the error names the key, as with [`get`](Self::get).
+    /// The removal is saved like [`remove`](Self::remove).
+    ///
+    /// ```rust,no_run
+    /// # use rocket::{get, response::Redirect, uri};
+    /// use rocket_kvsession::{Error, Session};
+    ///
+    /// #[get("/after-login")]
+    /// fn after_login(session: Session<'_>) -> Result<Redirect, Error> {
+    ///     // Where the user wanted to go before the login form, once.
+    ///     let next: Option<String> = session.take("next")?;
+    ///     Ok(Redirect::to(next.unwrap_or_else(|| "/".into())))
+    /// }
+    /// ```
+    pub fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let mut st = self.cell.lock();
+        let Some(bytes) = st.value(key) else {
+            return Ok(None);
+        };
+        let value = decode(key, bytes)?;
+        if st.remove(key) {
+            self.sync_cookie(&mut st);
+        }
+        Ok(Some(value))
+    }
+
+    /// Queues a flash message for a later request: the next page that
+    /// calls [`flashes`](Self::flashes) shows it, once.
+    ///
+    /// Any number of messages can be queued; they stay in the session
+    /// (across redirects and requests that do not read them) until
+    /// `flashes()` takes them. They are stored under the reserved key
+    /// [`FLASH_KEY`](crate::FLASH_KEY), one list per session: two
+    /// concurrent requests that both queue a message keep only one of the
+    /// two lists. Queuing a message into a new session starts the session
+    /// (it gets a cookie and a record), like any [`insert`](Self::insert).
+    ///
+    /// ```rust,no_run
+    /// # use rocket::{post, response::Redirect};
+    /// use rocket_kvsession::{Error, Session};
+    ///
+    /// #[post("/logout")]
+    /// async fn logout(session: Session<'_>) -> Result<Redirect, Error> {
+    ///     session.destroy().await?;
+    ///     // The request goes on with a new session, which carries the message.
+    ///     session.flash("success", "You are logged out.")?;
+    ///     Ok(Redirect::to("/"))
+    /// }
+    /// ```
+    pub fn flash(&self, kind: impl Into<String>, message: impl Into<String>) -> Result<(), Error> {
+        let mut st = self.cell.lock();
+        let mut queue: FlashQueue = match st.value(FLASH_KEY) {
+            Some(bytes) => decode(FLASH_KEY, bytes).unwrap_or_else(|_| {
+                log::warn!("kvsession: unreadable flash messages dropped");
+                FlashQueue::new()
+            }),
+            None => FlashQueue::new(),
+        };
+        queue.push((kind.into(), message.into()));
+        let bytes = encode(FLASH_KEY, &queue)?;
+        if st.insert(FLASH_KEY.to_owned(), bytes) {
+            self.sync_cookie(&mut st);
+        }
+        Ok(())
+    }
+
+    /// Takes the queued flash messages, oldest first: they are removed from
+    /// the session, so each is shown once. Empty if none are queued; a
+    /// session without messages is not written.
+    ///
+    /// A queue that does not decode (it cannot be written by this crate) is
+    /// dropped with a warning, as with [`get_or_discard`](Self::get_or_discard).
+    ///
+    /// ```rust,no_run
+    /// # use rocket::get;
+    /// use rocket::response::content::RawHtml;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[get("/")]
+    /// fn index(session: Session<'_>) -> RawHtml<String> {
+    ///     let notes: String = session
+    ///         .flashes()
+    ///         .iter()
+    ///         .map(|f| format!("<p class={}>{}</p>", f.kind(), f.message())) // escape in real code
+    ///         .collect();
+    ///     RawHtml(format!("{notes}<h1>Home</h1>"))
+    /// }
+    /// ```
+    pub fn flashes(&self) -> Vec<Flash> {
+        let queue: Option<FlashQueue> = self.get_or_discard(FLASH_KEY);
+        if queue.is_some() {
+            self.remove(FLASH_KEY);
+        }
+        queue
+            .unwrap_or_default()
+            .into_iter()
+            .map(Flash::from)
+            .collect()
     }
 
     /// Whether the session holds `key`.
@@ -143,10 +335,7 @@ impl Session<'_> {
     /// a change and causes no write.
     pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<(), Error> {
         let key = key.into();
-        let bytes = rmp_serde::to_vec_named(&value).map_err(|source| Error::Serialize {
-            key: key.clone(),
-            source,
-        })?;
+        let bytes = encode(&key, &value)?;
         let mut st = self.cell.lock();
         if st.insert(key, bytes) {
             self.sync_cookie(&mut st);
@@ -231,4 +420,21 @@ impl Session<'_> {
                 .add_private(cookie::session_cookie(&self.engine.cookies, &spec));
         }
     }
+}
+
+/// Encodes a session value as MessagePack (structs as maps, so fields can
+/// be added later).
+pub(crate) fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Vec<u8>, Error> {
+    rmp_serde::to_vec_named(value).map_err(|source| Error::Serialize {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+/// Decodes the session value of `key`.
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, Error> {
+    rmp_serde::from_slice(bytes).map_err(|source| Error::Deserialize {
+        key: key.to_owned(),
+        source,
+    })
 }

@@ -6,7 +6,23 @@ mod login;
 
 use rocket::http::{ContentType, Status};
 use rocket::local::asynchronous::Client;
-use rocket_kvsession::{KvSession, MemoryStore};
+use rocket_kvsession::{testing, KvSession, MemoryStore};
+
+async fn page(client: &Client) -> String {
+    let res = client.get("/").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    res.into_string().await.expect("a body")
+}
+
+async fn post_login(client: &Client, user: &str, password: &str) {
+    let res = client
+        .post("/login")
+        .header(ContentType::Form)
+        .body(format!("user={user}&password={password}"))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+}
 
 #[rocket::async_test]
 async fn login_whoami_logout() {
@@ -15,86 +31,116 @@ async fn login_whoami_logout() {
         .await
         .expect("the example launches");
 
-    let page = client
-        .get("/")
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .unwrap();
-    assert!(page.contains("Not logged in"), "{page}");
+    let body = page(&client).await;
+    assert!(body.contains("Not logged in"), "{body}");
+    assert!(!body.contains("flash"), "{body}");
     assert!(store.is_empty());
 
-    // A wrong password changes nothing.
-    let res = client
-        .post("/login")
-        .header(ContentType::Form)
-        .body("user=alice&password=wrong")
-        .dispatch()
-        .await;
-    assert_eq!(res.status(), Status::SeeOther);
+    // A wrong password logs nobody in, and says so once.
+    post_login(&client, "alice", "wrong").await;
     assert_eq!(
         client.get("/whoami").dispatch().await.status(),
         Status::NotFound
     );
-    assert!(store.is_empty());
+    assert_eq!(store.len(), 1, "the message waits in a session");
+    let body = page(&client).await;
+    assert!(
+        body.contains(r#"<p class="flash error">Wrong user name or password.</p>"#),
+        "{body}"
+    );
+    assert!(body.contains("Not logged in"), "{body}");
+    assert!(store.is_empty(), "the emptied session is deleted");
+    let body = page(&client).await;
+    assert!(!body.contains("Wrong user name"), "shown once: {body}");
 
-    let res = client
-        .post("/login")
-        .header(ContentType::Form)
-        .body(format!("user=alice&password={}", login::PASSWORD))
-        .dispatch()
-        .await;
-    assert_eq!(res.status(), Status::SeeOther);
+    post_login(&client, "alice", login::PASSWORD).await;
     assert_eq!(store.len(), 1);
     let res = client.get("/whoami").dispatch().await;
     assert_eq!(res.into_string().await.unwrap(), "alice");
-    let page = client
-        .get("/")
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .unwrap();
+    let body = page(&client).await;
     assert!(
-        page.contains("Logged in as <b>alice</b>; 1 visits"),
-        "{page}"
+        body.contains(r#"<p class="flash success">Welcome, alice!</p>"#),
+        "{body}"
     );
-    let page = client
-        .get("/")
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .unwrap();
-    assert!(page.contains("2 visits"), "{page}");
+    assert!(
+        body.contains("Logged in as <b>alice</b>; 1 visits"),
+        "{body}"
+    );
+    let body = page(&client).await;
+    assert!(body.contains("2 visits"), "{body}");
+    assert!(!body.contains("Welcome"), "shown once: {body}");
 
     let res = client.post("/logout").dispatch().await;
     assert_eq!(res.status(), Status::SeeOther);
-    assert!(store.is_empty(), "logout destroys the record");
     assert_eq!(
         client.get("/whoami").dispatch().await.status(),
         Status::NotFound
     );
+    let body = page(&client).await;
+    assert!(
+        body.contains(r#"<p class="flash success">You are logged out.</p>"#),
+        "{body}"
+    );
+    assert!(body.contains("Not logged in"), "{body}");
+    assert!(
+        store.is_empty(),
+        "the logged-out session and the message are gone"
+    );
+    assert!(!page(&client).await.contains("logged out"), "shown once");
 
-    // HTML in the user name is escaped.
-    client
-        .post("/login")
-        .header(ContentType::Form)
-        .body(format!("user=%3Cscript%3E&password={}", login::PASSWORD))
+    // HTML in the user name is escaped, in the page and in the message.
+    post_login(&client, "%3Cscript%3E", login::PASSWORD).await;
+    let body = page(&client).await;
+    assert!(
+        body.contains("Welcome, &lt;script&gt;!") && body.contains("<b>&lt;script&gt;</b>"),
+        "{body}"
+    );
+    assert!(!body.contains("<script>"), "{body}");
+}
+
+#[rocket::async_test]
+async fn a_test_can_start_logged_in() {
+    let store = MemoryStore::new();
+    let client = Client::tracked(login::app(KvSession::new(store.clone())))
+        .await
+        .expect("the example launches");
+
+    let cookie = testing::login(&client, [("user", "bob")])
+        .await
+        .expect("a stored session");
+    assert_eq!(store.len(), 1);
+    let res = client
+        .get("/whoami")
+        .private_cookie(cookie.clone())
         .dispatch()
         .await;
-    let page = client
-        .get("/")
+    assert_eq!(res.status(), Status::Ok);
+    assert_eq!(res.into_string().await.unwrap(), "bob");
+
+    for visit in 1..=2 {
+        let res = client
+            .get("/")
+            .private_cookie(cookie.clone())
+            .dispatch()
+            .await;
+        let body = res.into_string().await.unwrap();
+        assert!(
+            body.contains(&format!("Logged in as <b>bob</b>; {visit} visits")),
+            "{body}"
+        );
+    }
+    let res = client
+        .post("/logout")
+        .private_cookie(cookie.clone())
         .dispatch()
-        .await
-        .into_string()
-        .await
-        .unwrap();
-    assert!(
-        page.contains("&lt;script&gt;") && !page.contains("<script>"),
-        "{page}"
-    );
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    let res = client
+        .get("/whoami")
+        .private_cookie(cookie)
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::NotFound, "logged out");
 }
 
 #[rocket::async_test]
