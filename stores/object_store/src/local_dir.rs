@@ -31,15 +31,31 @@ struct State {
     buffer: VecDeque<Result<KeyInfo, StoreError>>,
 }
 
-/// Creates the session directory `dir` and its parents, if missing.
+/// Creates the session directory `dir` and its parents, if missing, and
+/// makes `dir` accessible to its owner only (mode `0700` on Unix, whatever
+/// the umask, also when it already existed): session files hold users'
+/// data and their names are session ids.
 pub(crate) fn create_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::create_dir_all(dir).map_err(|e| {
+    let refuse = |what: &str, e: io::Error| {
         StoreError::misconfigured_by(
             STORE_NAME,
-            format!("cannot create session directory {}", dir.display()),
+            format!("cannot {what} session directory {}", dir.display()),
             e,
         )
-    })
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir).map_err(|e| refuse("create", e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| refuse("restrict", e))?;
+    }
+    #[cfg(not(unix))]
+    builder.create(dir).map_err(|e| refuse("create", e))?;
+    Ok(())
 }
 
 fn failed(dir: &Path, e: io::Error) -> StoreError {

@@ -202,6 +202,13 @@ impl KeyValueStore for ObjectStoreKv {
         true
     }
 
+    /// Keys are one path segment of ASCII letters, digits, `_`, `-`, `.`
+    /// and `:`, not starting with `.`, at most 200 bytes: a `key_prefix`
+    /// such as `shop/` refuses launch.
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        crate::keys::check_key(key)
+    }
+
     /// Re-creates a local directory that vanished and finds the
     /// [`UpdateStrategy`].
     async fn init(&self) -> Result<(), StoreError> {

@@ -157,3 +157,48 @@ async fn in_memory_refuses_unsafe_keys() {
         .expect("list");
     assert!(everything.is_empty(), "{everything:?}");
 }
+
+/// A `key_prefix` whose keys this store cannot hold refuses launch, instead
+/// of answering 503 on every request; a valid one launches.
+#[rocket::async_test]
+async fn a_key_prefix_the_store_cannot_hold_refuses_launch() {
+    use rocket_kvsession::{conformance::app, KvSession, SessionConfig};
+    for (prefix, launches) in [("shop/", false), (".hidden", false), ("shop:", true)] {
+        let config = SessionConfig {
+            key_prefix: prefix.into(),
+            ..SessionConfig::default()
+        };
+        let rocket = rocket::custom(app::figment())
+            .attach(KvSession::new(ObjectStoreKv::in_memory()).config(config))
+            .mount("/", app::routes());
+        let launched = match rocket::local::asynchronous::Client::untracked(rocket).await {
+            Ok(_) => true,
+            Err(e) => {
+                let _ = e.kind(); // handled: Rocket's error panics if dropped unread
+                false
+            }
+        };
+        assert_eq!(launched, launches, "{prefix:?}");
+    }
+}
+
+/// The directory a local store creates is its owner's only, whatever the
+/// umask: other users can neither list the session ids nor read the files.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_session_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for dir in [tmp.path().join("new/sessions"), tmp.path().to_owned()] {
+        // `tmp` itself exists already (mode 0700 or wider): tightened too.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let store = ObjectStoreKv::local_dir(&dir).expect("store");
+        let _ = store.create("k_1", b"secret", None).await.expect("create");
+        let mode = std::fs::metadata(&dir)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+    }
+}
