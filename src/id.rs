@@ -241,11 +241,24 @@ mod tests {
             "../../etc/passwd_1",
             "0123456789abcdef_-1",
             "0123456789abcdef_ 1",
+            // Not canonical: the same id is written without leading zeros.
+            "0123456789abcdef_01",
+            "0123456789abcdef_06745c1a0",
         ] {
             assert!(bad.parse::<SessionId>().is_err(), "{bad:?} parsed");
         }
         let long = format!("{}_1", "a".repeat(66));
         assert!(long.parse::<SessionId>().is_err());
+    }
+
+    #[test]
+    fn times_near_the_integer_limits_do_not_panic() {
+        let id: SessionId = "0123456789abcdef_ffffffffffffffff".parse().unwrap();
+        let _ = id.created();
+        let _ = id.expires(Duration::from_secs(u64::MAX));
+        let _ = id.expires(Duration::from_secs(100 * 365 * 24 * 3600));
+        let config = crate::SessionConfig::default();
+        assert!(!id.could_be_written_by(&config, crate::time::now_unix()));
     }
 
     #[test]
