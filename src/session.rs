@@ -126,11 +126,32 @@ impl Sentinel for Session<'_> {
 impl Session<'_> {
     /// The session id, if the session has one: every stored session does; a
     /// new session gets one when it is first modified.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::get;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[get("/")]
+    /// fn started(session: Session<'_>) -> &'static str {
+    ///     // The id opens the session: never put it in a page or a log.
+    ///     if session.id().is_some() { "a session" } else { "no session yet" }
+    /// }
+    /// ```
     pub fn id(&self) -> Option<String> {
         self.cell.lock().id().map(ToString::to_string)
     }
 
     /// Whether the session was loaded from (or already written to) the store.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::get;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[get("/")]
+    /// fn returning(session: Session<'_>) -> &'static str {
+    ///     if session.is_stored() { "welcome back" } else { "welcome" }
+    /// }
+    /// ```
     pub fn is_stored(&self) -> bool {
         self.cell.lock().is_stored()
     }
@@ -312,27 +333,77 @@ impl Session<'_> {
     }
 
     /// Whether the session holds `key`.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::get;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[get("/")]
+    /// fn logged_in(session: Session<'_>) -> String {
+    ///     session.contains_key("user").to_string()
+    /// }
+    /// ```
     pub fn contains_key(&self, key: &str) -> bool {
         self.cell.lock().contains_key(key)
     }
 
     /// The session's keys, sorted.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::get;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[get("/")]
+    /// fn keys(session: Session<'_>) -> String {
+    ///     session.keys().join(", ")
+    /// }
+    /// ```
     pub fn keys(&self) -> Vec<String> {
         self.cell.lock().keys().map(str::to_owned).collect()
     }
 
     /// How many keys the session holds.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::get;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[get("/")]
+    /// fn size(session: Session<'_>) -> String {
+    ///     format!("{} keys", session.len())
+    /// }
+    /// ```
     pub fn len(&self) -> usize {
         self.cell.lock().len()
     }
 
     /// Whether the session holds no key.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::get;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[get("/")]
+    /// fn anonymous(session: Session<'_>) -> String {
+    ///     session.is_empty().to_string()
+    /// }
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Sets `key` to `value`. Storing a value equal to the current one is not
     /// a change and causes no write.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::post;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[post("/theme/<theme>")]
+    /// fn pick(session: Session<'_>, theme: &str) -> Result<(), rocket_kvsession::Error> {
+    ///     session.insert("theme", theme)
+    /// }
+    /// ```
     pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<(), Error> {
         let key = key.into();
         let bytes = encode(&key, &value)?;
@@ -344,6 +415,16 @@ impl Session<'_> {
     }
 
     /// Removes `key`; returns whether it was there.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::post;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[post("/theme/reset")]
+    /// fn reset_theme(session: Session<'_>) -> &'static str {
+    ///     if session.remove("theme") { "reset" } else { "was not set" }
+    /// }
+    /// ```
     pub fn remove(&self, key: &str) -> bool {
         let mut st = self.cell.lock();
         let removed = st.remove(key);
@@ -357,6 +438,16 @@ impl Session<'_> {
     /// the store on save (its id is not kept), unless keys are set again.
     /// A clear is a whole-session operation: if a concurrent request changed
     /// the session meanwhile, this request's content wins.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::post;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[post("/forget")]
+    /// fn forget(session: Session<'_>) {
+    ///     session.clear();
+    /// }
+    /// ```
     pub fn clear(&self) {
         let mut st = self.cell.lock();
         if st.clear() {
@@ -366,6 +457,17 @@ impl Session<'_> {
 
     /// Makes the session permanent (a cookie with `Max-Age` of the remaining
     /// lifetime) or a browser-session cookie.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::post;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[post("/remember/<remember>")]
+    /// fn remember(session: Session<'_>, remember: bool) {
+    ///     // "Remember me" unchecked: the cookie ends with the browser session.
+    ///     session.set_permanent(remember);
+    /// }
+    /// ```
     pub fn set_permanent(&self, permanent: bool) {
         let mut st = self.cell.lock();
         if st.set_permanent(permanent) {
@@ -374,6 +476,16 @@ impl Session<'_> {
     }
 
     /// Whether the session is permanent.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::get;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[get("/")]
+    /// fn remembered(session: Session<'_>) -> String {
+    ///     session.is_permanent().to_string()
+    /// }
+    /// ```
     pub fn is_permanent(&self) -> bool {
         self.cell.lock().is_permanent()
     }
@@ -392,6 +504,18 @@ impl Session<'_> {
     ///
     /// It does no I/O and does not fail today; it stays `async` and
     /// fallible so it can change without breaking callers.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::post;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[post("/login/<user>")]
+    /// async fn login(session: Session<'_>, user: &str) -> Result<(), rocket_kvsession::Error> {
+    ///     // ... check the credentials first ...
+    ///     session.regenerate().await?;
+    ///     session.insert("user", user)
+    /// }
+    /// ```
     pub async fn regenerate(&self) -> Result<(), Error> {
         self.engine.regenerate(self.cell);
         self.sync_cookie(&mut self.cell.lock());
@@ -405,6 +529,16 @@ impl Session<'_> {
     /// saves afterwards does not bring it back, and a `regenerate()` racing
     /// it in another request (a login in another tab) ends with the session
     /// ended too.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::post;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[post("/logout")]
+    /// async fn logout(session: Session<'_>) -> Result<(), rocket_kvsession::Error> {
+    ///     session.destroy().await
+    /// }
+    /// ```
     pub async fn destroy(&self) -> Result<(), Error> {
         self.engine.destroy(self.cell).await?;
         self.jar
