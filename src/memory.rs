@@ -29,7 +29,8 @@ const ENTRY_OVERHEAD: u64 = 256;
 #[derive(Debug)]
 struct Entry {
     value: Arc<[u8]>,
-    version: u64,
+    /// Kept as the token it is handed out as, so a read clones a pointer.
+    version: Version,
     expires_at: Option<SystemTime>,
     /// When the record was last written or touched: `KeyInfo::last_modified`.
     modified: SystemTime,
@@ -279,14 +280,14 @@ impl MemoryStore {
         !self.cache.iter().any(|(_, e)| e.live(now))
     }
 
-    fn next_version(&self) -> u64 {
-        self.versions.fetch_add(1, Ordering::Relaxed) + 1
+    fn next_version(&self) -> Version {
+        Version::from(self.versions.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
     fn entry(
         &self,
         value: &[u8],
-        version: u64,
+        version: Version,
         expires_at: Option<SystemTime>,
         now: SystemTime,
     ) -> Arc<Entry> {
@@ -343,13 +344,12 @@ impl KeyValueStore for MemoryStore {
 
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         let now = SystemTime::now();
-        Ok(self.cache.get(key).await.filter(|e| e.live(now)).map(|e| {
-            Record::new(
-                e.value.to_vec(),
-                Some(Version::from(e.version)),
-                e.expires_at,
-            )
-        }))
+        Ok(self
+            .cache
+            .get(key)
+            .await
+            .filter(|e| e.live(now))
+            .map(|e| Record::new(e.value.to_vec(), Some(e.version.clone()), e.expires_at)))
     }
 
     async fn create(
@@ -367,8 +367,8 @@ impl KeyValueStore for MemoryStore {
                 None => {
                     let version = self.next_version();
                     (
-                        Op::Put(self.entry(value, version, expires_at, now)),
-                        CreateOutcome::Created(Some(Version::from(version))),
+                        Op::Put(self.entry(value, version.clone(), expires_at, now)),
+                        CreateOutcome::Created(Some(version)),
                     )
                 }
             })
@@ -386,18 +386,17 @@ impl KeyValueStore for MemoryStore {
         if self.limits.weight(key, value).is_none() {
             return Err(self.limits.too_large(key, value));
         }
-        let expected = expected.map(|v| v.as_str().parse::<u64>().ok());
         let outcome = self
             .write(key, |current, now| match current {
                 None => (Op::Nop, UpdateOutcome::Missing),
-                Some(entry) if expected.is_some_and(|v| v != Some(entry.version)) => {
+                Some(entry) if expected.is_some_and(|v| *v != entry.version) => {
                     (Op::Nop, UpdateOutcome::Conflict)
                 }
                 Some(_) => {
                     let version = self.next_version();
                     (
-                        Op::Put(self.entry(value, version, expires_at, now)),
-                        UpdateOutcome::Updated(Some(Version::from(version))),
+                        Op::Put(self.entry(value, version.clone(), expires_at, now)),
+                        UpdateOutcome::Updated(Some(version)),
                     )
                 }
             })
@@ -415,11 +414,11 @@ impl KeyValueStore for MemoryStore {
                 Some(entry) => (
                     Op::Put(Arc::new(Entry {
                         value: Arc::clone(&entry.value),
-                        version: entry.version,
+                        version: entry.version.clone(),
                         expires_at: Some(expires_at),
                         modified: now,
                     })),
-                    UpdateOutcome::Updated(Some(Version::from(entry.version))),
+                    UpdateOutcome::Updated(Some(entry.version.clone())),
                 ),
             })
             .await;
