@@ -163,8 +163,10 @@ impl Limits {
 /// restart or a flood, use a persistent store.
 ///
 /// Eviction and the removal of expired records run in small batches on the
-/// writing tasks, never as a scan of the whole store; a burst of writes may
-/// go over the limits by a few hundred records until the next batch.
+/// tasks that use the store (after 64 reads or writes, or on the first use
+/// after 0.3 s), never as a scan of the whole store; other tasks go on
+/// reading and writing while a batch runs. A burst of writes may go over the limits by a few hundred
+/// records until the next batch.
 ///
 /// # Expiry
 ///
