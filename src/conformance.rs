@@ -87,6 +87,7 @@ macro_rules! conformance_cases {
             versioned_update,
             expiry_invisible_on_read,
             touch_keeps_value,
+            touch_moves_last_modified,
             list_by_prefix,
             prefix_isolation,
             large_value,
@@ -298,6 +299,47 @@ pub async fn touch_keeps_value(store: &dyn KeyValueStore) {
     assert_eq!(
         store.get(&session_key(&prefix, 8)).await.expect("get"),
         None
+    );
+    store.delete(&key).await.expect("delete");
+}
+
+/// The last-modified time `list` reports for the one key under `prefix`.
+async fn last_modified(store: &dyn KeyValueStore, prefix: &str) -> Option<SystemTime> {
+    let listed: Vec<_> = store.list(prefix).try_collect().await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    listed[0].last_modified
+}
+
+/// On stores whose `list` reports when a record was last written, `touch`
+/// moves that time too: the sweep reads it as the session's last activity,
+/// so a session kept alive by reads alone is not swept as idle. Takes about
+/// 1.1 seconds (some backends keep whole seconds).
+pub async fn touch_moves_last_modified(store: &dyn KeyValueStore) {
+    let prefix = unique_prefix("touch-modified");
+    let key = session_key(&prefix, 1);
+    let soon = SystemTime::now() + Duration::from_secs(60);
+    let created = store.create(&key, b"v", Some(soon)).await;
+    assert!(
+        matches!(created, Ok(CreateOutcome::Created(_))),
+        "{created:?}"
+    );
+    let Some(before) = last_modified(store, &prefix).await else {
+        // The store does not report it: nothing for the sweep to read.
+        store.delete(&key).await.expect("delete");
+        return;
+    };
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let outcome = store
+        .touch(&key, SystemTime::now() + Duration::from_secs(120))
+        .await
+        .expect("touch");
+    assert!(matches!(outcome, UpdateOutcome::Updated(_)), "{outcome:?}");
+    let after = last_modified(store, &prefix)
+        .await
+        .expect("last_modified still reported");
+    assert!(
+        after > before,
+        "touch did not move last_modified ({before:?} -> {after:?})"
     );
     store.delete(&key).await.expect("delete");
 }

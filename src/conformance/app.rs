@@ -266,7 +266,7 @@ pub fn config(case: &str) -> SessionConfig {
 }
 
 /// An app with every route of this module on `store`, with `config`
-/// ([`routes`] and [`racing_routes`], a one-request barrier and a gate).
+/// ([`routes()`] and [`racing_routes()`], a one-request barrier and a gate).
 pub fn app(store: Arc<dyn KeyValueStore>, config: SessionConfig) -> Rocket<Build> {
     app_with(store, config, 1, Arc::default())
 }
