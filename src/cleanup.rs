@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-use futures::future;
+use futures::future::{self, TryFutureExt};
 use futures::stream::TryStreamExt;
 
 use crate::config::SessionConfig;
@@ -115,7 +115,10 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
         })
         .try_chunks(SWEEP_BATCH)
         .map_err(|e| e.1)
-        .map_ok(|keys| store.delete_many(keys))
+        .map_ok(|keys| {
+            let n = keys.len() as u64;
+            store.delete_many(keys).map_ok(move |()| n)
+        })
         .try_buffer_unordered(SWEEP_CONCURRENCY)
         .try_fold(0u64, |total, n| {
             future::ready(Ok::<_, StoreError>(total + n))

@@ -432,11 +432,11 @@ impl KeyValueStore for MemoryStore {
         Ok(())
     }
 
-    async fn delete_many(&self, keys: Vec<String>) -> Result<u64, StoreError> {
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         for key in &keys {
             self.write(key, |_, _| (Op::Remove, ())).await;
         }
-        Ok(keys.len() as u64)
+        Ok(())
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {

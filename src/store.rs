@@ -227,17 +227,16 @@ pub trait KeyValueStore: Send + Sync + 'static {
     /// Deletes a record. Deleting a key that does not exist is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
-    /// Deletes many records and returns how many keys it was asked to delete
-    /// and did (absent keys count as deleted). The default deletes them one
-    /// by one, 16 at a time; stores with a bulk delete should override it.
-    async fn delete_many(&self, keys: Vec<String>) -> Result<u64, StoreError> {
-        let n = keys.len() as u64;
+    /// Deletes many records; absent keys are not an error. On success every
+    /// key is gone. The default deletes them one by one, 16 at a time;
+    /// stores with a bulk delete should override it.
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         stream::iter(keys)
             .map(|key| async move { self.delete(&key).await })
             .buffer_unordered(16)
             .try_collect::<()>()
             .await?;
-        Ok(n)
+        Ok(())
     }
 
     /// Streams every key that starts with `prefix` (all keys for `""`), in no
@@ -322,7 +321,7 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Arc<S> {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         (**self).delete(key).await
     }
-    async fn delete_many(&self, keys: Vec<String>) -> Result<u64, StoreError> {
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         (**self).delete_many(keys).await
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {

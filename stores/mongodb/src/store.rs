@@ -271,7 +271,7 @@ impl KeyValueStore for MongoStore {
     }
 
     /// One `delete_many({_id: {$in: [...]}})` per 1,000 keys.
-    async fn delete_many(&self, keys: Vec<String>) -> Result<u64, StoreError> {
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         for key in &keys {
             check_key(key)?;
         }
@@ -279,7 +279,7 @@ impl KeyValueStore for MongoStore {
             self.run(self.collection.delete_many(doc! { ID: { "$in": batch } }))
                 .await?;
         }
-        Ok(keys.len() as u64)
+        Ok(())
     }
 
     /// Streams the `_id`s that start with `prefix` (an anchored, escaped

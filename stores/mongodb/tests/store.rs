@@ -295,7 +295,7 @@ async fn each_operation_is_one_round_trip() {
     assert_eq!(log.take(), ["delete"], "delete");
 
     let keys: Vec<String> = (0..2500).map(|n| format!("bulk_{n}")).collect();
-    assert_eq!(store.delete_many(keys).await.expect("delete_many"), 2500);
+    store.delete_many(keys).await.expect("delete_many");
     assert_eq!(
         log.take(),
         ["delete", "delete", "delete"],

@@ -285,8 +285,7 @@ impl KeyValueStore for ObjectStoreKv {
     /// Deletes with object_store's bulk `delete_stream` (bounded parallel
     /// unlinks on a local disk, 1,000-key multi-object deletes on S3). All
     /// keys are checked before anything is deleted.
-    async fn delete_many(&self, keys: Vec<String>) -> Result<u64, StoreError> {
-        let n = keys.len() as u64;
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         let paths = keys
             .iter()
             .map(|key| self.path_of(key))
@@ -306,7 +305,7 @@ impl KeyValueStore for ObjectStoreKv {
                 }
             }
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Streams the objects directly under the store prefix whose names are

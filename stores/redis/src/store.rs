@@ -543,8 +543,7 @@ impl KeyValueStore for RedisStore {
         Ok(())
     }
 
-    async fn delete_many(&self, keys: Vec<String>) -> Result<u64, StoreError> {
-        let n = keys.len() as u64;
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         match &self.conn {
             Connection::Single(_) => {
                 for group in keys.chunks(UNLINK_BATCH * PIPELINE_COMMANDS) {
@@ -578,7 +577,7 @@ impl KeyValueStore for RedisStore {
                     .await?;
             }
         }
-        Ok(n)
+        Ok(())
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {

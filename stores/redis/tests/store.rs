@@ -267,7 +267,7 @@ async fn sweep(store: &RedisStore, test: &str, n: u64) {
         "every key listed, over many SCAN pages"
     );
     assert_eq!(found, keys.iter().cloned().collect::<HashSet<_>>());
-    assert_eq!(store.delete_many(keys.clone()).await.unwrap(), n);
+    store.delete_many(keys.clone()).await.unwrap();
     assert!(listed(store, &prefix).await.is_empty());
     for key in keys.iter().step_by(997) {
         assert_eq!(store.get(key).await.unwrap(), None);

@@ -80,7 +80,7 @@ impl<S: KeyValueStore> KeyValueStore for KeyOnly<S> {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.0.delete(key).await
     }
-    async fn delete_many(&self, keys: Vec<String>) -> Result<u64, StoreError> {
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         self.0.delete_many(keys).await
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {

@@ -437,7 +437,7 @@ impl KeyValueStore for PostgresStore {
     }
 
     /// One `DELETE ... WHERE key = ANY($1)` per 10,000 keys.
-    async fn delete_many(&self, keys: Vec<String>) -> Result<u64, StoreError> {
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         for chunk in keys.chunks(DELETE_BATCH) {
             sqlx::query(&self.sql.delete_many)
                 .bind(chunk)
@@ -445,7 +445,7 @@ impl KeyValueStore for PostgresStore {
                 .await
                 .map_err(|e| self.error(e))?;
         }
-        Ok(keys.len() as u64)
+        Ok(())
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {

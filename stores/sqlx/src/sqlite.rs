@@ -465,7 +465,7 @@ impl KeyValueStore for SqliteStore {
     }
 
     /// One `DELETE ... WHERE key IN (...)` per 500 keys.
-    async fn delete_many(&self, keys: Vec<String>) -> Result<u64, StoreError> {
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         for chunk in keys.chunks(DELETE_BATCH) {
             let sql = self.sql.delete_many(chunk.len());
             let query = chunk
@@ -473,7 +473,7 @@ impl KeyValueStore for SqliteStore {
                 .fold(sqlx::query(&sql), |query, key| query.bind(key));
             query.execute(&self.pool).await.map_err(|e| self.error(e))?;
         }
-        Ok(keys.len() as u64)
+        Ok(())
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
