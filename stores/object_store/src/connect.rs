@@ -62,8 +62,8 @@ impl ObjectStoreKv {
     /// is read from the environment; pass credentials as options.
     ///
     /// A `file://` URL is the same as [`local_dir`](Self::local_dir) on its
-    /// path (created if missing). S3 needs the crate feature `aws` (on by
-    /// default), GCS `gcp`, Azure `azure`.
+    /// path (created if missing). S3 needs the crate feature `aws`, GCS
+    /// `gcp`, Azure `azure` (all opt-in).
     ///
     /// # Errors
     ///
