@@ -13,7 +13,9 @@
 #   5. store round trips: MemoryStore (benches/store_latency.rs), ObjectStoreKv on
 #      a temp dir (stores/object_store/benches/store_latency.rs), MongoStore
 #      beside the bare driver against the test server of scripts/mongodb-server.sh
-#      (stores/mongodb/benches/store_latency.rs)
+#      (stores/mongodb/benches/store_latency.rs), RedisStore and the SQL stores
+#      beside their drivers against the servers of scripts/redis-server.sh and
+#      scripts/postgres-server.sh (stores/{redis,sqlx}/benches/store_latency.rs)
 #
 # It installs what it needs (wrk from Debian; the MongoDB-compatible test server
 # through scripts/mongodb-server.sh), starts and stops its servers by PID, writes
@@ -57,6 +59,8 @@ if [ $quick = 1 ]; then
     memory_args=(--samples 2000)
     object_store_args=(--samples 500)
     mongodb_args=(--samples 200)
+    redis_args=(--samples 500)
+    sqlx_args=(--samples 200)
     http_rounds=1
     http_seconds=2
     ir_requests=500
@@ -67,6 +71,8 @@ else
     memory_args=(--samples 20000)
     object_store_args=(--samples 5000)
     mongodb_args=(--samples 1000)
+    redis_args=(--samples 5000)
+    sqlx_args=(--samples 2000)
     http_rounds=5
     http_seconds=3
     ir_requests=5000
@@ -122,11 +128,21 @@ awk_vars=(-v "APPS_TSV=$state/apps.tsv" -v "RATIOS_TSV=$state/ratios.tsv")
 http_pid_file=$state/http_apps.pid
 rm -f "$http_pid_file"
 mongodb_started=0
+redis_started=0
+postgres_started=0
 cleanup() {
     STOP_TIMEOUT=5 stop_pid "$http_pid_file" http_apps
     if [ $mongodb_started = 1 ]; then
         bash "$root/scripts/mongodb-server.sh" stop "$state/mongodb" || true
         mongodb_started=0
+    fi
+    if [ $redis_started = 1 ]; then
+        bash "$root/scripts/redis-server.sh" stop "$state/redis" || true
+        redis_started=0
+    fi
+    if [ $postgres_started = 1 ]; then
+        bash "$root/scripts/postgres-server.sh" stop "$state/postgres" || true
+        postgres_started=0
     fi
 }
 trap cleanup EXIT
@@ -153,7 +169,8 @@ fi
 # ---------------------------------------------------------------------------
 # Build (release). The path of a bench binary comes from cargo's JSON messages.
 
-packages=(-p rocket_kvsession -p rocket_kvsession_object_store -p rocket_kvsession_mongodb)
+packages=(-p rocket_kvsession -p rocket_kvsession_object_store -p rocket_kvsession_mongodb
+    -p rocket_kvsession_redis -p rocket_kvsession_sqlx)
 log "building (release; from a clean clone this takes several minutes)"
 cargo bench "${packages[@]}" --benches --no-run >&2
 # "SOURCE EXECUTABLE" lines, from cargo's JSON messages (a no-op build now).
@@ -178,6 +195,8 @@ store_latency_exe=$(bench_exe benches/store_latency.rs)
 http_apps_exe=$(bench_exe benches/http_apps.rs)
 object_store_exe=$(bench_exe stores/object_store/benches/store_latency.rs)
 mongodb_exe=$(bench_exe stores/mongodb/benches/store_latency.rs)
+redis_exe=$(bench_exe stores/redis/benches/store_latency.rs)
+sqlx_exe=$(bench_exe stores/sqlx/benches/store_latency.rs)
 
 # ---------------------------------------------------------------------------
 # The machine.
@@ -279,6 +298,31 @@ mongodb_uri=$(printf '%s\n' "$mongodb_env" | sed -n "s/^export MONGODB_URI='\(.*
 MONGODB_URI=$mongodb_uri "$mongodb_exe" --bench "${mongodb_args[@]}" >"$state/store_mongodb.md"
 bash "$root/scripts/mongodb-server.sh" stop "$state/mongodb"
 mongodb_started=0
+
+# The value of `export NAME='value'` in the exports a server script printed.
+export_value() {
+    printf '%s\n' "$2" | sed -n "s/^export $1='\(.*\)'$/\1/p"
+}
+
+log "RedisStore round trips (starting the test server)"
+redis_env=$(bash "$root/scripts/redis-server.sh" start "$state/redis") ||
+    die "the Redis test server did not start"
+redis_started=1
+redis_url=$(export_value REDIS_URL "$redis_env")
+[ -n "$redis_url" ] || die "scripts/redis-server.sh printed no REDIS_URL"
+REDIS_URL=$redis_url "$redis_exe" --bench "${redis_args[@]}" >"$state/store_redis.md"
+bash "$root/scripts/redis-server.sh" stop "$state/redis"
+redis_started=0
+
+log "PostgresStore and SqliteStore round trips (starting the test server)"
+postgres_env=$(bash "$root/scripts/postgres-server.sh" start "$state/postgres") ||
+    die "the PostgreSQL test server did not start"
+postgres_started=1
+database_url=$(export_value DATABASE_URL "$postgres_env")
+[ -n "$database_url" ] || die "scripts/postgres-server.sh printed no DATABASE_URL"
+DATABASE_URL=$database_url "$sqlx_exe" --bench "${sqlx_args[@]}" >"$state/store_sqlx.md"
+bash "$root/scripts/postgres-server.sh" stop "$state/postgres"
+postgres_started=0
 
 # ---------------------------------------------------------------------------
 # 3: over HTTP.
@@ -410,6 +454,13 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
     cat "$state/store_memory.md"
     sed '1,2d;/^$/d' "$state/store_object_store.md"
     sed '1,2d' "$state/store_mongodb.md"
+    echo
+    echo "RedisStore against the same commands sent with the \`redis\` crate, on the test server of \`scripts/redis-server.sh\`:"
+    echo
+    cat "$state/store_redis.md"
+    echo "PostgresStore (the test server of \`scripts/postgres-server.sh\`) and SqliteStore (a file) against the same statements sent with sqlx:"
+    echo
+    cat "$state/store_sqlx.md"
     echo "$end_marker"
 } >"$report"
 log "report written to $report"
