@@ -14,7 +14,7 @@ use crate::cookie::CookieSettings;
 use crate::envelope::{Envelope, Stored};
 use crate::error::Error;
 use crate::id::SessionId;
-use crate::state::{Origin, SessionState, Snapshot};
+use crate::state::{Origin, SessionState, Snapshot, Untouched};
 use crate::store::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
 use crate::time::{from_unix, now_unix, seconds, unix, ROUNDING};
 
@@ -185,12 +185,12 @@ impl Engine {
 
     /// The time a session's activity was last recorded: the envelope's
     /// `last_active`, or later if a touch moved the store's expiry since.
-    fn activity(&self, envelope: &Envelope, record_expires_at: Option<SystemTime>) -> u64 {
+    fn activity(&self, last_active: u64, record_expires_at: Option<SystemTime>) -> u64 {
         match (self.config.idle_timeout, record_expires_at) {
-            (Some(idle), Some(at)) => envelope
-                .last_active
-                .max(unix(at).saturating_sub(idle.saturating_add(ROUNDING.as_secs()))),
-            _ => envelope.last_active,
+            (Some(idle), Some(at)) => {
+                last_active.max(unix(at).saturating_sub(idle.saturating_add(ROUNDING.as_secs())))
+            }
+            _ => last_active,
         }
     }
 
@@ -239,7 +239,7 @@ impl Engine {
                 return Ok(self.new_session());
             }
         };
-        let activity = self.activity(&envelope, record.expires_at);
+        let activity = self.activity(envelope.last_active, record.expires_at);
         if now >= self.deadline(&id, activity) || record.expires_at.is_some_and(|at| now >= at) {
             return Ok(self.new_session());
         }
@@ -359,7 +359,17 @@ impl Engine {
         status: Status,
         cookie_sent: bool,
     ) -> SaveOutcome {
-        let snapshot = cell.lock().snapshot(now_unix());
+        let now = now_unix();
+        let untouched = cell.lock().untouched();
+        if let Some(untouched) = untouched {
+            // A read-only request: nothing to write but, with an idle
+            // timeout, a touch now and then. The data is not copied.
+            if status.code < 500 || self.config.save_on_error {
+                self.touch_if_due(cell, &untouched, now).await;
+            }
+            return SaveOutcome::Done;
+        }
+        let snapshot = cell.lock().snapshot(now);
         if status.code >= 500 && !self.config.save_on_error {
             // Nothing of this request is written, a rotation included: the
             // browser keeps the cookie it had, which still works.
@@ -376,10 +386,8 @@ impl Engine {
             Some(origin) => self.save_rotated(cell, &snapshot, origin, &id).await,
             None if !snapshot.stored => self.save_new(cell, &snapshot, &id).await,
             None if snapshot.is_modified() => self.save_existing(cell, &snapshot, &id).await,
-            None => {
-                self.touch_if_due(&snapshot, &id).await;
-                Ok(SaveOutcome::Done)
-            }
+            // Only a cookie was re-issued (same id, same permanence).
+            None => Ok(SaveOutcome::Done),
         };
         result.unwrap_or_else(|error| SaveOutcome::Failed {
             error,
@@ -631,26 +639,27 @@ impl Engine {
     /// Refreshes an unmodified session's activity, at most once per
     /// `touch_after`, when an idle timeout is configured. Failures only log:
     /// the request itself succeeded.
-    async fn touch_if_due(&self, snapshot: &Snapshot, id: &SessionId) {
+    async fn touch_if_due(&self, cell: &SessionCell, untouched: &Untouched, now: u64) {
         if self.config.idle_timeout.is_none() {
             return;
         }
-        let now = snapshot.now;
-        let activity = self.activity(&snapshot.envelope, snapshot.record_expires_at);
+        let activity = self.activity(untouched.last_active, untouched.record_expires_at);
         if now.saturating_sub(activity) < self.config.touch_after {
             return;
         }
+        let id = &untouched.id;
         let key = self.key(id);
         let result = match self.store_expiry(id, now) {
             // Only the expiry moves; the data is not rewritten.
             Some(expiry) => self.store.touch(&key, expiry).await,
             None => {
-                let expected = snapshot
+                let expected = untouched
                     .version
                     .as_ref()
                     .filter(|_| self.store.supports_versioning());
+                let envelope = cell.lock().snapshot(now).written();
                 self.store
-                    .update(&key, &snapshot.written().encode(), expected, None)
+                    .update(&key, &envelope.encode(), expected, None)
                     .await
             }
         };

@@ -111,7 +111,6 @@ pub(crate) struct Snapshot {
     pub(crate) version: Option<Version>,
     /// The session as the request sees it, with the activity time loaded.
     pub(crate) envelope: Envelope,
-    pub(crate) record_expires_at: Option<SystemTime>,
     pub(crate) changes: Changes,
     /// Whether a cookie for an id that has no record yet went into the
     /// response (a new or rotated session).
@@ -120,6 +119,16 @@ pub(crate) struct Snapshot {
     pub(crate) cookie_issued: bool,
     /// The record a rotated session moves away from.
     pub(crate) rotated_from: Option<Origin>,
+}
+
+/// What a save needs of a request that changed nothing (the common
+/// read-only request), taken without copying the session's data.
+#[derive(Debug, Clone)]
+pub(crate) struct Untouched {
+    pub(crate) id: SessionId,
+    pub(crate) last_active: u64,
+    pub(crate) version: Option<Version>,
+    pub(crate) record_expires_at: Option<SystemTime>,
 }
 
 impl Snapshot {
@@ -321,6 +330,23 @@ impl SessionState {
         Some(spec)
     }
 
+    /// For a stored session this request neither changed, rotated nor
+    /// re-issued a cookie for: what a touch needs. `None` otherwise (take a
+    /// [`snapshot`](Self::snapshot)).
+    pub(crate) fn untouched(&self) -> Option<Untouched> {
+        let id = self.id.as_ref()?;
+        let untouched = self.stored
+            && self.changes.is_empty()
+            && self.rotated_from.is_none()
+            && !self.cookie_issued;
+        untouched.then(|| Untouched {
+            id: id.clone(),
+            last_active: self.envelope.last_active,
+            version: self.version.clone(),
+            record_expires_at: self.record_expires_at,
+        })
+    }
+
     /// Everything a save needs, taken at `now` (Unix seconds).
     pub(crate) fn snapshot(&self, now: u64) -> Snapshot {
         Snapshot {
@@ -329,7 +355,6 @@ impl SessionState {
             stored: self.stored,
             version: self.version.clone(),
             envelope: self.envelope.clone(),
-            record_expires_at: self.record_expires_at,
             changes: self.changes.clone(),
             new_cookie: self.cookie_issued && !self.stored,
             cookie_issued: self.cookie_issued,
@@ -492,6 +517,19 @@ mod tests {
         st.rotate();
         assert_eq!(st.cookie_due(|| id(2)).map(|c| c.id), Some(id(2)));
         assert_eq!(st.origin(), None);
+    }
+
+    #[test]
+    fn only_an_unchanged_stored_session_is_untouched() {
+        let mut st = loaded(&[("a", b"1")]);
+        let untouched = st.untouched().expect("nothing changed");
+        assert_eq!((untouched.id, untouched.last_active), (id(1), 1));
+        st.insert("b".into(), b"1".to_vec());
+        assert!(st.untouched().is_none());
+        let mut rotated = loaded(&[("a", b"1")]);
+        rotated.rotate();
+        assert!(rotated.untouched().is_none());
+        assert!(SessionState::fresh(true).untouched().is_none());
     }
 
     #[test]
