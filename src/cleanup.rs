@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-use futures::future::{self, TryFutureExt};
-use futures::stream::TryStreamExt;
+use futures_util::future::{self, TryFutureExt};
+use futures_util::stream::TryStreamExt;
 
 use crate::config::SessionConfig;
 use crate::error::{Error, StoreError};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt};
 use moka::future::Cache;
 use moka::ops::compute::Op;
 use moka::policy::EvictionPolicy;

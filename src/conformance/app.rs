@@ -31,7 +31,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures::TryStreamExt;
+use futures_util::TryStreamExt;
 use rand_core::SeedableRng;
 use rocket::figment::Figment;
 use rocket::http::{Cookie, Status};
@@ -747,7 +747,7 @@ pub async fn hundred_concurrent_writers(store: Arc<dyn KeyValueStore>) {
         let client = &client;
         async move { write(client, &format!("/together/k{n:03}")).await }
     });
-    let statuses = futures::future::join_all(requests).await;
+    let statuses = futures_util::future::join_all(requests).await;
     assert!(statuses.iter().all(|s| *s == Status::Ok), "{statuses:?}");
     let (status, keys) = read(&client, "/keys").await;
     assert_eq!(status, Status::Ok);

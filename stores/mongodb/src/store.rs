@@ -4,7 +4,7 @@ use std::future::IntoFuture;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;

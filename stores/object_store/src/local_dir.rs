@@ -15,7 +15,7 @@ use std::fs::ReadDir;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use futures::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt};
 use rocket_kvsession::{KeyInfo, StoreError};
 
 use crate::keys::{check_key, STORE_NAME};

@@ -2,7 +2,7 @@
 //! `object_store`'s errors converted and "not found" made an answer rather
 //! than an error where that is what the caller wants.
 
-use futures::stream::{self, StreamExt};
+use futures_util::stream::{self, StreamExt};
 use object_store::path::Path;
 use object_store::{
     GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use futures::future::ready;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures_util::future::ready;
+use futures_util::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode};
 use rocket_kvsession::{

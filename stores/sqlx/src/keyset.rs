@@ -1,6 +1,6 @@
 //! Prefix matching and keyset pagination, shared by both stores.
 
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use rocket_kvsession::{KeyInfo, StoreError};
 use std::future::Future;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
+use futures_util::stream::BoxStream;
 use rocket_kvsession::{
     CreateOutcome, KeyInfo, KeyValueStore, Record, StoreError, UpdateOutcome, Version,
 };
