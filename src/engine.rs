@@ -280,35 +280,36 @@ impl Engine {
     async fn end(&self, origin: Origin) -> Result<(), Error> {
         let mut pending = vec![(origin.id, origin.version)];
         let mut followed = 0;
+        let marker = Stored::ended(None);
         while let Some((id, mut expected)) = pending.pop() {
             let key = self.key(&id);
             if !self.store.supports_versioning() {
                 self.store.delete(&key).await?;
                 continue;
             }
-            if expected.is_none() {
-                // A successor: read it first, it may have moved on again.
-                let Some(current) = self.store.get(&key).await? else {
-                    continue;
-                };
-                match Stored::decode(&current.value) {
-                    Ok(Stored::Live(_)) => expected = current.version,
-                    Ok(Stored::Ended(successor)) => {
-                        if let Some(next) = successor.filter(|_| followed < MAX_SUCCESSORS) {
-                            followed += 1;
-                            pending.push((next, None));
+            for _ in 0..self.config.save_attempts {
+                if expected.is_none() {
+                    // A successor, or a conflict: read the record first, it
+                    // may have moved on again.
+                    let Some(current) = self.store.get(&key).await? else {
+                        break;
+                    };
+                    match Stored::decode(&current.value) {
+                        Ok(Stored::Live(_)) => expected = current.version,
+                        Ok(Stored::Ended(successor)) => {
+                            if let Some(next) = successor.filter(|_| followed < MAX_SUCCESSORS) {
+                                followed += 1;
+                                pending.push((next, None));
+                            }
+                            self.store.delete(&key).await?;
+                            break;
                         }
-                        self.store.delete(&key).await?;
-                        continue;
-                    }
-                    Err(_) => {
-                        self.store.delete(&key).await?;
-                        continue;
+                        Err(_) => {
+                            self.store.delete(&key).await?;
+                            break;
+                        }
                     }
                 }
-            }
-            let marker = Stored::ended(None);
-            for _ in 0..self.config.save_attempts {
                 let expiry = self.store_expiry(&id, now_unix());
                 match self
                     .store
@@ -320,27 +321,7 @@ impl Engine {
                         break;
                     }
                     UpdateOutcome::Missing => break,
-                    UpdateOutcome::Conflict => {
-                        let Some(current) = self.store.get(&key).await? else {
-                            break;
-                        };
-                        match Stored::decode(&current.value) {
-                            Ok(Stored::Live(_)) => expected = current.version,
-                            Ok(Stored::Ended(successor)) => {
-                                if let Some(next) = successor.filter(|_| followed < MAX_SUCCESSORS)
-                                {
-                                    followed += 1;
-                                    pending.push((next, None));
-                                }
-                                self.store.delete(&key).await?;
-                                break;
-                            }
-                            Err(_) => {
-                                self.store.delete(&key).await?;
-                                break;
-                            }
-                        }
-                    }
+                    UpdateOutcome::Conflict => expected = None,
                 }
             }
         }
