@@ -446,7 +446,8 @@ impl Engine {
 
     /// Moves a rotated session from `origin` to `id`: writes the new record,
     /// then replaces the old one by a "moved to" marker with a
-    /// compare-and-swap on the version this request loaded, then deletes it.
+    /// compare-and-swap on the version this request loaded (the marker stays
+    /// until `MARKER_GRACE` on TTL stores, or the old session's expiry).
     /// If the old record was ended meanwhile (a logout), the new record is
     /// deleted and the session stays ended; if another request changed it,
     /// this request's changes are merged onto the newest data and the swap
