@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocket_kvsession::KeyValueStore;
 use rocket_kvsession_bench::{
-    block_on, compare, micros, percentile, record, ArgError, Args, Runtime, Side, StoreSide,
+    block_on, compare, print_comparison, record, ArgError, Args, Labels, Runtime, Side, StoreSide,
 };
 use rocket_kvsession_mongodb::mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime};
 use rocket_kvsession_mongodb::MongoStore;
@@ -142,45 +142,16 @@ async fn run(uri: String, samples: usize) -> Result<(), String> {
 
     let dropped = store.collection().drop().await;
 
-    println!("| store | operation | median µs | p99 µs | samples |");
-    println!("|---|---|---:|---:|---:|");
-    let mut ratios = Vec::new();
-    for (op, mut av, mut dv) in [
-        ("get", a.get, d.get),
-        ("put (update, CAS)", a.put, d.put),
-        ("create", a.create, d.create),
-    ] {
-        av.sort();
-        dv.sort();
-        for (who, v) in [("MongoStore", &av), ("mongodb driver, same command", &dv)] {
-            println!(
-                "| {who} | {op} | {:.0} | {:.0} | {} |",
-                micros(percentile(v, 0.5)),
-                micros(percentile(v, 0.99)),
-                v.len()
-            );
-        }
-        ratios.push((
-            op,
-            micros(percentile(&av, 0.5)) / micros(percentile(&dv, 0.5)),
-            micros(percentile(&av, 0.99)) / micros(percentile(&dv, 0.99)),
-        ));
-    }
-    println!();
-    println!("| MongoStore / driver | median ratio | p99 ratio | goal (median) |");
-    println!("|---|---:|---:|---|");
-    for (op, median, p99) in ratios {
-        let verdict = if median <= GOAL {
-            format!("<= {GOAL:.2}: met")
-        } else {
-            format!(
-                "<= {GOAL:.2}: **missed by {:.0}%**",
-                (median - GOAL) / GOAL * 100.0
-            )
-        };
-        println!("| {op} | {median:.3} | {p99:.3} | {verdict} |");
-    }
-    println!();
+    print_comparison(
+        Labels {
+            adapter: "MongoStore",
+            direct: "mongodb driver, same command",
+            ratio: "MongoStore / driver",
+        },
+        (a, d),
+        0,
+        GOAL,
+    );
     dropped.map_err(|e| format!("drop the benchmark collection: {e}"))
 }
 

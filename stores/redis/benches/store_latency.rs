@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocket_kvsession::KeyValueStore;
 use rocket_kvsession_bench::{
-    block_on, compare, micros, percentile, ArgError, Args, Runtime, Side, StoreSide,
+    block_on, compare, print_comparison, ArgError, Args, Labels, Runtime, Side, StoreSide,
 };
 use rocket_kvsession_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use rocket_kvsession_redis::redis::{self, Value};
@@ -204,45 +204,16 @@ async fn run(url: String, samples: usize) -> Result<(), String> {
         .await
         .map_err(|e| format!("delete the benchmark keys: {e}"))?;
 
-    println!("| store | operation | median µs | p99 µs | samples |");
-    println!("|---|---|---:|---:|---:|");
-    let mut ratios = Vec::new();
-    for (op, mut av, mut dv) in [
-        ("get", a.get, d.get),
-        ("put (update, CAS)", a.put, d.put),
-        ("create", a.create, d.create),
-    ] {
-        av.sort();
-        dv.sort();
-        for (who, v) in [("RedisStore", &av), ("redis crate, same commands", &dv)] {
-            println!(
-                "| {who} | {op} | {:.1} | {:.1} | {} |",
-                micros(percentile(v, 0.5)),
-                micros(percentile(v, 0.99)),
-                v.len()
-            );
-        }
-        ratios.push((
-            op,
-            micros(percentile(&av, 0.5)) / micros(percentile(&dv, 0.5)),
-            micros(percentile(&av, 0.99)) / micros(percentile(&dv, 0.99)),
-        ));
-    }
-    println!();
-    println!("| RedisStore / redis crate | median ratio | p99 ratio | goal (median) |");
-    println!("|---|---:|---:|---|");
-    for (op, median, p99) in ratios {
-        let verdict = if median <= GOAL {
-            format!("<= {GOAL:.2}: met")
-        } else {
-            format!(
-                "<= {GOAL:.2}: **missed by {:.0}%**",
-                (median - GOAL) / GOAL * 100.0
-            )
-        };
-        println!("| {op} | {median:.3} | {p99:.3} | {verdict} |");
-    }
-    println!();
+    print_comparison(
+        Labels {
+            adapter: "RedisStore",
+            direct: "redis crate, same commands",
+            ratio: "RedisStore / redis crate",
+        },
+        (a, d),
+        1,
+        GOAL,
+    );
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocket_kvsession::KeyValueStore;
 use rocket_kvsession_bench::{
-    block_on, compare, micros, percentile, record, ArgError, Args, Runtime, Samples, Side,
+    block_on, compare, print_comparison, record, ArgError, Args, Labels, Runtime, Samples, Side,
     StoreSide,
 };
 use rocket_kvsession_sqlx::sqlx::{self, Row};
@@ -241,46 +241,18 @@ fn table_name() -> String {
     format!("bench_{:x}_{nanos:x}", std::process::id())
 }
 
-fn report(store: &str, (a, d): (Samples, Samples)) {
-    println!("| store | operation | median µs | p99 µs | samples |");
-    println!("|---|---|---:|---:|---:|");
-    let mut ratios = Vec::new();
-    for (op, mut av, mut dv) in [
-        ("get", a.get, d.get),
-        ("put (update, CAS)", a.put, d.put),
-        ("create", a.create, d.create),
-    ] {
-        av.sort();
-        dv.sort();
-        for (who, v) in [(store, &av), ("sqlx, same statement", &dv)] {
-            println!(
-                "| {who} | {op} | {:.0} | {:.0} | {} |",
-                micros(percentile(v, 0.5)),
-                micros(percentile(v, 0.99)),
-                v.len()
-            );
-        }
-        ratios.push((
-            op,
-            micros(percentile(&av, 0.5)) / micros(percentile(&dv, 0.5)),
-            micros(percentile(&av, 0.99)) / micros(percentile(&dv, 0.99)),
-        ));
-    }
-    println!();
-    println!("| {store} / sqlx | median ratio | p99 ratio | goal (median) |");
-    println!("|---|---:|---:|---|");
-    for (op, median, p99) in ratios {
-        let verdict = if median <= GOAL {
-            format!("<= {GOAL:.2}: met")
-        } else {
-            format!(
-                "<= {GOAL:.2}: **missed by {:.0}%**",
-                (median - GOAL) / GOAL * 100.0
-            )
-        };
-        println!("| {op} | {median:.3} | {p99:.3} | {verdict} |");
-    }
-    println!();
+fn report(store: &str, samples: (Samples, Samples)) {
+    let ratio = format!("{store} / sqlx");
+    print_comparison(
+        Labels {
+            adapter: store,
+            direct: "sqlx, same statement",
+            ratio: &ratio,
+        },
+        samples,
+        0,
+        GOAL,
+    );
 }
 
 async fn run(url: Option<String>, samples: usize) -> Result<(), String> {

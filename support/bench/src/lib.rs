@@ -5,7 +5,8 @@
 //!   store round trips (`put`, `get`, `create`) on one side or on two sides
 //!   in alternating order, and [`StoreSide`], a [`Side`] over any
 //!   [`KeyValueStore`](rocket_kvsession::KeyValueStore).
-//! * [`record`], [`percentile`], [`micros`]: test data and statistics.
+//! * [`record`], [`percentile`], [`micros`]: test data and statistics;
+//!   [`print_comparison`]: the markdown tables of a comparison.
 //! * [`Args`] and [`block_on`]: command-line handling and the `main` of a
 //!   bench target (`harness = false`).
 //! * [`sweep_files`]: directories of session files, for the sweep benchmark
@@ -19,11 +20,13 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod report;
 mod side;
 mod stats;
 pub mod sweep_files;
 
 pub use args::{block_on, ArgError, Args, Runtime};
+pub use report::{print_comparison, Labels};
 pub use rocket_kvsession::__bench::{decode_record, encode_record, RecordParts};
 pub use side::{compare, measure, sample, Samples, Side, StoreSide};
 pub use stats::{micros, percentile, record};
