@@ -522,14 +522,10 @@ impl Engine {
                 UpdateOutcome::Missing => return Ok(false),
                 UpdateOutcome::Conflict => {
                     retries.next(self).await?;
-                    let Some(current) = self.store.get(&old_key).await? else {
+                    let Some((merged, current)) = self.remerge(&old_key, snapshot).await? else {
                         return Ok(false);
                     };
-                    let Stored::Live(base) = Stored::decode(&current.value)? else {
-                        return Ok(false);
-                    };
-                    *envelope = snapshot.changes.merge_onto(base);
-                    envelope.last_active = snapshot.now;
+                    *envelope = merged;
                     let expiry = self.store_expiry(id, snapshot.now);
                     match self
                         .store
@@ -542,7 +538,7 @@ impl Engine {
                         // there is no marker yet: the store lost it.
                         UpdateOutcome::Missing | UpdateOutcome::Conflict => return Ok(false),
                     }
-                    expected = current.version;
+                    expected = current;
                 }
             }
         }
@@ -594,18 +590,34 @@ impl Engine {
                 UpdateOutcome::Missing => return Ok(self.vanished()),
                 UpdateOutcome::Conflict => {
                     retries.next(self).await?;
-                    let Some(current) = self.store.get(&key).await? else {
+                    let Some((merged, current)) = self.remerge(&key, snapshot).await? else {
                         return Ok(self.vanished());
                     };
-                    let Stored::Live(base) = Stored::decode(&current.value)? else {
-                        return Ok(self.vanished());
-                    };
-                    envelope = snapshot.changes.merge_onto(base);
-                    envelope.last_active = snapshot.now;
-                    version = current.version;
+                    envelope = merged;
+                    version = current;
                 }
             }
         }
+    }
+
+    /// After a conflicting write: the newest record under `key` with this
+    /// request's changes merged onto it (activity time `snapshot.now`), and
+    /// its version; `None` if the session has ended meanwhile (deleted,
+    /// expired, or replaced by an ended or moved marker).
+    async fn remerge(
+        &self,
+        key: &str,
+        snapshot: &Snapshot,
+    ) -> Result<Option<(Envelope, Option<Version>)>, Error> {
+        let Some(current) = self.store.get(key).await? else {
+            return Ok(None);
+        };
+        let Stored::Live(base) = Stored::decode(&current.value)? else {
+            return Ok(None);
+        };
+        let mut merged = snapshot.changes.merge_onto(base);
+        merged.last_active = snapshot.now;
+        Ok(Some((merged, current.version)))
     }
 
     /// The record of a stored session vanished before this request saved
