@@ -16,7 +16,7 @@ pub fn encode_record(
     permanent: bool,
     data: &BTreeMap<String, Vec<u8>>,
 ) -> Vec<u8> {
-    crate::envelope::encode_parts(last_active, permanent, data)
+    crate::envelope::encode_parts(last_active, permanent, data, None)
 }
 
 /// Decodes a stored session record as the engine does.

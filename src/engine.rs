@@ -433,6 +433,7 @@ impl Engine {
             last_active: now_unix(),
             permanent,
             data,
+            owner: None,
         };
         for _ in 0..ATTEMPTS {
             let id = self.new_id();

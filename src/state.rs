@@ -162,6 +162,7 @@ impl SessionState {
                 last_active: 0,
                 permanent,
                 data: BTreeMap::new(),
+                owner: None,
             },
             record_expires_at: None,
             changes: Changes::default(),
@@ -396,6 +397,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
                 .collect(),
+            owner: None,
         }
     }
 
