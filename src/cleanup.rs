@@ -4,11 +4,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::{self, TryFutureExt};
+use futures_util::future::BoxFuture;
 use futures_util::stream::TryStreamExt;
 
 use crate::config::SessionConfig;
-use crate::error::{Error, StoreError};
+use crate::error::Error;
 use crate::id::SessionId;
+use crate::owners;
 use crate::store::{KeyInfo, KeyValueStore};
 use crate::time::unix;
 
@@ -28,8 +30,13 @@ pub struct CleanupReport {
     pub scanned: u64,
     /// Expired sessions deleted.
     pub deleted: u64,
-    /// Keys under the prefix that are not session ids, left alone.
+    /// Keys under the prefix that are not session ids, left alone (owner
+    /// indexes included).
     pub skipped: u64,
+    /// Entries dropped from owner indexes (see
+    /// [`Session::set_owner`](crate::Session::set_owner)): sessions that
+    /// ended, expired or changed owner.
+    pub pruned: u64,
     /// How long the sweep took.
     pub elapsed: Duration,
 }
@@ -100,34 +107,44 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
     };
     let scanned = AtomicU64::new(0);
     let skipped = AtomicU64::new(0);
+    let pruned = AtomicU64::new(0);
+    let (scanned_ref, skipped_ref, pruned_ref) = (&scanned, &skipped, &pruned);
     let deleted = keys
-        .try_filter_map(|info| {
-            scanned.fetch_add(1, Relaxed);
-            let doomed = match expired(&info, config, now) {
-                Some(true) => Some(info.key),
-                Some(false) => None,
+        .map_err(Error::from)
+        .map_ok(|info| -> BoxFuture<'_, Result<Option<String>, Error>> {
+            Box::pin(async move {
+            scanned_ref.fetch_add(1, Relaxed);
+            match expired(&info, config, now) {
+                Some(true) => Ok(Some(info.key)),
+                Some(false) => Ok(None),
                 None => {
-                    skipped.fetch_add(1, Relaxed);
-                    None
+                    skipped_ref.fetch_add(1, Relaxed);
+                    if owners::is_index_key(config, &info.key) {
+                        // An owner index: drop what it names that is gone.
+                        let n = owners::prune_key(store, config, &info.key).await?;
+                        pruned_ref.fetch_add(n, Relaxed);
+                    }
+                    Ok(None)
                 }
-            };
-            future::ready(Ok(doomed))
+            }
+            })
         })
+        .try_buffered(owners::CONCURRENCY)
+        .try_filter_map(|doomed| future::ready(Ok(doomed)))
         .try_chunks(SWEEP_BATCH)
         .map_err(|e| e.1)
         .map_ok(|keys| {
             let n = keys.len() as u64;
-            store.delete_many(keys).map_ok(move |()| n)
+            store.delete_many(keys).map_ok(move |()| n).err_into()
         })
         .try_buffer_unordered(SWEEP_CONCURRENCY)
-        .try_fold(0u64, |total, n| {
-            future::ready(Ok::<_, StoreError>(total + n))
-        })
+        .try_fold(0u64, |total, n| future::ready(Ok::<_, Error>(total + n)))
         .await?;
     Ok(CleanupReport {
         scanned: scanned.into_inner(),
         deleted: natively_deleted + deleted,
         skipped: skipped.into_inner(),
+        pruned: pruned.into_inner(),
         elapsed: started.elapsed(),
     })
 }

@@ -11,7 +11,7 @@ use rocket::{Phase, Request, Rocket};
 
 use crate::config::SessionConfig;
 use crate::cookie::CookieSettings;
-use crate::envelope::{Envelope, Stored};
+use crate::envelope::{Envelope, Handle, Stored};
 use crate::error::Error;
 use crate::id::SessionId;
 use crate::state::{Origin, SessionState, Snapshot, Untouched};
@@ -103,6 +103,46 @@ pub(crate) enum SaveOutcome {
 
 pub(crate) type SessionRng = Box<dyn RngCore + Send>;
 
+/// The time a session's activity was last recorded: the envelope's
+/// `last_active`, or later if a touch moved the store's expiry since.
+pub(crate) fn activity(
+    config: &SessionConfig,
+    last_active: u64,
+    record_expires_at: Option<SystemTime>,
+) -> u64 {
+    match (config.idle_timeout, record_expires_at) {
+        (Some(idle), Some(at)) => {
+            last_active.max(unix(at).saturating_sub(idle.saturating_add(ROUNDING.as_secs())))
+        }
+        _ => last_active,
+    }
+}
+
+/// When a session ends if its last activity was at `activity`, with a
+/// second of slack for whole-second times (see [`ROUNDING`]).
+pub(crate) fn deadline(config: &SessionConfig, id: &SessionId, activity: u64) -> SystemTime {
+    let absolute = id.expires(seconds(config.lifetime));
+    let end = match config.idle_timeout {
+        Some(idle) => absolute.min(from_unix(activity.saturating_add(idle))),
+        None => absolute,
+    };
+    end + ROUNDING
+}
+
+/// Which sessions a revocation may end: those of `owner`, except the ids in
+/// `exclude` (the revoking request's own session).
+#[derive(Debug)]
+pub(crate) struct Only<'a> {
+    pub(crate) owner: &'a str,
+    pub(crate) exclude: &'a [SessionId],
+}
+
+impl Only<'_> {
+    fn allows(&self, envelope: &Envelope) -> bool {
+        envelope.owner.as_ref().is_some_and(|o| o.name == self.owner)
+    }
+}
+
 /// The engine: store, configuration and id source of one Rocket instance,
 /// kept in Rocket's managed state by the fairing.
 pub(crate) struct Engine {
@@ -183,26 +223,20 @@ impl Engine {
         SessionCell::new(SessionState::fresh(self.config.permanent))
     }
 
-    /// The time a session's activity was last recorded: the envelope's
-    /// `last_active`, or later if a touch moved the store's expiry since.
     fn activity(&self, last_active: u64, record_expires_at: Option<SystemTime>) -> u64 {
-        match (self.config.idle_timeout, record_expires_at) {
-            (Some(idle), Some(at)) => {
-                last_active.max(unix(at).saturating_sub(idle.saturating_add(ROUNDING.as_secs())))
-            }
-            _ => last_active,
-        }
+        activity(&self.config, last_active, record_expires_at)
     }
 
-    /// When a session ends if its last activity was at `activity`, with a
-    /// second of slack for whole-second times (see [`ROUNDING`]).
     fn deadline(&self, id: &SessionId, activity: u64) -> SystemTime {
-        let absolute = id.expires(seconds(self.config.lifetime));
-        let end = match self.config.idle_timeout {
-            Some(idle) => absolute.min(from_unix(activity.saturating_add(idle))),
-            None => absolute,
-        };
-        end + ROUNDING
+        deadline(&self.config, id, activity)
+    }
+
+    /// A new random session handle.
+    pub(crate) fn new_handle(&self) -> Handle {
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        Handle(bytes)
     }
 
     /// The expiry handed to the store on a write, if the store takes one.
@@ -261,12 +295,33 @@ impl Engine {
     /// another request), the record it moved to is ended too: a logout
     /// always stays a logout.
     pub(crate) async fn destroy(&self, cell: &SessionCell) -> Result<(), Error> {
-        let origin = cell.lock().origin();
+        let (origin, owner) = {
+            let st = cell.lock();
+            (st.origin(), st.owner().map(|o| o.name.clone()))
+        };
         if let Some(origin) = origin {
+            let id = origin.id.clone();
             self.end(origin).await?;
+            if let Some(owner) = owner {
+                self.unindex(&owner, &[id]).await;
+            }
         }
         cell.lock().reset(self.config.permanent);
         Ok(())
+    }
+
+    /// Ends every other session of this session's owner; returns how many.
+    pub(crate) async fn revoke_others(&self, cell: &SessionCell) -> Result<u64, Error> {
+        let (owner, exclude) = {
+            let st = cell.lock();
+            let Some(owner) = st.owner() else {
+                return Ok(0);
+            };
+            let mut exclude: Vec<SessionId> = st.id().cloned().into_iter().collect();
+            exclude.extend(st.origin().map(|o| o.id));
+            (owner.name.clone(), exclude)
+        };
+        self.revoke_where(&owner, &exclude, |_| true).await
     }
 
     /// Ends the stored session `origin` and whatever it was rotated to.
@@ -278,25 +333,53 @@ impl Engine {
     /// marker ends the new record too, and a rotation that finds its source
     /// ended deletes the record it just wrote.
     async fn end(&self, origin: Origin) -> Result<(), Error> {
+        self.end_where(origin, None).await.map(drop)
+    }
+
+    /// [`Engine::end`], for a revocation: with `only`, a record is ended
+    /// only if it is a live session of that owner (read first), and the ids
+    /// it excludes are neither ended nor followed to. Returns how many live
+    /// records were ended.
+    pub(crate) async fn end_where(&self, origin: Origin, only: Option<&Only<'_>>) -> Result<u64, Error> {
         let mut pending = vec![(origin.id, origin.version)];
         let mut followed = 0;
+        let mut ended = 0;
         let marker = Stored::ended(None);
+        let excluded = |id: &SessionId| only.is_some_and(|o| o.exclude.contains(id));
         while let Some((id, mut expected)) = pending.pop() {
+            if excluded(&id) {
+                continue;
+            }
             let key = self.key(&id);
-            if !self.store.supports_versioning() {
+            let versioned = self.store.supports_versioning();
+            if only.is_some() {
+                // Check the owner before ending anything.
+                expected = None;
+            } else if !versioned {
                 self.store.delete(&key).await?;
+                ended += 1;
                 continue;
             }
             for _ in 0..self.config.save_attempts {
                 if expected.is_none() {
-                    // A successor, or a conflict: read the record first, it
-                    // may have moved on again.
+                    // A successor, a revocation, or a conflict: read the
+                    // record first, it may have moved on again.
                     let Some(current) = self.store.get(&key).await? else {
                         break;
                     };
                     match Stored::decode(&current.value) {
-                        Ok(Stored::Live(_)) => expected = current.version,
+                        Ok(Stored::Live(envelope)) => {
+                            if only.is_some_and(|o| !o.allows(&envelope)) {
+                                break;
+                            }
+                            expected = current.version;
+                        }
                         Ok(Stored::Ended(successor)) => {
+                            if successor.as_ref().is_some_and(excluded) {
+                                // The revoking session's own old id: its
+                                // marker stays.
+                                break;
+                            }
                             if let Some(next) = successor.filter(|_| followed < MAX_SUCCESSORS) {
                                 followed += 1;
                                 pending.push((next, None));
@@ -310,6 +393,11 @@ impl Engine {
                         }
                     }
                 }
+                if !versioned {
+                    self.store.delete(&key).await?;
+                    ended += 1;
+                    break;
+                }
                 let expiry = self.store_expiry(&id, now_unix());
                 match self
                     .store
@@ -318,6 +406,7 @@ impl Engine {
                 {
                     UpdateOutcome::Updated(_) => {
                         self.store.delete(&key).await?;
+                        ended += 1;
                         break;
                     }
                     UpdateOutcome::Missing => break,
@@ -325,7 +414,7 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        Ok(ended)
     }
 
     /// Persists the request's session after the response was built.
@@ -393,11 +482,16 @@ impl Engine {
         snapshot: &Snapshot,
         id: &SessionId,
     ) -> Result<SaveOutcome, Error> {
-        if snapshot.envelope.data.is_empty() {
+        if snapshot.envelope.is_empty() {
             // Never store an empty new session.
             return Ok(self.unsaved(snapshot));
         }
         let envelope = snapshot.written();
+        if let Some(owner) = &envelope.owner {
+            // Indexed before it exists: an owner's index names every
+            // session of the owner.
+            self.index(owner, id).await?;
+        }
         let version = self.create(id, &envelope).await?;
         cell.lock().saved(envelope, version);
         Ok(SaveOutcome::Done)
@@ -460,12 +554,15 @@ impl Engine {
         origin: &Origin,
         id: &SessionId,
     ) -> Result<SaveOutcome, Error> {
-        if snapshot.envelope.data.is_empty() {
+        if snapshot.envelope.is_empty() {
             // Rotated, then emptied: the session ends.
             self.end(origin.clone()).await?;
             return Ok(SaveOutcome::DropCookie);
         }
         let mut envelope = snapshot.written();
+        if let Some(owner) = &envelope.owner {
+            self.index(owner, id).await?;
+        }
         let mut version = self.create(id, &envelope).await?;
         match self
             .move_record(snapshot, origin, id, &mut envelope, &mut version)
@@ -526,6 +623,10 @@ impl Engine {
                     let Some((merged, current)) = self.remerge(&old_key, snapshot).await? else {
                         return Ok(false);
                     };
+                    if let Some(owner) = merged.owner.as_ref().filter(|o| Some(*o) != envelope.owner.as_ref()) {
+                        // Another request gave the session an owner meanwhile.
+                        self.index(owner, id).await?;
+                    }
                     *envelope = merged;
                     let expiry = self.store_expiry(id, snapshot.now);
                     match self
@@ -565,6 +666,9 @@ impl Engine {
             .await?;
             return Ok(SaveOutcome::RemoveCookie);
         }
+        if let Some(owner) = snapshot.changes.new_owner() {
+            self.index(owner, id).await?;
+        }
         let versioned = self.store.supports_versioning();
         let mut envelope = snapshot.written();
         let mut version = snapshot.version.clone();
@@ -578,7 +682,7 @@ impl Engine {
                 .await?
             {
                 UpdateOutcome::Updated(new_version) => {
-                    if envelope.data.is_empty() {
+                    if envelope.is_empty() {
                         // Every key was removed (and no concurrent request
                         // added one): an empty session is not kept.
                         self.store.delete(&key).await?;

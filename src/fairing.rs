@@ -14,6 +14,7 @@ use rocket::{Build, Orbit, Request, Response, Rocket};
 use crate::cleanup::cleanup_sessions;
 use crate::config::SessionConfig;
 use crate::cookie::{self, CookieSettings};
+use crate::manager::SessionManager;
 use crate::engine::{Engine, SaveOutcome, SessionRng};
 use crate::error::chain;
 use crate::store::KeyValueStore;
@@ -168,8 +169,9 @@ impl Fairing for KvSession {
                 rocket.figment().profile()
             );
         }
-        let engine = Engine::new(self.store.clone(), config, cookies, rng);
-        Ok(rocket.manage(Arc::new(engine)))
+        let engine = Arc::new(Engine::new(self.store.clone(), config, cookies, rng));
+        let manager = SessionManager::new(engine.clone());
+        Ok(rocket.manage(engine).manage(manager))
     }
 
     async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {

@@ -546,6 +546,72 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Makes `owner` (a user id, an email: any string) the session's owner,
+    /// so it can be listed and revoked by owner: [`Session::revoke_other_sessions`],
+    /// [`SessionManager`](crate::SessionManager). Call it at login, after
+    /// [`regenerate`](Self::regenerate). The session gets a handle (see
+    /// [`handle`](Self::handle)); setting the same owner again changes
+    /// nothing. The owner is stored with the session and counts as data: a
+    /// session with an owner and no keys is kept. [`clear`](Self::clear)
+    /// and [`destroy`](Self::destroy) remove it.
+    ///
+    /// Costs one extra write when the session is saved (the owner's index,
+    /// which names the session before its record exists); requests that do
+    /// not change the owner pay nothing.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::post;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[post("/login/<user>")]
+    /// async fn login(session: Session<'_>, user: &str) -> Result<(), rocket_kvsession::Error> {
+    ///     // ... check the credentials first ...
+    ///     session.regenerate().await?;
+    ///     session.set_owner(user);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn set_owner(&self, owner: impl Into<String>) {
+        let mut st = self.cell.lock();
+        if st.set_owner(owner.into(), || self.engine.new_handle()) {
+            self.sync_cookie(&mut st);
+        }
+    }
+
+    /// The session's owner, if [`set_owner`](Self::set_owner) gave it one.
+    pub fn owner(&self) -> Option<String> {
+        self.cell.lock().owner().map(|o| o.name.clone())
+    }
+
+    /// The session's handle, if it has an owner: the value
+    /// [`SessionInfo::handle`](crate::SessionInfo::handle) lists for this
+    /// session (to mark "this device" on a page of sessions). It is not the
+    /// session id and opens nothing.
+    pub fn handle(&self) -> Option<String> {
+        self.cell.lock().owner().map(|o| o.handle.to_hex())
+    }
+
+    /// Ends every other session of this session's owner ("log out my other
+    /// devices", e.g. after a password change); this one stays. Returns how
+    /// many sessions ended; 0 if the session has no owner. They end with the
+    /// compare-and-swap of a logout: a request of one of them saving at the
+    /// same moment does not bring it back.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::post;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[post("/password")]
+    /// async fn change_password(session: Session<'_>) -> Result<String, rocket_kvsession::Error> {
+    ///     // ... change the password ...
+    ///     let ended = session.revoke_other_sessions().await?;
+    ///     Ok(format!("signed out of {ended} other sessions"))
+    /// }
+    /// ```
+    pub async fn revoke_other_sessions(&self) -> Result<u64, Error> {
+        self.engine.revoke_others(self.cell).await
+    }
+
     /// Puts the cookie the session now needs, if any, into the jar, while
     /// the handler can still set cookies.
     fn sync_cookie(&self, st: &mut SessionState) {

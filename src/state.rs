@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Owner};
 use crate::id::SessionId;
 use crate::store::Version;
 
@@ -20,12 +20,19 @@ pub(crate) struct Changes {
     cleared: bool,
     /// The permanent flag, if the request changed it.
     permanent: Option<bool>,
+    /// The owner, if the request set it (after any clear).
+    owner: Option<Owner>,
 }
 
 impl Changes {
     /// Whether there is nothing to save.
     pub(crate) fn is_empty(&self) -> bool {
-        self.keys.is_empty() && !self.cleared && self.permanent.is_none()
+        self.keys.is_empty() && !self.cleared && self.permanent.is_none() && self.owner.is_none()
+    }
+
+    /// The owner this request gave the session, if any.
+    pub(crate) fn new_owner(&self) -> Option<&Owner> {
+        self.owner.as_ref()
     }
 
     /// Applies these changes on top of `current`, the newest record.
@@ -34,6 +41,7 @@ impl Changes {
     pub(crate) fn merge_onto(&self, mut current: Envelope) -> Envelope {
         if self.cleared {
             current.data.clear();
+            current.owner = None;
         }
         for (key, change) in &self.keys {
             match change {
@@ -48,12 +56,16 @@ impl Changes {
         if let Some(permanent) = self.permanent {
             current.permanent = permanent;
         }
+        if let Some(owner) = &self.owner {
+            current.owner = Some(owner.clone());
+        }
         current
     }
 
-    /// Whether the request touched the data (not only the permanent flag).
+    /// Whether the request touched the data or the owner (not only the
+    /// permanent flag).
     fn touches_data(&self) -> bool {
-        self.cleared || !self.keys.is_empty()
+        self.cleared || !self.keys.is_empty() || self.owner.is_some()
     }
 }
 
@@ -147,7 +159,7 @@ impl Snapshot {
     /// Whether the request emptied the session with `clear()` (and set
     /// nothing since): the record is deleted, whatever others wrote.
     pub(crate) fn cleared_empty(&self) -> bool {
-        self.changes.cleared && self.envelope.data.is_empty()
+        self.changes.cleared && self.envelope.is_empty()
     }
 }
 
@@ -249,14 +261,37 @@ impl SessionState {
         true
     }
 
-    /// Removes every key; returns whether anything changed.
+    /// Removes every key and the owner; returns whether anything changed.
     pub(crate) fn clear(&mut self) -> bool {
-        if self.envelope.data.is_empty() && self.changes.keys.is_empty() {
+        if self.envelope.is_empty() && self.changes.keys.is_empty() {
             return false;
         }
         self.envelope.data.clear();
+        self.envelope.owner = None;
         self.changes.keys.clear();
+        self.changes.owner = None;
         self.changes.cleared = true;
+        true
+    }
+
+    /// The session's owner and handle, if it has one.
+    pub(crate) fn owner(&self) -> Option<&Owner> {
+        self.envelope.owner.as_ref()
+    }
+
+    /// Gives the session the owner `name`. The handle is kept when the
+    /// owner stays the same, else `handle` is taken. Returns whether that
+    /// changed anything.
+    pub(crate) fn set_owner(&mut self, name: String, handle: impl FnOnce() -> crate::envelope::Handle) -> bool {
+        if self.envelope.owner.as_ref().is_some_and(|o| o.name == name) {
+            return false;
+        }
+        let owner = Owner {
+            name,
+            handle: handle(),
+        };
+        self.envelope.owner = Some(owner.clone());
+        self.changes.owner = Some(owner);
         true
     }
 
@@ -313,7 +348,7 @@ impl SessionState {
     pub(crate) fn cookie_due(&mut self, new_id: impl FnOnce() -> SessionId) -> Option<CookieSpec> {
         let wanted = self.stored
             || self.rotated_from.is_some()
-            || !self.envelope.data.is_empty()
+            || !self.envelope.is_empty()
             || self.changes.touches_data();
         if !wanted {
             return None;

@@ -1,0 +1,528 @@
+//! The owner index: for each owner (`Session::set_owner`), one record that
+//! names the ids of the owner's sessions, so listing and revoking them costs
+//! a read per session of that owner, never a scan of the store.
+//!
+//! The index works on any [`KeyValueStore`]: it is an ordinary record under
+//! `key_prefix` + `owner_` + the first 128 bits of the SHA-256 of the owner's
+//! name (hex), written with the same compare-and-swap as sessions. Its
+//! invariant: every live session with an owner is named by that owner's
+//! index. An id goes into the index *before* the session's first record under
+//! that id is written (a login, a rotation, a new owner), so the index may
+//! name sessions that do not exist (yet, or any more), never the reverse.
+//! Readers check each session's record (live, not expired, same owner) and
+//! prune the rest; the sweep prunes too, and every write drops the ids whose
+//! lifetime is over. On TTL stores the index expires with its last session.
+//!
+//! Record format 3: the tag, then the MessagePack array
+//! `[owner, [[id, handle], ...]]`.
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::SessionConfig;
+use crate::engine::{activity, deadline, Engine};
+use crate::envelope::{Envelope, Handle, Owner, Stored};
+use crate::error::Error;
+use crate::id::SessionId;
+use crate::store::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
+use crate::time::{now_unix, seconds, ROUNDING};
+
+/// The format tag of an owner index.
+const FORMAT_INDEX: u8 = 3;
+
+/// What follows the key prefix in the key of an owner index.
+pub(crate) const INDEX_MARK: &str = "owner_";
+
+/// At most this many sessions are checked at once when an index is read.
+pub(crate) const CONCURRENCY: usize = 16;
+
+/// One session named by an owner index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) id: SessionId,
+    pub(crate) handle: Handle,
+}
+
+/// An owner index as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Index {
+    pub(crate) owner: String,
+    pub(crate) entries: Vec<Entry>,
+}
+
+fn corrupt(reason: impl Into<Cow<'static, str>>) -> Error {
+    Error::CorruptRecord {
+        reason: reason.into(),
+    }
+}
+
+fn bad<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
+    move |e| corrupt(format!("owner index: {what}: {e}"))
+}
+
+fn take<'a>(rd: &mut &'a [u8], len: u32, what: &'static str) -> Result<&'a [u8], Error> {
+    let len = len as usize;
+    if rd.len() < len {
+        return Err(corrupt(format!("owner index: truncated {what}")));
+    }
+    let (head, tail) = rd.split_at(len);
+    *rd = tail;
+    Ok(head)
+}
+
+impl Index {
+    fn new(owner: &str) -> Self {
+        Index {
+            owner: owner.to_owned(),
+            entries: Vec::new(),
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.owner.len() + self.entries.len() * 64);
+        out.push(FORMAT_INDEX);
+        let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
+            rmp::encode::write_array_len(out, 2)?;
+            rmp::encode::write_str(out, &self.owner)?;
+            rmp::encode::write_array_len(out, self.entries.len() as u32)?;
+            for entry in &self.entries {
+                rmp::encode::write_array_len(out, 2)?;
+                rmp::encode::write_str(out, &entry.id.to_string())?;
+                rmp::encode::write_bin(out, &entry.handle.0)?;
+            }
+            Ok(())
+        };
+        write(&mut out).expect("in-memory MessagePack encoding");
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let Some((&FORMAT_INDEX, body)) = bytes.split_first() else {
+            return Err(corrupt("not an owner index"));
+        };
+        let rd = &mut &body[..];
+        if rmp::decode::read_array_len(rd).map_err(bad("header"))? != 2 {
+            return Err(corrupt("owner index: bad header"));
+        }
+        let len = rmp::decode::read_str_len(rd).map_err(bad("owner"))?;
+        let owner = std::str::from_utf8(take(rd, len, "owner")?)
+            .map_err(bad("owner"))?
+            .to_owned();
+        let count = rmp::decode::read_array_len(rd).map_err(bad("entries"))?;
+        let mut entries = Vec::with_capacity((count as usize).min(rd.len() / 8));
+        for _ in 0..count {
+            if rmp::decode::read_array_len(rd).map_err(bad("entry"))? != 2 {
+                return Err(corrupt("owner index: bad entry"));
+            }
+            let len = rmp::decode::read_str_len(rd).map_err(bad("id"))?;
+            let id = std::str::from_utf8(take(rd, len, "id")?)
+                .ok()
+                .and_then(|id| id.parse().ok())
+                .ok_or_else(|| corrupt("owner index: bad id"))?;
+            let len = rmp::decode::read_bin_len(rd).map_err(bad("handle"))?;
+            let handle = take(rd, len, "handle")?
+                .try_into()
+                .map_err(|_| corrupt("owner index: handle is not 16 bytes"))?;
+            entries.push(Entry {
+                id,
+                handle: Handle(handle),
+            });
+        }
+        if !rd.is_empty() {
+            return Err(corrupt("owner index: trailing bytes"));
+        }
+        Ok(Index { owner, entries })
+    }
+}
+
+/// The store key of `owner`'s index.
+pub(crate) fn index_key(config: &SessionConfig, owner: &str) -> String {
+    let digest = Sha256::digest(owner.as_bytes());
+    let mut key = String::with_capacity(config.key_prefix.len() + INDEX_MARK.len() + 32);
+    key.push_str(&config.key_prefix);
+    key.push_str(INDEX_MARK);
+    key.push_str(&Handle(digest[..16].try_into().expect("16 of 32 bytes")).to_hex());
+    key
+}
+
+/// Whether `key` (listed under the app's prefix) is an owner index.
+pub(crate) fn is_index_key(config: &SessionConfig, key: &str) -> bool {
+    key.strip_prefix(&config.key_prefix)
+        .and_then(|rest| rest.strip_prefix(INDEX_MARK))
+        .is_some_and(|hex| Handle::from_hex(hex).is_some())
+}
+
+/// What a session record says about an index entry.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// The session is live and belongs to the owner.
+    Live {
+        envelope: Envelope,
+        expires_at: Option<SystemTime>,
+    },
+    /// It ended, expired, moved to another id (which has its own entry),
+    /// or belongs to someone else now: the entry can go.
+    Gone,
+}
+
+/// Reads the session `entry` names and judges it for `owner`.
+pub(crate) async fn check<S: KeyValueStore + ?Sized>(
+    store: &S,
+    config: &SessionConfig,
+    owner: &str,
+    entry: &Entry,
+) -> Result<Found, Error> {
+    let now = SystemTime::now();
+    if now >= entry.id.expires(seconds(config.lifetime)) + ROUNDING {
+        return Ok(Found::Gone);
+    }
+    let mut key = String::with_capacity(config.key_prefix.len() + 82);
+    key.push_str(&config.key_prefix);
+    entry.id.push_to(&mut key);
+    let Some(record) = store.get(&key).await? else {
+        return Ok(Found::Gone);
+    };
+    let Ok(Stored::Live(envelope)) = Stored::decode(&record.value) else {
+        return Ok(Found::Gone);
+    };
+    if envelope.owner.as_ref().is_none_or(|o| o.name != owner) {
+        return Ok(Found::Gone);
+    }
+    let active = activity(config, envelope.last_active, record.expires_at);
+    if now >= deadline(config, &entry.id, active) || record.expires_at.is_some_and(|at| now >= at)
+    {
+        return Ok(Found::Gone);
+    }
+    Ok(Found::Live {
+        envelope,
+        expires_at: record.expires_at,
+    })
+}
+
+/// Reads `owner`'s index: `None` if there is none (or it is unreadable, which
+/// is logged: it is rebuilt by the next login).
+pub(crate) async fn read<S: KeyValueStore + ?Sized>(
+    store: &S,
+    config: &SessionConfig,
+    owner: &str,
+) -> Result<Option<(Index, Option<Version>)>, Error> {
+    let Some(record) = store.get(&index_key(config, owner)).await? else {
+        return Ok(None);
+    };
+    match Index::decode(&record.value) {
+        Ok(index) if index.owner == owner => Ok(Some((index, record.version))),
+        Ok(_) => {
+            log::warn!("kvsession: an owner index names another owner; ignored");
+            Ok(None)
+        }
+        Err(e) => {
+            log::warn!("kvsession: ignoring unreadable owner index: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// Changes `owner`'s index with `change` under compare-and-swap, retried on
+/// conflicts within the save budget (`save_attempts`, `save_timeout`). Ids
+/// whose lifetime is over are dropped on every write. An index that ends up
+/// empty is written empty (never deleted: a delete cannot be conditional, and
+/// a login racing it would lose its entry); on TTL stores it expires.
+pub(crate) async fn modify<S: KeyValueStore + ?Sized>(
+    store: &S,
+    config: &SessionConfig,
+    owner: &str,
+    mut change: impl FnMut(&mut Vec<Entry>),
+) -> Result<(), Error> {
+    let key = index_key(config, owner);
+    let versioned = store.supports_versioning();
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (exists, mut index, version) = match store.get(&key).await? {
+            None => (false, Index::new(owner), None),
+            Some(record) => match Index::decode(&record.value) {
+                Ok(index) if index.owner == owner => (true, index, record.version),
+                // Unreadable: rebuilt from here on (the sessions it named
+                // are unlisted until they log in again).
+                _ => {
+                    log::warn!("kvsession: replacing an unreadable owner index");
+                    (true, Index::new(owner), record.version)
+                }
+            },
+        };
+        let before = index.entries.clone();
+        change(&mut index.entries);
+        let now = SystemTime::now();
+        let lifetime = seconds(config.lifetime);
+        index
+            .entries
+            .retain(|e| now < e.id.expires(lifetime) + ROUNDING);
+        if exists && index.entries == before {
+            return Ok(());
+        }
+        let expiry = (config.set_ttl && store.supports_ttl()).then(|| {
+            index
+                .entries
+                .iter()
+                .map(|e| e.id.expires(lifetime) + ROUNDING)
+                .max()
+                .unwrap_or(now)
+                .max(now + ROUNDING)
+        });
+        let value = index.encode();
+        let written = if exists {
+            let expected = version.as_ref().filter(|_| versioned);
+            matches!(
+                store.update(&key, &value, expected, expiry).await?,
+                UpdateOutcome::Updated(_)
+            )
+        } else {
+            matches!(
+                store.create(&key, &value, expiry).await?,
+                CreateOutcome::Created(_)
+            )
+        };
+        if written {
+            return Ok(());
+        }
+        if attempt >= config.save_attempts || started.elapsed() >= seconds(config.save_timeout) {
+            return Err(Error::Conflict { attempts: attempt });
+        }
+    }
+}
+
+/// Names `id` (with its handle) in its owner's index.
+pub(crate) async fn add<S: KeyValueStore + ?Sized>(
+    store: &S,
+    config: &SessionConfig,
+    owner: &Owner,
+    id: &SessionId,
+) -> Result<(), Error> {
+    modify(store, config, &owner.name, |entries| {
+        if !entries.iter().any(|e| &e.id == id) {
+            entries.push(Entry {
+                id: id.clone(),
+                handle: owner.handle,
+            });
+        }
+    })
+    .await
+}
+
+/// Drops `ids` from `owner`'s index.
+pub(crate) async fn remove<S: KeyValueStore + ?Sized>(
+    store: &S,
+    config: &SessionConfig,
+    owner: &str,
+    ids: &[SessionId],
+) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    modify(store, config, owner, |entries| {
+        entries.retain(|e| !ids.contains(&e.id))
+    })
+    .await
+}
+
+/// Prunes the index stored under `key` (found by a listing): drops every
+/// entry whose session is gone. Returns how many entries went.
+pub(crate) async fn prune_key<S: KeyValueStore + ?Sized>(
+    store: &S,
+    config: &SessionConfig,
+    key: &str,
+) -> Result<u64, Error> {
+    let Some(record) = store.get(key).await? else {
+        return Ok(0);
+    };
+    let Ok(index) = Index::decode(&record.value) else {
+        return Ok(0);
+    };
+    if index_key(config, &index.owner) != key {
+        return Ok(0);
+    }
+    let gone = gone_entries(store, config, &index).await?;
+    let n = gone.len() as u64;
+    remove(store, config, &index.owner, &gone).await?;
+    Ok(n)
+}
+
+/// The ids of `index` whose sessions are gone.
+async fn gone_entries<S: KeyValueStore + ?Sized>(
+    store: &S,
+    config: &SessionConfig,
+    index: &Index,
+) -> Result<Vec<SessionId>, Error> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    let owner = index.owner.as_str();
+    stream::iter(index.entries.clone())
+        .map(|entry| async move {
+            let found = check(store, config, owner, &entry).await?;
+            Ok::<_, Error>(matches!(found, Found::Gone).then_some(entry.id))
+        })
+        .buffered(CONCURRENCY)
+        .try_filter_map(|gone| async move { Ok(gone) })
+        .try_collect()
+        .await
+}
+
+impl Engine {
+    /// Names `id` in `owner`'s index, before its record is written.
+    pub(crate) async fn index(&self, owner: &Owner, id: &SessionId) -> Result<(), Error> {
+        add(&*self.store, &self.config, owner, id).await
+    }
+
+    /// Drops `ids` from `owner`'s index after they ended; a failure only
+    /// logs (readers and the sweep prune what is left).
+    pub(crate) async fn unindex(&self, owner: &str, ids: &[SessionId]) {
+        if let Err(e) = remove(&*self.store, &self.config, owner, ids).await {
+            log::warn!("kvsession: could not update an owner index: {e}");
+        }
+    }
+
+    /// The live sessions of `owner` (with their records), pruning the index
+    /// of every entry that is gone.
+    pub(crate) async fn owned(&self, owner: &str) -> Result<Vec<(Entry, Found)>, Error> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let Some((index, _)) = read(&*self.store, &self.config, owner).await? else {
+            return Ok(Vec::new());
+        };
+        let store = &*self.store;
+        let config = &self.config;
+        let checked: Vec<(Entry, Found)> = stream::iter(index.entries)
+            .map(|entry| async move {
+                let found = check(store, config, owner, &entry).await?;
+                Ok::<_, Error>((entry, found))
+            })
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let gone: Vec<SessionId> = checked
+            .iter()
+            .filter(|(_, found)| matches!(found, Found::Gone))
+            .map(|(entry, _)| entry.id.clone())
+            .collect();
+        self.unindex(owner, &gone).await;
+        Ok(checked
+            .into_iter()
+            .filter(|(_, found)| matches!(found, Found::Live { .. }))
+            .collect())
+    }
+
+    /// Ends every session in `owner`'s index that `pick` selects (and is
+    /// not in `exclude`), with the compare-and-swap of a logout; drops them
+    /// from the index. Returns how many live sessions ended.
+    pub(crate) async fn revoke_where(
+        &self,
+        owner: &str,
+        exclude: &[SessionId],
+        pick: impl Fn(&Entry) -> bool,
+    ) -> Result<u64, Error> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let Some((index, _)) = read(&*self.store, &self.config, owner).await? else {
+            return Ok(0);
+        };
+        let chosen: Vec<Entry> = index
+            .entries
+            .into_iter()
+            .filter(|e| !exclude.contains(&e.id) && pick(e))
+            .collect();
+        let only = crate::engine::Only { owner, exclude };
+        let only = &only;
+        let ended: u64 = stream::iter(chosen.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
+            .map(|id| async move {
+                self.end_where(crate::state::Origin { id, version: None }, Some(only))
+                    .await
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_fold(0, |total, n| async move { Ok(total + n) })
+            .await?;
+        let ids: Vec<SessionId> = chosen.into_iter().map(|e| e.id).collect();
+        remove(&*self.store, &self.config, owner, &ids).await?;
+        Ok(ended)
+    }
+
+    /// The stored session's end of life, for `SessionInfo`.
+    pub(crate) fn times(
+        &self,
+        id: &SessionId,
+        envelope: &Envelope,
+        expires_at: Option<SystemTime>,
+    ) -> (u64, SystemTime) {
+        let active = activity(&self.config, envelope.last_active, expires_at);
+        let mut end = deadline(&self.config, id, active);
+        if let Some(at) = expires_at {
+            end = end.min(at);
+        }
+        (active.min(now_unix()), end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn id(n: u64) -> SessionId {
+        format!("{n:016x}_6745c1a0").parse().unwrap()
+    }
+
+    #[test]
+    fn index_round_trip_and_strictness() {
+        let index = Index {
+            owner: "alice@example.com".into(),
+            entries: vec![
+                Entry {
+                    id: id(1),
+                    handle: Handle([1; 16]),
+                },
+                Entry {
+                    id: id(2),
+                    handle: Handle([2; 16]),
+                },
+            ],
+        };
+        let bytes = index.encode();
+        assert_eq!(bytes[0], FORMAT_INDEX);
+        assert_eq!(Index::decode(&bytes).unwrap(), index);
+        for cut in 0..bytes.len() {
+            assert!(Index::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(Index::decode(&trailing).is_err());
+        // A session record is not an index.
+        assert!(Index::decode(&Envelope::default().encode()).is_err());
+    }
+
+    #[test]
+    fn index_keys_hide_the_owner_and_are_recognised() {
+        let config = SessionConfig::default();
+        let key = index_key(&config, "alice");
+        assert!(key.starts_with("session:owner_"));
+        assert!(!key.contains("alice"));
+        assert_eq!(key.len(), "session:owner_".len() + 32);
+        assert_ne!(key, index_key(&config, "bob"));
+        assert!(is_index_key(&config, &key));
+        assert!(!is_index_key(&config, "session:owner_xyz"));
+        assert!(!is_index_key(&config, &format!("session:{}", id(1))));
+        // Not a session id: the sweep never takes an index for a session.
+        assert!(key
+            .strip_prefix("session:")
+            .unwrap()
+            .parse::<SessionId>()
+            .is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let mut tagged = vec![FORMAT_INDEX];
+            tagged.extend(bytes);
+            let _ = Index::decode(&tagged);
+        }
+    }
+}
