@@ -140,6 +140,21 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
         .try_buffer_unordered(SWEEP_CONCURRENCY)
         .try_fold(0u64, |total, n| future::ready(Ok::<_, Error>(total + n)))
         .await?;
+    if native {
+        // Owner indexes carry an expiry, so the listing above skipped them.
+        let indexes = format!("{}{}", config.key_prefix, owners::INDEX_MARK);
+        store
+            .list(&indexes)
+            .map_err(Error::from)
+            .try_filter(|info| future::ready(owners::is_index_key(config, &info.key)))
+            .map_ok(|info| async move { owners::prune_key(store, config, &info.key).await })
+            .try_buffer_unordered(owners::CONCURRENCY)
+            .try_for_each(|n| {
+                pruned.fetch_add(n, Relaxed);
+                future::ready(Ok(()))
+            })
+            .await?;
+    }
     Ok(CleanupReport {
         scanned: scanned.into_inner(),
         deleted: natively_deleted + deleted,

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures_util::future;
 use futures_util::stream::TryStreamExt;
 
 use crate::cleanup::{cleanup_sessions, CleanupReport};
@@ -166,13 +167,13 @@ impl SessionManager {
             .store
             .list(&config.key_prefix)
             .map_err(Error::from)
-            .try_filter_map(|info| async move {
+            .try_filter_map(|info| {
                 let id = info
                     .key
                     .strip_prefix(&config.key_prefix)
                     .and_then(|rest| rest.parse::<SessionId>().ok())
                     .filter(|id| id.could_be_written_by(config, now));
-                Ok(id)
+                future::ready(Ok(id))
             })
             .map_ok(|id| engine.end_where(Origin { id, version: None }, None))
             .try_buffer_unordered(CONCURRENCY)

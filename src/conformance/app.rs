@@ -40,6 +40,9 @@ use rocket::tokio::sync::{Barrier, Notify};
 use rocket::{get, post, routes, Build, Rocket, State};
 
 use super::unique_prefix;
+
+mod owners;
+pub use owners::*;
 use crate::envelope::Stored;
 use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig, SessionId};
 
@@ -369,6 +372,12 @@ macro_rules! app_conformance_cases {
             hundred_concurrent_writers,
             sweep_deletes_only_expired_sessions,
             sessions_kept_alive_by_reads_survive_the_sweep,
+            owners_revoke_other_sessions,
+            owners_revoke_one_session,
+            owners_revoke_owner,
+            owners_revoke_all,
+            owners_revoke_wins_over_a_slow_write,
+            owners_expired_sessions_drop_out,
         );
     };
 }
@@ -576,7 +585,7 @@ pub async fn logout_wins_over_a_slow_request(store: Arc<dyn KeyValueStore>) {
 
 /// Awaits a race between gated requests, failing the case (instead of
 /// hanging) if they deadlock.
-async fn within<F: std::future::Future>(race: F) -> F::Output {
+pub(crate) async fn within<F: std::future::Future>(race: F) -> F::Output {
     rocket::tokio::time::timeout(Duration::from_secs(120), race)
         .await
         .expect("the racing requests finished within 2 minutes")
