@@ -11,6 +11,7 @@ mod fairing;
 mod flash;
 mod id;
 mod memory;
+mod seal;
 mod session;
 mod state;
 mod store;
