@@ -565,7 +565,10 @@ mod tests {
         .validate()
         .unwrap_err();
         let shown = err.to_string();
-        assert!(shown.contains("secret_key_fallbacks") && shown.contains("[1]"), "{shown}");
+        assert!(
+            shown.contains("secret_key_fallbacks") && shown.contains("[1]"),
+            "{shown}"
+        );
         assert!(!shown.contains(secret), "{shown}");
 
         let zero = SessionConfig {
@@ -582,7 +585,10 @@ mod tests {
             ..Default::default()
         };
         let shown = format!("{config:?}");
-        assert!(shown.contains("secret_key_fallbacks: [2 redacted]"), "{shown}");
+        assert!(
+            shown.contains("secret_key_fallbacks: [2 redacted]"),
+            "{shown}"
+        );
         assert!(!shown.contains(&KEY_512[..16]) && !shown.contains(&KEY_256_HEX[..16]));
         assert!(shown.contains("cookie_name: \"session\""), "{shown}");
         assert!(shown.contains("save_timeout: 5"), "{shown}");

@@ -81,9 +81,9 @@ fn parse_key(value: &Value) -> Result<Option<MasterKey>, Cow<'static, str>> {
     if key.is_zero() {
         return Ok(None);
     }
-    master_of(key)
-        .map(Some)
-        .ok_or(Cow::Borrowed("could not be read back from Rocket's configuration"))
+    master_of(key).map(Some).ok_or(Cow::Borrowed(
+        "could not be read back from Rocket's configuration",
+    ))
 }
 
 /// Reads one string of `secret_key_fallbacks`: Rocket's string encodings of
@@ -96,10 +96,14 @@ pub(crate) fn parse_fallback(value: &str) -> Result<MasterKey, Cow<'static, str>
 /// Rocket's `Config` hands it out as a figment provider (so that a `Config`
 /// round-trips through a figment), exactly as its private cookies use it.
 fn master_of(key: SecretKey) -> Option<MasterKey> {
-    let mut config = rocket::Config::default();
-    config.secret_key = key;
+    let config = rocket::Config {
+        secret_key: key,
+        ..rocket::Config::default()
+    };
     let data = config.data().ok()?;
-    let value = data.get(&Profile::Default)?.get(rocket::Config::SECRET_KEY)?;
+    let value = data
+        .get(&Profile::Default)?
+        .get(rocket::Config::SECRET_KEY)?;
     let bytes: Vec<u8> = value.deserialize().ok()?;
     bytes.try_into().ok()
 }
@@ -182,12 +186,12 @@ impl CookieCipher {
             Some(master) => master,
             None if debug_profile => {
                 let mut master = [0u8; 64];
-                rand_core::TryRngCore::try_fill_bytes(&mut rand_core::OsRng, &mut master)
-                    .map_err(|e| SecretKeyError {
+                rand_core::TryRngCore::try_fill_bytes(&mut rand_core::OsRng, &mut master).map_err(
+                    |e| SecretKeyError {
                         key: Cow::Borrowed("secret_key"),
-                        message: format!("is not set, and the OS has no random source: {e}")
-                            .into(),
-                    })?;
+                        message: format!("is not set, and the OS has no random source: {e}").into(),
+                    },
+                )?;
                 log::warn!(
                     "kvsession: no `secret_key` is configured: session cookies are sealed \
                      with a random key, so sessions do not survive a restart"
@@ -299,11 +303,11 @@ impl CookieCipher {
             .is_ok()
         {
             false
-        } else if self
-            .fallbacks
-            .iter()
-            .any(|cipher| cipher.decrypt_in_place_detached(nonce, aad, body, tag).is_ok())
-        {
+        } else if self.fallbacks.iter().any(|cipher| {
+            cipher
+                .decrypt_in_place_detached(nonce, aad, body, tag)
+                .is_ok()
+        }) {
             true
         } else {
             return None;
@@ -396,8 +400,14 @@ mod tests {
         assert_eq!(c.open("session", KAT_EMPTY).unwrap().plaintext(), b"");
 
         let c = cipher(KEY_256_HEX, &[]);
-        assert_eq!(c.seal_with_nonce("__Host-id", KAT_256_PLAIN, &[0; 12]), KAT_256);
-        assert_eq!(c.open("__Host-id", KAT_256).unwrap().plaintext(), KAT_256_PLAIN);
+        assert_eq!(
+            c.seal_with_nonce("__Host-id", KAT_256_PLAIN, &[0; 12]),
+            KAT_256
+        );
+        assert_eq!(
+            c.open("__Host-id", KAT_256).unwrap().plaintext(),
+            KAT_256_PLAIN
+        );
     }
 
     #[test]
@@ -413,12 +423,18 @@ mod tests {
         ];
         for f in &figments {
             let c = CookieCipher::from_figment(f, &[], false).unwrap();
-            assert_eq!(c.seal_with_nonce("__Host-id", KAT_256_PLAIN, &[0; 12]), KAT_256);
+            assert_eq!(
+                c.seal_with_nonce("__Host-id", KAT_256_PLAIN, &[0; 12]),
+                KAT_256
+            );
         }
         // 64 bytes or more: Rocket uses the first 64 as they are.
         let long: Vec<u8> = (0..100).collect();
         let c = CookieCipher::from_figment(&figment(long), &[], false).unwrap();
-        assert_eq!(c.open("session", KAT_512).unwrap().plaintext(), KAT_512_PLAIN);
+        assert_eq!(
+            c.open("session", KAT_512).unwrap().plaintext(),
+            KAT_512_PLAIN
+        );
     }
 
     #[test]
@@ -470,7 +486,10 @@ mod tests {
         let err = CookieCipher::from_figment(&figment(KEY_512), &fallbacks, false).unwrap_err();
         assert_eq!(err.key, "kvsession.secret_key_fallbacks[1]");
         let shown = format!("{err} {err:?}");
-        assert!(shown.contains("kvsession.secret_key_fallbacks[1]"), "{shown}");
+        assert!(
+            shown.contains("kvsession.secret_key_fallbacks[1]"),
+            "{shown}"
+        );
         assert!(!shown.contains("not-a-key"), "{shown}");
 
         let zero = "0".repeat(64);
@@ -524,7 +543,9 @@ mod tests {
     fn another_key_or_cookie_name_does_not_open() {
         let c = cipher(KEY_512, &[]);
         let sealed = c.seal("session", ID, &mut rng());
-        assert!(cipher(&random_key(), &[]).open("session", &sealed).is_none());
+        assert!(cipher(&random_key(), &[])
+            .open("session", &sealed)
+            .is_none());
         assert!(cipher(KEY_256_HEX, &[]).open("session", &sealed).is_none());
         assert!(c.open("Session", &sealed).is_none());
         assert!(c.open("session2", &sealed).is_none());
@@ -633,8 +654,8 @@ mod tests {
     fn a_fallback_equal_to_the_current_key_or_repeated_is_dropped() {
         let hex_of_same = cipher(KEY_256_HEX, &[KEY_256_HEX, KEY_512, KEY_512]);
         assert_eq!(hex_of_same.fallbacks.len(), 1);
-        let b64 = base64::engine::general_purpose::STANDARD
-            .encode((0x40..0x60).collect::<Vec<u8>>());
+        let b64 =
+            base64::engine::general_purpose::STANDARD.encode((0x40..0x60).collect::<Vec<u8>>());
         let c = cipher(KEY_256_HEX, &[&b64]);
         assert!(c.fallbacks.is_empty());
         let opened = c.open("__Host-id", KAT_256).unwrap();
@@ -648,9 +669,14 @@ mod tests {
         let shown = format!("{c:?} {:#?}", c);
         assert_eq!(format!("{c:?}"), "CookieCipher { fallbacks: 1, .. }");
         assert!(!shown.contains(&key[..16]));
-        let opened = c.open("session", &c.seal("session", ID, &mut rng())).unwrap();
+        let opened = c
+            .open("session", &c.seal("session", ID, &mut rng()))
+            .unwrap();
         let shown = format!("{opened:?}");
-        assert!(!shown.contains("9f86") && !shown.contains("57, 102"), "{shown}");
+        assert!(
+            !shown.contains("9f86") && !shown.contains("57, 102"),
+            "{shown}"
+        );
     }
 
     proptest! {
