@@ -36,7 +36,10 @@ impl From<SameSitePolicy> for SameSite {
 /// overrides the table.
 ///
 /// All durations are whole seconds.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+///
+/// Its `Debug` output shows how many `secret_key_fallbacks` there are, never
+/// the keys.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(crate = "rocket::serde", default, deny_unknown_fields)]
 pub struct SessionConfig {
     /// The session cookie's name.
@@ -125,6 +128,70 @@ pub struct SessionConfig {
     ///
     /// _Default:_ `5`.
     pub save_timeout: u64,
+    /// Earlier values of Rocket's `secret_key`, as strings in the encodings
+    /// `secret_key` accepts (44 or 88 characters of base64, or 64 hex
+    /// digits). The session cookie is sealed with the current `secret_key`;
+    /// a cookie sealed with one of these still opens, its session is kept,
+    /// and the response seals it again with the current key.
+    ///
+    /// To rotate the key: put the old `secret_key` here, set a new
+    /// `secret_key`, and remove the old one from this list once `lifetime`
+    /// has passed (by then every session still alive was re-sealed, and the
+    /// sessions still sealed with the old key have expired). Removing a key
+    /// earlier logs out exactly the sessions still sealed with it. A key
+    /// equal to the current one is ignored.
+    ///
+    /// _Default:_ `[]`.
+    pub secret_key_fallbacks: Vec<String>,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field by name, so that a new one is not forgotten here.
+        let SessionConfig {
+            cookie_name,
+            cookie_path,
+            cookie_domain,
+            cookie_secure,
+            cookie_http_only,
+            cookie_same_site,
+            lifetime,
+            permanent,
+            key_bits,
+            key_prefix,
+            set_ttl,
+            cleanup_interval,
+            save_on_error,
+            idle_timeout,
+            touch_after,
+            save_attempts,
+            save_timeout,
+            secret_key_fallbacks,
+        } = self;
+        f.debug_struct("SessionConfig")
+            .field("cookie_name", cookie_name)
+            .field("cookie_path", cookie_path)
+            .field("cookie_domain", cookie_domain)
+            .field("cookie_secure", cookie_secure)
+            .field("cookie_http_only", cookie_http_only)
+            .field("cookie_same_site", cookie_same_site)
+            .field("lifetime", lifetime)
+            .field("permanent", permanent)
+            .field("key_bits", key_bits)
+            .field("key_prefix", key_prefix)
+            .field("set_ttl", set_ttl)
+            .field("cleanup_interval", cleanup_interval)
+            .field("save_on_error", save_on_error)
+            .field("idle_timeout", idle_timeout)
+            .field("touch_after", touch_after)
+            .field("save_attempts", save_attempts)
+            .field("save_timeout", save_timeout)
+            .field(
+                "secret_key_fallbacks",
+                &format_args!("[{} redacted]", secret_key_fallbacks.len()),
+            )
+            .finish()
+    }
 }
 
 impl Default for SessionConfig {
@@ -147,6 +214,7 @@ impl Default for SessionConfig {
             touch_after: 60,
             save_attempts: 10,
             save_timeout: 5,
+            secret_key_fallbacks: Vec::new(),
         }
     }
 }
@@ -285,6 +353,11 @@ impl SessionConfig {
                 "save_timeout",
                 "must be from 1 to 600 seconds",
             ));
+        }
+        for (i, key) in self.secret_key_fallbacks.iter().enumerate() {
+            crate::seal::parse_fallback(key).map_err(|problem| {
+                config_error("secret_key_fallbacks", format!("[{i}] {problem}"))
+            })?;
         }
         Ok(())
     }
@@ -442,6 +515,13 @@ mod tests {
                     ..Default::default()
                 },
             ),
+            (
+                "secret_key_fallbacks",
+                SessionConfig {
+                    secret_key_fallbacks: vec!["tooshort".into()],
+                    ..Default::default()
+                },
+            ),
         ];
         for (key, config) in cases {
             let err = config.validate().unwrap_err();
@@ -451,5 +531,66 @@ mod tests {
             );
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    /// A 512-bit key, base64.
+    const KEY_512: &str =
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+    /// A 256-bit key, hex.
+    const KEY_256_HEX: &str = "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f";
+
+    #[test]
+    fn secret_key_fallbacks_are_read_from_the_table_and_checked() {
+        use rocket::figment::Figment;
+
+        let config: SessionConfig = Figment::new()
+            .merge((
+                "kvsession",
+                rocket::figment::value::Value::serialize(rocket::figment::util::map! {
+                    "secret_key_fallbacks" => vec![KEY_512, KEY_256_HEX],
+                })
+                .unwrap(),
+            ))
+            .extract_inner("kvsession")
+            .unwrap();
+        assert_eq!(config.secret_key_fallbacks, [KEY_512, KEY_256_HEX]);
+        config.validate().unwrap();
+        assert!(SessionConfig::default().secret_key_fallbacks.is_empty());
+
+        let secret = "c2VjcmV0IGJ1dCBub3QgYSBrZXk=";
+        let err = SessionConfig {
+            secret_key_fallbacks: vec![KEY_512.into(), secret.into()],
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("secret_key_fallbacks") && shown.contains("[1]"),
+            "{shown}"
+        );
+        assert!(!shown.contains(secret), "{shown}");
+
+        let zero = SessionConfig {
+            secret_key_fallbacks: vec!["0".repeat(64)],
+            ..Default::default()
+        };
+        assert!(zero.validate().is_err());
+    }
+
+    #[test]
+    fn debug_output_redacts_secret_key_fallbacks() {
+        let config = SessionConfig {
+            secret_key_fallbacks: vec![KEY_512.into(), KEY_256_HEX.into()],
+            ..Default::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("secret_key_fallbacks: [2 redacted]"),
+            "{shown}"
+        );
+        assert!(!shown.contains(&KEY_512[..16]) && !shown.contains(&KEY_256_HEX[..16]));
+        assert!(shown.contains("cookie_name: \"session\""), "{shown}");
+        assert!(shown.contains("save_timeout: 5"), "{shown}");
     }
 }

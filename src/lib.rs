@@ -13,6 +13,7 @@ mod id;
 mod manager;
 mod memory;
 mod owners;
+mod seal;
 mod session;
 mod state;
 mod store;
