@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-use futures_util::future::{self, TryFutureExt};
 use futures_util::future::BoxFuture;
+use futures_util::future::{self, TryFutureExt};
 use futures_util::stream::TryStreamExt;
 
 use crate::config::SessionConfig;
@@ -113,20 +113,20 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
         .map_err(Error::from)
         .map_ok(|info| -> BoxFuture<'_, Result<Option<String>, Error>> {
             Box::pin(async move {
-            scanned_ref.fetch_add(1, Relaxed);
-            match expired(&info, config, now) {
-                Some(true) => Ok(Some(info.key)),
-                Some(false) => Ok(None),
-                None => {
-                    skipped_ref.fetch_add(1, Relaxed);
-                    if owners::is_index_key(config, &info.key) {
-                        // An owner index: drop what it names that is gone.
-                        let n = owners::prune_key(store, config, &info.key).await?;
-                        pruned_ref.fetch_add(n, Relaxed);
+                scanned_ref.fetch_add(1, Relaxed);
+                match expired(&info, config, now) {
+                    Some(true) => Ok(Some(info.key)),
+                    Some(false) => Ok(None),
+                    None => {
+                        skipped_ref.fetch_add(1, Relaxed);
+                        if owners::is_index_key(config, &info.key) {
+                            // An owner index: drop what it names that is gone.
+                            let n = owners::prune_key(store, config, &info.key).await?;
+                            pruned_ref.fetch_add(n, Relaxed);
+                        }
+                        Ok(None)
                     }
-                    Ok(None)
                 }
-            }
             })
         })
         .try_buffered(owners::CONCURRENCY)

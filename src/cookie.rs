@@ -56,11 +56,16 @@ impl CookieSettings {
     }
 }
 
-/// The cookie that carries `spec.id`, with the configured attributes.
-/// Permanent sessions get `Max-Age` (and `Expires`) of their remaining
-/// lifetime; others a browser-session cookie.
-pub(crate) fn session_cookie(settings: &CookieSettings, spec: &CookieSpec) -> Cookie<'static> {
-    let mut cookie = base(settings, spec.id.to_string());
+/// The cookie that carries `spec.id` as `sealed` (the id sealed by the
+/// engine's cipher), with the configured attributes. Permanent sessions get
+/// `Max-Age` (and `Expires`) of their remaining lifetime; others a
+/// browser-session cookie.
+pub(crate) fn session_cookie(
+    settings: &CookieSettings,
+    spec: &CookieSpec,
+    sealed: String,
+) -> Cookie<'static> {
+    let mut cookie = base(settings, sealed);
     if spec.permanent {
         let remaining = spec
             .id
@@ -71,8 +76,7 @@ pub(crate) fn session_cookie(settings: &CookieSettings, spec: &CookieSpec) -> Co
         cookie.set_max_age(remaining);
         cookie.set_expires(rocket::time::OffsetDateTime::now_utc() + remaining);
     } else {
-        // A browser-session cookie. Setting the expiration explicitly to
-        // "session" keeps Rocket from giving private cookies a week.
+        // A browser-session cookie.
         cookie.set_expires(None);
     }
     cookie
@@ -153,7 +157,7 @@ mod tests {
             lifetime: 3600,
             ..SessionConfig::default()
         };
-        let cookie = session_cookie(&settings(&config), &spec(true));
+        let cookie = session_cookie(&settings(&config), &spec(true), "sealed".into());
         let max_age = cookie.max_age().expect("Max-Age").whole_seconds();
         assert!((3590..=3600).contains(&max_age), "{max_age}");
         assert_eq!(cookie.http_only(), Some(true));
@@ -163,7 +167,11 @@ mod tests {
 
     #[test]
     fn browser_session_cookies_have_no_expiry() {
-        let cookie = session_cookie(&settings(&SessionConfig::default()), &spec(false));
+        let cookie = session_cookie(
+            &settings(&SessionConfig::default()),
+            &spec(false),
+            "sealed".into(),
+        );
         assert_eq!(cookie.max_age(), None);
         assert!(cookie.expires().is_some_and(|e| e.datetime().is_none()));
     }
@@ -206,7 +214,11 @@ mod tests {
             };
             assert_eq!(CookieSettings::resolve(&none, debug).secure, Some(true));
         }
-        let cookie = session_cookie(&CookieSettings::resolve(&unset, true), &spec(true));
+        let cookie = session_cookie(
+            &CookieSettings::resolve(&unset, true),
+            &spec(true),
+            "sealed".into(),
+        );
         assert_eq!(cookie.secure(), None, "Rocket decides (Secure under TLS)");
     }
 

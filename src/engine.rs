@@ -6,15 +6,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand_core::RngCore;
-use rocket::http::{CookieJar, Status};
+use rocket::http::{Cookie, CookieJar, Status};
 use rocket::{Phase, Request, Rocket};
 
 use crate::config::SessionConfig;
-use crate::cookie::CookieSettings;
+use crate::cookie::{self, CookieSettings};
 use crate::envelope::{Envelope, Handle, Stored};
 use crate::error::Error;
 use crate::id::SessionId;
-use crate::state::{Origin, SessionState, Snapshot, Untouched};
+use crate::seal::CookieCipher;
+use crate::state::{CookieSpec, Origin, SessionState, Snapshot, Untouched};
 use crate::store::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
 use crate::time::{from_unix, now_unix, seconds, unix, ROUNDING};
 
@@ -139,7 +140,10 @@ pub(crate) struct Only<'a> {
 
 impl Only<'_> {
     fn allows(&self, envelope: &Envelope) -> bool {
-        envelope.owner.as_ref().is_some_and(|o| o.name == self.owner)
+        envelope
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.name == self.owner)
     }
 }
 
@@ -149,6 +153,7 @@ pub(crate) struct Engine {
     pub(crate) store: Arc<dyn KeyValueStore>,
     pub(crate) config: SessionConfig,
     pub(crate) cookies: CookieSettings,
+    cipher: CookieCipher,
     rng: Mutex<SessionRng>,
 }
 
@@ -166,14 +171,28 @@ impl Engine {
         store: Arc<dyn KeyValueStore>,
         config: SessionConfig,
         cookies: CookieSettings,
+        cipher: CookieCipher,
         rng: SessionRng,
     ) -> Self {
         Engine {
             store,
             config,
             cookies,
+            cipher,
             rng: Mutex::new(rng),
         }
+    }
+
+    /// The session cookie for `spec`: its id sealed with the current key.
+    pub(crate) fn session_cookie(&self, spec: &CookieSpec) -> Cookie<'static> {
+        let mut id = String::with_capacity(82);
+        spec.id.push_to(&mut id);
+        let sealed = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            self.cipher
+                .seal(&self.config.cookie_name, id.as_bytes(), &mut **rng)
+        };
+        cookie::session_cookie(&self.cookies, spec, sealed)
     }
 
     /// The engine the fairing put into `rocket`'s managed state, if attached.
@@ -246,11 +265,17 @@ impl Engine {
 
     /// Loads the session named by the request's cookie, or a new one.
     async fn load(&self, jar: &CookieJar<'_>) -> Result<SessionCell, Error> {
-        let Some(cookie) = jar.get_private(&self.config.cookie_name) else {
-            // No cookie, or one that fails to decrypt or authenticate.
+        let Some(cookie) = jar.get(&self.config.cookie_name) else {
             return Ok(self.new_session());
         };
-        let Ok(id) = cookie.value().parse::<SessionId>() else {
+        let Some(opened) = self.cipher.open(&self.config.cookie_name, cookie.value()) else {
+            // Sealed with another key, changed, or not sealed at all.
+            return Ok(self.new_session());
+        };
+        let Some(id) = std::str::from_utf8(opened.plaintext())
+            .ok()
+            .and_then(|id| id.parse::<SessionId>().ok())
+        else {
             return Ok(self.new_session());
         };
         if id.key_bits() != self.config.key_bits {
@@ -277,7 +302,12 @@ impl Engine {
         if now >= self.deadline(&id, activity) || record.expires_at.is_some_and(|at| now >= at) {
             return Ok(self.new_session());
         }
-        let state = SessionState::loaded(id, envelope, record.version, record.expires_at);
+        let mut state = SessionState::loaded(id, envelope, record.version, record.expires_at);
+        if opened.needs_reseal {
+            // Sealed with a key of `secret_key_fallbacks`: the response
+            // carries the cookie sealed with the current key.
+            state.reissue_cookie();
+        }
         Ok(SessionCell::new(state))
     }
 
@@ -340,7 +370,11 @@ impl Engine {
     /// only if it is a live session of that owner (read first), and the ids
     /// it excludes are neither ended nor followed to. Returns how many live
     /// records were ended.
-    pub(crate) async fn end_where(&self, origin: Origin, only: Option<&Only<'_>>) -> Result<u64, Error> {
+    pub(crate) async fn end_where(
+        &self,
+        origin: Origin,
+        only: Option<&Only<'_>>,
+    ) -> Result<u64, Error> {
         let mut pending = vec![(origin.id, origin.version)];
         let mut followed = 0;
         let mut ended = 0;
@@ -623,7 +657,11 @@ impl Engine {
                     let Some((merged, current)) = self.remerge(&old_key, snapshot).await? else {
                         return Ok(false);
                     };
-                    if let Some(owner) = merged.owner.as_ref().filter(|o| Some(*o) != envelope.owner.as_ref()) {
+                    if let Some(owner) = merged
+                        .owner
+                        .as_ref()
+                        .filter(|o| Some(*o) != envelope.owner.as_ref())
+                    {
                         // Another request gave the session an owner meanwhile.
                         self.index(owner, id).await?;
                     }

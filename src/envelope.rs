@@ -214,7 +214,10 @@ pub(crate) fn encode_parts(
     data: &BTreeMap<String, Vec<u8>>,
     owner: Option<&Owner>,
 ) -> Vec<u8> {
-    let payload: usize = data.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>()
+    let payload: usize = data
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 10)
+        .sum::<usize>()
         + owner.map_or(0, |o| o.name.len() + 32);
 
     let mut out = Vec::with_capacity(16 + payload);

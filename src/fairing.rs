@@ -14,9 +14,10 @@ use rocket::{Build, Orbit, Request, Response, Rocket};
 use crate::cleanup::cleanup_sessions;
 use crate::config::SessionConfig;
 use crate::cookie::{self, CookieSettings};
-use crate::manager::SessionManager;
 use crate::engine::{Engine, SaveOutcome, SessionRng};
 use crate::error::chain;
+use crate::manager::SessionManager;
+use crate::seal::CookieCipher;
 use crate::store::KeyValueStore;
 use crate::time::seconds;
 
@@ -169,7 +170,22 @@ impl Fairing for KvSession {
                 rocket.figment().profile()
             );
         }
-        let engine = Arc::new(Engine::new(self.store.clone(), config, cookies, rng));
+        let cipher =
+            match CookieCipher::from_figment(rocket.figment(), &config.secret_key_fallbacks, debug)
+            {
+                Ok(cipher) => cipher,
+                Err(e) => {
+                    log::error!("kvsession: {e}");
+                    return Err(rocket);
+                }
+            };
+        let engine = Arc::new(Engine::new(
+            self.store.clone(),
+            config,
+            cookies,
+            cipher,
+            rng,
+        ));
         let manager = SessionManager::new(engine.clone());
         Ok(rocket.manage(engine).manage(manager))
     }

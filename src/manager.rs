@@ -127,7 +127,7 @@ impl SessionManager {
             })
             .collect();
         // A session rotated while this ran can be listed under both ids.
-        infos.sort_by(|a, b| b.last_active.cmp(&a.last_active));
+        infos.sort_by_key(|info| std::cmp::Reverse(info.last_active));
         let mut seen = std::collections::HashSet::new();
         infos.retain(|info| seen.insert(info.handle.clone()));
         Ok(infos)

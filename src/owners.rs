@@ -191,8 +191,7 @@ pub(crate) async fn check<S: KeyValueStore + ?Sized>(
         return Ok(Found::Gone);
     }
     let active = activity(config, envelope.last_active, record.expires_at);
-    if now >= deadline(config, &entry.id, active) || record.expires_at.is_some_and(|at| now >= at)
-    {
+    if now >= deadline(config, &entry.id, active) || record.expires_at.is_some_and(|at| now >= at) {
         return Ok(Found::Gone);
     }
     Ok(Found::Live {

@@ -12,9 +12,6 @@
 //! expanded by the `cookie` crate's `Key::derive_from`), so every encoding
 //! Rocket reads as the same key gives the same cipher.
 
-// Until the cookie path seals and opens with it.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::borrow::Cow;
 use std::fmt;
 

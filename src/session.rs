@@ -98,11 +98,20 @@ impl<'r> FromRequest<'r> for Session<'r> {
             return Outcome::Error((Status::InternalServerError, &NOT_ATTACHED));
         };
         match engine.session(req).await {
-            Ok(cell) => Outcome::Success(Session {
-                cell,
-                engine,
-                jar: req.cookies(),
-            }),
+            Ok(cell) => {
+                let session = Session {
+                    cell,
+                    engine,
+                    jar: req.cookies(),
+                };
+                let mut st = cell.lock();
+                if st.cookie_missing() {
+                    // Opened with a fallback key: re-sealed with the current one.
+                    session.sync_cookie(&mut st);
+                }
+                drop(st);
+                Outcome::Success(session)
+            }
             Err(e) => {
                 log::error!("kvsession: cannot load session: {}", crate::error::chain(e));
                 Outcome::Error((Status::ServiceUnavailable, e))
@@ -616,8 +625,7 @@ impl Session<'_> {
     /// the handler can still set cookies.
     fn sync_cookie(&self, st: &mut SessionState) {
         if let Some(spec) = st.cookie_due(|| self.engine.new_id()) {
-            self.jar
-                .add_private(cookie::session_cookie(&self.engine.cookies, &spec));
+            self.jar.add(self.engine.session_cookie(&spec));
         }
     }
 }

@@ -282,7 +282,11 @@ impl SessionState {
     /// Gives the session the owner `name`. The handle is kept when the
     /// owner stays the same, else `handle` is taken. Returns whether that
     /// changed anything.
-    pub(crate) fn set_owner(&mut self, name: String, handle: impl FnOnce() -> crate::envelope::Handle) -> bool {
+    pub(crate) fn set_owner(
+        &mut self,
+        name: String,
+        handle: impl FnOnce() -> crate::envelope::Handle,
+    ) -> bool {
         if self.envelope.owner.as_ref().is_some_and(|o| o.name == name) {
             return false;
         }
@@ -364,6 +368,17 @@ impl SessionState {
         self.cookie = Some(spec.clone());
         self.cookie_issued = true;
         Some(spec)
+    }
+
+    /// The browser must be sent the session's cookie again, unchanged but
+    /// sealed anew (it came sealed with an earlier secret key).
+    pub(crate) fn reissue_cookie(&mut self) {
+        self.cookie = None;
+    }
+
+    /// Whether the browser's cookie must be (re)issued by the guard.
+    pub(crate) fn cookie_missing(&self) -> bool {
+        self.cookie.is_none() && self.stored
     }
 
     /// For a stored session this request neither changed, rotated nor

@@ -4,9 +4,9 @@
 //!
 //! The session is written through the app's own store and configuration
 //! (the same key prefix, record format and expiry as a session created by a
-//! request), and the returned cookie carries its id. Attach it with
-//! [`LocalRequest::private_cookie`]: the local client seals it with the
-//! app's `secret_key`, as the fairing would have.
+//! request), and the returned cookie carries its id sealed with the app's
+//! key, as the fairing would have sealed it. Attach it with
+//! [`LocalRequest::cookie`].
 //!
 //! Enable the feature for tests only:
 //!
@@ -33,7 +33,7 @@
 //! let client = Client::tracked(app).await?;
 //!
 //! let cookie = testing::login(&client, [("user", "alice")]).await?;
-//! let res = client.get("/account").private_cookie(cookie).dispatch().await;
+//! let res = client.get("/account").cookie(cookie).dispatch().await;
 //! assert_eq!(res.status(), Status::Ok);
 //! assert_eq!(res.into_string().await.as_deref(), Some("alice"));
 //! # Ok(())
@@ -47,7 +47,7 @@
 //! the store may need the client's runtime, which a blocking client only
 //! drives inside its own calls.
 //!
-//! [`LocalRequest::private_cookie`]: rocket::local::asynchronous::LocalRequest::private_cookie
+//! [`LocalRequest::cookie`]: rocket::local::asynchronous::LocalRequest::cookie
 
 use std::collections::BTreeMap;
 
@@ -55,7 +55,6 @@ use rocket::http::Cookie;
 use rocket::local::asynchronous::Client;
 use serde::Serialize;
 
-use crate::cookie;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::session::encode;
@@ -63,7 +62,7 @@ use crate::state::CookieSpec;
 
 /// Stores a new session holding `values` in the app of `client`, and
 /// returns the session cookie to attach with
-/// [`LocalRequest::private_cookie`](rocket::local::asynchronous::LocalRequest::private_cookie).
+/// [`LocalRequest::cookie`](rocket::local::asynchronous::LocalRequest::cookie).
 ///
 /// The values all have one type; for values of several types, use
 /// [`TestSession`]. The session is permanent or not as the app's
@@ -80,7 +79,7 @@ use crate::state::CookieSpec;
 /// use rocket_kvsession::testing;
 ///
 /// let cookie = testing::login(&client, [("user", "alice"), ("role", "admin")]).await?;
-/// let res = client.get("/admin").private_cookie(cookie).dispatch().await;
+/// let res = client.get("/admin").cookie(cookie).dispatch().await;
 /// # Ok(())
 /// # }
 /// ```
@@ -110,7 +109,7 @@ where
 ///     .permanent(false)
 ///     .create(&client)
 ///     .await?;
-/// let res = client.get("/cart").private_cookie(cookie).dispatch().await;
+/// let res = client.get("/cart").cookie(cookie).dispatch().await;
 /// # Ok(())
 /// # }
 /// ```
@@ -144,7 +143,7 @@ impl TestSession {
     /// Stores the session in the app of `client` (its store, key prefix and
     /// expiry) under a new id, and returns the cookie that carries the id,
     /// unsealed: attach it with
-    /// [`LocalRequest::private_cookie`](rocket::local::asynchronous::LocalRequest::private_cookie).
+    /// [`LocalRequest::cookie`](rocket::local::asynchronous::LocalRequest::cookie).
     ///
     /// # Errors
     ///
@@ -154,9 +153,6 @@ impl TestSession {
         let engine = Engine::fetch(client.rocket()).ok_or(Error::NotAttached)?;
         let permanent = self.permanent.unwrap_or(engine.config.permanent);
         let id = engine.create_session(self.data, permanent).await?;
-        Ok(cookie::session_cookie(
-            &engine.cookies,
-            &CookieSpec { id, permanent },
-        ))
+        Ok(engine.session_cookie(&CookieSpec { id, permanent }))
     }
 }

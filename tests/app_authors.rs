@@ -377,11 +377,14 @@ async fn testing_login_starts_a_stored_session() {
     };
     assert_eq!(keys.len(), 1);
     assert!(keys[0].starts_with("app:"), "{keys:?}");
-    assert_eq!(keys[0], format!("app:{}", cookie.value()));
+    // The cookie carries the id sealed, as the app seals it.
+    let raw_id = keys[0]["app:".len()..].to_owned();
+    assert!(raw_id.parse::<rocket_kvsession::SessionId>().is_ok());
+    assert!(!cookie.value().contains(&raw_id), "the id is sealed");
 
     let res = client
         .get("/strict")
-        .private_cookie(cookie.clone())
+        .cookie(cookie.clone())
         .dispatch()
         .await;
     assert_eq!(res.into_string().await.unwrap(), r#"Ok(Some("alice"))"#);
@@ -399,13 +402,13 @@ async fn testing_login_starts_a_stored_session() {
     assert!(cookie.max_age().is_some(), "a permanent cookie");
     let res = client
         .get("/number/count")
-        .private_cookie(cookie.clone())
+        .cookie(cookie.clone())
         .dispatch()
         .await;
     assert_eq!(res.into_string().await.unwrap(), "Some(5)");
 
-    // A cookie the app did not seal opens nothing.
-    let forged = Cookie::new("session", cookie.value().to_owned());
+    // A cookie the app did not seal opens nothing, even with a real id.
+    let forged = Cookie::new("session", raw_id);
     let res = client.get("/strict").cookie(forged).dispatch().await;
     assert_eq!(res.into_string().await.unwrap(), "Ok(None)");
 }

@@ -111,18 +111,14 @@ async fn a_test_can_start_logged_in() {
     assert_eq!(store.len(), 1);
     let res = client
         .get("/whoami")
-        .private_cookie(cookie.clone())
+        .cookie(cookie.clone())
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::Ok);
     assert_eq!(res.into_string().await.unwrap(), "bob");
 
     for visit in 1..=2 {
-        let res = client
-            .get("/")
-            .private_cookie(cookie.clone())
-            .dispatch()
-            .await;
+        let res = client.get("/").cookie(cookie.clone()).dispatch().await;
         let body = res.into_string().await.unwrap();
         assert!(
             body.contains(&format!("Logged in as <b>bob</b>; {visit} visits")),
@@ -131,15 +127,11 @@ async fn a_test_can_start_logged_in() {
     }
     let res = client
         .post("/logout")
-        .private_cookie(cookie.clone())
+        .cookie(cookie.clone())
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::SeeOther);
-    let res = client
-        .get("/whoami")
-        .private_cookie(cookie)
-        .dispatch()
-        .await;
+    let res = client.get("/whoami").cookie(cookie).dispatch().await;
     assert_eq!(res.status(), Status::NotFound, "logged out");
 }
 

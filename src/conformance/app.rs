@@ -42,9 +42,9 @@ use rocket::{get, post, routes, Build, Rocket, State};
 use super::unique_prefix;
 
 mod owners;
-pub use owners::*;
 use crate::envelope::Stored;
 use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig, SessionId};
+pub use owners::*;
 
 /// The secret key of every conformance app, so that a cookie issued by one
 /// app opens in another app on the same store (a restart, a second server).

@@ -106,7 +106,11 @@ pub fn owner_routes() -> Vec<rocket::Route> {
     ]
 }
 
-fn owner_app(store: Arc<dyn KeyValueStore>, config: SessionConfig, gate: Arc<Gate>) -> Rocket<Build> {
+fn owner_app(
+    store: Arc<dyn KeyValueStore>,
+    config: SessionConfig,
+    gate: Arc<Gate>,
+) -> Rocket<Build> {
     app_with(store, config, 1, gate).mount("/", owner_routes())
 }
 
@@ -166,7 +170,10 @@ fn handles(list: &[(String, u64, u64, u64, bool)]) -> HashSet<String> {
 /// The entries `user`'s index names, read from the store.
 async fn index_entries(store: &dyn KeyValueStore, config: &SessionConfig, user: &str) -> usize {
     match store.get(&index_key(config, user)).await.expect("get") {
-        Some(record) => Index::decode(&record.value).expect("an index").entries.len(),
+        Some(record) => Index::decode(&record.value)
+            .expect("an index")
+            .entries
+            .len(),
         None => 0,
     }
 }
@@ -208,30 +215,51 @@ pub async fn owners_revoke_other_sessions(store: Arc<dyn KeyValueStore>) {
     for (_, created, last_active, expires_at, permanent) in &list {
         assert!(before <= *created && created <= last_active, "{list:?}");
         assert!(*last_active <= now(), "{list:?}");
-        assert!(*expires_at > now() && *expires_at <= created + 3600 + 1, "{list:?}");
+        assert!(
+            *expires_at > now() && *expires_at <= created + 3600 + 1,
+            "{list:?}"
+        );
         assert!(permanent);
     }
     // A handle is not an id, nor part of any store key or cookie.
     let keys = stored_keys(&*store, &prefix).await;
     for handle in alice_handles.iter().chain([&bob_handle]) {
-        assert!(keys.iter().all(|k| !k.contains(handle.as_str())), "{keys:?}");
+        assert!(
+            keys.iter().all(|k| !k.contains(handle.as_str())),
+            "{keys:?}"
+        );
         for client in alice.iter().chain([&bob]) {
-            let cookie = client.cookies().get(&config.cookie_name).map(|c| c.value().to_owned());
+            let cookie = client
+                .cookies()
+                .get(&config.cookie_name)
+                .map(|c| c.value().to_owned());
             assert!(!cookie.unwrap_or_default().contains(handle.as_str()));
         }
     }
 
-    assert_eq!(post(&alice[0], "/revoke-others").await, (Status::Ok, "2".into()));
+    assert_eq!(
+        post(&alice[0], "/revoke-others").await,
+        (Status::Ok, "2".into())
+    );
     assert_eq!(whoami(&alice[0]).await.as_deref(), Some("alice"));
     assert_eq!(whoami(&alice[1]).await, None, "a revoked session is dead");
     assert_eq!(whoami(&alice[2]).await, None, "a revoked session is dead");
     assert_eq!(whoami(&bob).await.as_deref(), Some("bob"));
     let current = read(&alice[0], "/handle").await.1;
-    assert_eq!(handles(&listed(&bob, "alice").await), HashSet::from([current]));
-    assert_eq!(handles(&listed(&bob, "bob").await), HashSet::from([bob_handle]));
+    assert_eq!(
+        handles(&listed(&bob, "alice").await),
+        HashSet::from([current])
+    );
+    assert_eq!(
+        handles(&listed(&bob, "bob").await),
+        HashSet::from([bob_handle])
+    );
     assert_eq!(live_sessions(&*store, &prefix).await.len(), 2);
     // Nothing left to end.
-    assert_eq!(post(&alice[0], "/revoke-others").await, (Status::Ok, "0".into()));
+    assert_eq!(
+        post(&alice[0], "/revoke-others").await,
+        (Status::Ok, "0".into())
+    );
 }
 
 /// `revoke(owner, handle)` ends exactly that session; an unknown, foreign
@@ -250,14 +278,27 @@ pub async fn owners_revoke_one_session(store: Arc<dyn KeyValueStore>) {
     }
     // A rotation keeps the session's handle; the index follows the new id.
     assert_eq!(write(&alice[0], "/regenerate").await, Status::Ok);
-    assert_eq!(read(&alice[0], "/handle").await, (Status::Ok, hs[0].clone()));
+    assert_eq!(
+        read(&alice[0], "/handle").await,
+        (Status::Ok, hs[0].clone())
+    );
     assert_eq!(handles(&listed(&alice[0], "alice").await).len(), 3);
 
     let revoke = |user: &str, handle: &str| format!("/revoke/{user}/{handle}");
     assert_eq!(post(&alice[0], &revoke("bob", &hs[1])).await.0, Status::Ok);
-    assert_eq!(whoami(&alice[1]).await.as_deref(), Some("alice"), "bob cannot end alice's session");
-    assert_eq!(post(&alice[0], &revoke("alice", "nothex")).await, (Status::Ok, "false".into()));
-    assert_eq!(post(&alice[0], &revoke("alice", &"0".repeat(32))).await, (Status::Ok, "false".into()));
+    assert_eq!(
+        whoami(&alice[1]).await.as_deref(),
+        Some("alice"),
+        "bob cannot end alice's session"
+    );
+    assert_eq!(
+        post(&alice[0], &revoke("alice", "nothex")).await,
+        (Status::Ok, "false".into())
+    );
+    assert_eq!(
+        post(&alice[0], &revoke("alice", &"0".repeat(32))).await,
+        (Status::Ok, "false".into())
+    );
 
     let res = alice[0].post(revoke("alice", &hs[1])).dispatch().await;
     assert_eq!(res.into_string().await.as_deref(), Some("true"));
@@ -265,15 +306,29 @@ pub async fn owners_revoke_one_session(store: Arc<dyn KeyValueStore>) {
     assert_eq!(whoami(&alice[0]).await.as_deref(), Some("alice"));
     assert_eq!(whoami(&alice[2]).await.as_deref(), Some("alice"));
     let res = alice[0].post(revoke("alice", &hs[1])).dispatch().await;
-    assert_eq!(res.into_string().await.as_deref(), Some("false"), "already ended");
+    assert_eq!(
+        res.into_string().await.as_deref(),
+        Some("false"),
+        "already ended"
+    );
 
     // A logout leaves the list (and the index), a new owner too.
     assert_eq!(write(&alice[2], "/logout").await, Status::Ok);
-    assert_eq!(handles(&listed(&alice[0], "alice").await), HashSet::from([hs[0].clone()]));
+    assert_eq!(
+        handles(&listed(&alice[0], "alice").await),
+        HashSet::from([hs[0].clone()])
+    );
     login_as(&alice[2], "carol").await;
-    assert_eq!(handles(&listed(&alice[0], "alice").await), HashSet::from([hs[0].clone()]));
+    assert_eq!(
+        handles(&listed(&alice[0], "alice").await),
+        HashSet::from([hs[0].clone()])
+    );
     assert_eq!(listed(&alice[0], "carol").await.len(), 1);
-    assert_eq!(index_entries(&*store, &config, "alice").await, 1, "pruned on read");
+    assert_eq!(
+        index_entries(&*store, &config, "alice").await,
+        1,
+        "pruned on read"
+    );
 }
 
 /// `revoke_owner` ends every session of one owner and no one else's.
@@ -290,7 +345,10 @@ pub async fn owners_revoke_owner(store: Arc<dyn KeyValueStore>) {
         login_as(client, "alice").await;
     }
     login_as(&bob, "bob").await;
-    assert_eq!(post(&bob, "/revoke-owner/alice").await, (Status::Ok, "3".into()));
+    assert_eq!(
+        post(&bob, "/revoke-owner/alice").await,
+        (Status::Ok, "3".into())
+    );
     for client in &alice {
         assert_eq!(whoami(client).await, None);
     }
@@ -298,7 +356,10 @@ pub async fn owners_revoke_owner(store: Arc<dyn KeyValueStore>) {
     assert!(listed(&bob, "alice").await.is_empty());
     assert_eq!(index_entries(&*store, &config, "alice").await, 0);
     assert_eq!(live_sessions(&*store, &prefix).await.len(), 1);
-    assert_eq!(post(&bob, "/revoke-owner/alice").await, (Status::Ok, "0".into()));
+    assert_eq!(
+        post(&bob, "/revoke-owner/alice").await,
+        (Status::Ok, "0".into())
+    );
 }
 
 /// `revoke_all` ends every session of the app, owned or not, and leaves the
@@ -321,7 +382,11 @@ pub async fn owners_revoke_all(store: Arc<dyn KeyValueStore>) {
     login_as(&theirs[0], "alice").await;
     assert_eq!(write(&theirs[1], "/set/cart/2").await, Status::Ok);
     let their_keys = stored_keys(&*store, &other.key_prefix).await;
-    assert_eq!(their_keys.len(), 3, "two sessions and an index: {their_keys:?}");
+    assert_eq!(
+        their_keys.len(),
+        3,
+        "two sessions and an index: {their_keys:?}"
+    );
 
     let res = ours[0].post("/revoke-all").dispatch().await;
     assert_eq!(res.into_string().await.as_deref(), Some("3"));
@@ -333,7 +398,10 @@ pub async fn owners_revoke_all(store: Arc<dyn KeyValueStore>) {
 
     assert_eq!(stored_keys(&*store, &other.key_prefix).await, their_keys);
     assert_eq!(whoami(&theirs[0]).await.as_deref(), Some("alice"));
-    assert_eq!(read(&theirs[1], "/get/cart").await, (Status::Ok, "2".into()));
+    assert_eq!(
+        read(&theirs[1], "/get/cart").await,
+        (Status::Ok, "2".into())
+    );
     assert_eq!(listed(&theirs[0], "alice").await.len(), 1);
 }
 
@@ -385,8 +453,17 @@ pub async fn owners_expired_sessions_drop_out(store: Arc<dyn KeyValueStore>) {
         assert_eq!(whoami(&keeper).await.as_deref(), Some("alice"));
     }
     // The idle one is past its deadline, whatever the store still holds.
-    let report = crate::cleanup_sessions(&*store, &config).await.expect("sweep");
-    assert_eq!(index_entries(&*store, &config, "alice").await, 1, "{report:?}");
-    assert_eq!(handles(&listed(&keeper, "alice").await), HashSet::from([kept]));
+    let report = crate::cleanup_sessions(&*store, &config)
+        .await
+        .expect("sweep");
+    assert_eq!(
+        index_entries(&*store, &config, "alice").await,
+        1,
+        "{report:?}"
+    );
+    assert_eq!(
+        handles(&listed(&keeper, "alice").await),
+        HashSet::from([kept])
+    );
     assert_eq!(whoami(&client).await, None);
 }

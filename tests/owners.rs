@@ -1,0 +1,138 @@
+//! What owners cost: requests that do not change the owner pay nothing,
+//! `set_owner` costs one write at login, and listing or revoking an owner's
+//! sessions reads that owner's sessions only, never the store. (The
+//! behaviour itself is in the app conformance suite, run on every store.)
+
+mod common;
+
+use std::sync::atomic::Ordering::SeqCst;
+
+use common::*;
+use rocket::http::Status;
+use rocket::local::asynchronous::Client;
+use rocket_kvsession::conformance::app::owner_routes;
+use rocket_kvsession::{KvSession, SessionConfig, SessionManager};
+
+async fn app(store: &TestStore) -> Client {
+    let rocket = rocket::custom(figment())
+        .attach(KvSession::new(store.clone()).config(SessionConfig::default()))
+        .mount("/", routes())
+        .mount("/", owner_routes());
+    Client::tracked(rocket).await.expect("launch")
+}
+
+/// (gets, writes, lists) since `before`.
+fn ops(store: &TestStore, before: (u64, u64, u64)) -> (u64, u64, u64) {
+    let now = counts(store);
+    (now.0 - before.0, now.1 - before.1, now.2 - before.2)
+}
+
+fn counts(store: &TestStore) -> (u64, u64, u64) {
+    (
+        store.counters.gets.load(SeqCst),
+        store.counters.writes(),
+        store.counters.lists.load(SeqCst),
+    )
+}
+
+#[rocket::async_test]
+async fn owners_cost_nothing_on_ordinary_requests() {
+    let store = TestStore::new();
+    let plain = app(&store).await;
+    let owned = app(&store).await;
+
+    let before = counts(&store);
+    assert_eq!(
+        plain.post("/login/bob").dispatch().await.status(),
+        Status::Ok
+    );
+    let (_, login_writes, _) = ops(&store, before);
+    assert_eq!(login_writes, 1, "a login without an owner: one create");
+
+    let before = counts(&store);
+    assert_eq!(
+        owned.post("/owner-login/alice").dispatch().await.status(),
+        Status::Ok
+    );
+    let (gets, writes, lists) = ops(&store, before);
+    assert_eq!(writes, 2, "set_owner costs one extra write at login");
+    assert_eq!((gets, lists), (1, 0), "and one read of the owner's index");
+
+    // A read of an owned session: one get, nothing else.
+    let before = counts(&store);
+    assert_eq!(owned.get("/whoami").dispatch().await.status(), Status::Ok);
+    assert_eq!(ops(&store, before), (1, 0, 0));
+    // A write of an owned session: one get, one update.
+    let before = counts(&store);
+    assert_eq!(
+        owned.post("/set/theme/dark").dispatch().await.status(),
+        Status::Ok
+    );
+    assert_eq!(ops(&store, before), (1, 1, 0));
+    // Logging in again as the same owner rotates the id: the new id goes
+    // into the index, then the usual create and marker.
+    let before = counts(&store);
+    let res = owned.post("/owner-login/alice").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    drop(res);
+    let (_, writes, _) = ops(&store, before);
+    assert_eq!(
+        writes, 3,
+        "a rotation of an owned session: index, create, marker"
+    );
+}
+
+#[rocket::async_test]
+async fn listing_and_revoking_read_only_the_owners_sessions() {
+    let store = TestStore::new();
+    let crowd = app(&store).await;
+    for n in 0..40 {
+        let client = app(&store).await;
+        let res = client
+            .post(format!("/owner-login/user{n}"))
+            .dispatch()
+            .await;
+        assert_eq!(res.status(), Status::Ok);
+    }
+    assert_eq!(
+        crowd.post("/set/cart/1").dispatch().await.status(),
+        Status::Ok
+    );
+    let alice = [app(&store).await, app(&store).await];
+    for client in &alice {
+        let res = client.post("/owner-login/alice").dispatch().await;
+        assert_eq!(res.status(), Status::Ok);
+    }
+    let manager = alice[0]
+        .rocket()
+        .state::<SessionManager>()
+        .expect("the fairing manages a SessionManager");
+
+    let before = counts(&store);
+    let listed = manager.sessions_of("alice").await.expect("listed");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        ops(&store, before),
+        (3, 0, 0),
+        "the index and her two sessions"
+    );
+
+    let before = counts(&store);
+    assert_eq!(manager.revoke_owner("alice").await.expect("revoked"), 2);
+    let (gets, writes, lists) = ops(&store, before);
+    assert_eq!(lists, 0, "no scan");
+    assert!(gets <= 5, "{gets} reads");
+    assert!(writes <= 5, "{writes} writes");
+    for client in &alice {
+        assert_eq!(
+            client.get("/whoami").dispatch().await.status(),
+            Status::NotFound
+        );
+    }
+    assert!(manager
+        .sessions_of("alice")
+        .await
+        .expect("listed")
+        .is_empty());
+    assert_eq!(manager.sessions_of("user7").await.expect("listed").len(), 1);
+}
