@@ -2,15 +2,20 @@
 //! `cargo run --example login`, then open <http://127.0.0.1:8000>.
 //!
 //! `GET /` shows who is logged in (or the login form), `POST /login` checks
-//! the password, regenerates the session id and stores the user,
-//! `POST /logout` destroys the session. Each of them leaves a flash message
-//! (welcome, wrong password, logged out) that the next page shows once.
+//! the password, regenerates the session id, makes the user the session's
+//! owner and stores the user, `POST /logout` destroys the session. Each of
+//! them leaves a flash message (welcome, wrong password, logged out) that the
+//! next page shows once. `GET /sessions` lists the user's sessions (every
+//! browser logged in as that user), with a button to end each one and one to
+//! end all the others ("log out everywhere else").
 
 use rocket::form::{Form, FromForm};
 use rocket::response::content::RawHtml;
 use rocket::response::Redirect;
-use rocket::{get, launch, post, routes, uri, Build, Rocket};
-use rocket_kvsession::{Error, KvSession, MemoryStore, Session};
+use std::time::SystemTime;
+
+use rocket::{get, launch, post, routes, uri, Build, Rocket, State};
+use rocket_kvsession::{Error, KvSession, MemoryStore, Session, SessionManager};
 
 /// The demo's one password.
 pub(crate) const PASSWORD: &str = "rocket";
@@ -37,6 +42,7 @@ fn index(session: Session<'_>) -> Result<RawHtml<String>, Error> {
     let page = match session.get::<String>("user")? {
         Some(user) => format!(
             "<p>Logged in as <b>{}</b>; {} visits in this session.</p>\
+             <p><a href=/sessions>Your sessions</a></p>\
              <form method=post action=/logout><button>Log out</button></form>",
             html_escape(&user),
             visits(&session)?
@@ -68,6 +74,8 @@ async fn login(session: Session<'_>, form: Form<Login<'_>>) -> Result<Redirect, 
     // A new id at every privilege change: a session id planted before login
     // is worthless afterwards.
     session.regenerate().await?;
+    // The owner lets the user list and end their sessions (/sessions).
+    session.set_owner(user);
     session.insert("user", user)?;
     session.flash("success", format!("Welcome, {user}!"))?;
     Ok(Redirect::to(uri!(index)))
@@ -86,6 +94,92 @@ async fn logout(session: Session<'_>) -> Result<Redirect, Error> {
     Ok(Redirect::to(uri!(index)))
 }
 
+/// The user's sessions: when each started and was last used, which one is
+/// this browser, a button to end each other one and one to end them all.
+#[get("/sessions")]
+async fn sessions(
+    session: Session<'_>,
+    manager: &State<SessionManager>,
+) -> Result<Result<RawHtml<String>, Redirect>, Error> {
+    let Some(user) = session.owner() else {
+        return Ok(Err(Redirect::to(uri!(index))));
+    };
+    let flashes: String = session
+        .flashes()
+        .iter()
+        .map(|flash| format!("<p class=\"flash\">{}</p>", html_escape(flash.message())))
+        .collect();
+    let current = session.handle();
+    let rows: String = manager
+        .sessions_of(&user)
+        .await?
+        .iter()
+        .map(|info| {
+            // Handles are hex: safe in a URL and a page, and they open nothing.
+            let action = if Some(&info.handle) == current.as_ref() {
+                "<b>this browser</b>".to_owned()
+            } else {
+                format!(
+                    "<form method=post action=/sessions/{}/end><button>End</button></form>",
+                    info.handle
+                )
+            };
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                ago(info.created),
+                ago(info.last_active),
+                action
+            )
+        })
+        .collect();
+    Ok(Ok(RawHtml(format!(
+        "{flashes}<h1>Sessions of {}</h1>\
+         <table><tr><th>started</th><th>last active</th><th></th></tr>{rows}</table>\
+         <form method=post action=/sessions/end-others>\
+         <button>Log out everywhere else</button></form>\
+         <p><a href=/>Back</a></p>",
+        html_escape(&user)
+    ))))
+}
+
+/// Ends one of the user's sessions, named by its handle.
+#[post("/sessions/<handle>/end")]
+async fn end_session(
+    session: Session<'_>,
+    manager: &State<SessionManager>,
+    handle: &str,
+) -> Result<Redirect, Error> {
+    if let Some(user) = session.owner() {
+        // Scoped to the user: another user's handle ends nothing.
+        if manager.revoke(&user, handle).await? {
+            session.flash("success", "That session has ended.")?;
+        }
+    }
+    Ok(Redirect::to(uri!(sessions)))
+}
+
+/// Ends every session of the user but this one.
+#[post("/sessions/end-others")]
+async fn end_other_sessions(session: Session<'_>) -> Result<Redirect, Error> {
+    let ended = session.revoke_other_sessions().await?;
+    session.flash("success", format!("Ended {ended} other sessions."))?;
+    Ok(Redirect::to(uri!(sessions)))
+}
+
+/// "N minutes ago", roughly.
+fn ago(time: SystemTime) -> String {
+    let secs = SystemTime::now()
+        .duration_since(time)
+        .unwrap_or_default()
+        .as_secs();
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -95,9 +189,18 @@ fn html_escape(s: &str) -> String {
 
 /// The app, on any store; `main` uses a `MemoryStore`.
 pub(crate) fn app(sessions: KvSession) -> Rocket<Build> {
-    rocket::build()
-        .attach(sessions)
-        .mount("/", routes![index, login, whoami, logout])
+    rocket::build().attach(sessions).mount(
+        "/",
+        routes![
+            index,
+            login,
+            whoami,
+            logout,
+            sessions,
+            end_session,
+            end_other_sessions
+        ],
+    )
 }
 
 #[launch]

@@ -54,7 +54,7 @@ async fn login_whoami_logout() {
     assert!(!body.contains("Wrong user name"), "shown once: {body}");
 
     post_login(&client, "alice", login::PASSWORD).await;
-    assert_eq!(store.len(), 1);
+    assert_eq!(store.len(), 2, "the session and alice's owner index");
     let res = client.get("/whoami").dispatch().await;
     assert_eq!(res.into_string().await.unwrap(), "alice");
     let body = page(&client).await;
@@ -83,8 +83,8 @@ async fn login_whoami_logout() {
     );
     assert!(body.contains("Not logged in"), "{body}");
     assert!(
-        store.is_empty(),
-        "the logged-out session and the message are gone"
+        store.len() <= 1,
+        "the logged-out session and the message are gone; alice's emptied index expires"
     );
     assert!(!page(&client).await.contains("logged out"), "shown once");
 
@@ -139,4 +139,94 @@ async fn a_test_can_start_logged_in() {
 async fn the_example_main_app_launches_on_the_memory_store() {
     let client = Client::untracked(login::rocket()).await.expect("launches");
     assert_eq!(client.get("/").dispatch().await.status(), Status::Ok);
+}
+
+async fn alive(client: &Client) -> bool {
+    client.get("/whoami").dispatch().await.status() == Status::Ok
+}
+
+/// The "your sessions" page: three browsers logged in as alice and one as
+/// bob; alice ends one of her sessions by its handle, then all the others.
+#[rocket::async_test]
+async fn the_sessions_page_lists_and_ends_sessions() {
+    let store = MemoryStore::new();
+    let launch = || async {
+        Client::tracked(login::app(KvSession::new(store.clone())))
+            .await
+            .expect("the example launches")
+    };
+    let alice = [launch().await, launch().await, launch().await];
+    let bob = launch().await;
+    for client in &alice {
+        post_login(client, "alice", login::PASSWORD).await;
+    }
+    post_login(&bob, "bob", login::PASSWORD).await;
+
+    let res = alice[0].get("/sessions").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    let body = res.into_string().await.unwrap();
+    assert!(body.contains("Sessions of alice"), "{body}");
+    assert_eq!(body.matches("<tr><td>").count(), 3, "{body}");
+    assert_eq!(body.matches("this browser").count(), 1, "{body}");
+    let ends: Vec<&str> = body
+        .match_indices("action=/sessions/")
+        .map(|(at, _)| &body[at + "action=/sessions/".len()..])
+        .filter_map(|rest| rest.split_once("/end>").map(|(handle, _)| handle))
+        .collect();
+    assert_eq!(ends.len(), 2, "{body}");
+
+    // Bob cannot end alice's session with her handle.
+    let res = bob
+        .post(format!("/sessions/{}/end", ends[0]))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    let mut alive_count = 0;
+    for client in &alice {
+        alive_count += alive(client).await as usize;
+    }
+    assert_eq!(alive_count, 3);
+
+    let res = alice[0]
+        .post(format!("/sessions/{}/end", ends[0]))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    let body = alice[0]
+        .get("/sessions")
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+    assert!(body.contains("That session has ended."), "{body}");
+    assert_eq!(body.matches("<tr><td>").count(), 2, "{body}");
+    let mut alive_count = 0;
+    for client in &alice {
+        alive_count += alive(client).await as usize;
+    }
+    assert_eq!(alive_count, 2);
+
+    let res = alice[0].post("/sessions/end-others").dispatch().await;
+    assert_eq!(res.status(), Status::SeeOther);
+    let body = alice[0]
+        .get("/sessions")
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+    assert!(body.contains("Ended 1 other sessions."), "{body}");
+    assert_eq!(body.matches("<tr><td>").count(), 1, "{body}");
+    assert!(alive(&alice[0]).await);
+    assert!(!alive(&alice[1]).await && !alive(&alice[2]).await);
+    assert!(alive(&bob).await, "bob's session is untouched");
+
+    // Not logged in: back to the front page.
+    let res = bob.post("/logout").dispatch().await;
+    assert_eq!(res.status(), Status::SeeOther);
+    assert_eq!(
+        bob.get("/sessions").dispatch().await.status(),
+        Status::SeeOther
+    );
 }
