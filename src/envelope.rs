@@ -8,6 +8,11 @@
 //! owner's name and the session's 16-byte handle:
 //! `[last_active, permanent, data, owner, handle]`.
 //!
+//! Decoding is lazy: a loaded envelope keeps the record's bytes (shared, not
+//! copied) and an index of where each key and value lies in them ([`Data`]).
+//! Nothing is allocated per key or value; a save of keys the request did not
+//! change copies their bytes as they are.
+//!
 //! Format 2 marks a session that ended: a logout, or a rotation to a new id
 //! (`regenerate()`), whose id follows the tag as ASCII text. An ended record
 //! only lives between the compare-and-swap that ends the session and the
@@ -16,6 +21,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::id::SessionId;
@@ -33,9 +39,265 @@ pub(crate) struct Envelope {
     /// Whether the session's cookie is permanent.
     pub(crate) permanent: bool,
     /// Session key -> MessagePack-encoded value.
-    pub(crate) data: BTreeMap<String, Vec<u8>>,
+    pub(crate) data: Data,
     /// Whose session this is, if the app said so.
     pub(crate) owner: Option<Owner>,
+}
+
+/// The bytes of a stored record, as a store returned them. Converting a
+/// `Vec<u8>` moves it (the engine's loads); a slice is copied.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordBytes(Arc<Vec<u8>>);
+
+impl From<Vec<u8>> for RecordBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        RecordBytes(Arc::new(bytes))
+    }
+}
+
+impl From<Arc<Vec<u8>>> for RecordBytes {
+    fn from(bytes: Arc<Vec<u8>>) -> Self {
+        RecordBytes(bytes)
+    }
+}
+
+impl From<&[u8]> for RecordBytes {
+    fn from(bytes: &[u8]) -> Self {
+        RecordBytes(Arc::new(bytes.to_vec()))
+    }
+}
+
+impl From<&Vec<u8>> for RecordBytes {
+    fn from(bytes: &Vec<u8>) -> Self {
+        RecordBytes::from(bytes.as_slice())
+    }
+}
+
+/// Where a key or a value lies in the loaded record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    fn of(self, record: &[u8]) -> &[u8] {
+        // Every span was cut from this record when it was decoded.
+        &record[self.start..self.end]
+    }
+}
+
+/// One key and its encoded value.
+#[derive(Debug, Clone)]
+enum Entry {
+    /// Both still lie in the loaded record.
+    Loaded { key: Span, value: Span },
+    /// Set since the record was loaded.
+    Owned { key: String, value: Vec<u8> },
+}
+
+impl Entry {
+    /// The key's bytes; `record` is the record a loaded entry was cut from.
+    fn key<'a>(&'a self, record: &'a [u8]) -> &'a [u8] {
+        match self {
+            Entry::Loaded { key, .. } => key.of(record),
+            Entry::Owned { key, .. } => key.as_bytes(),
+        }
+    }
+
+    /// The encoded value's bytes (see [`Entry::key`]).
+    fn value<'a>(&'a self, record: &'a [u8]) -> &'a [u8] {
+        match self {
+            Entry::Loaded { value, .. } => value.of(record),
+            Entry::Owned { value, .. } => value,
+        }
+    }
+}
+
+/// A session's keys and their MessagePack-encoded values, in key order:
+/// an index over the loaded record's bytes, plus what was set since.
+#[derive(Clone, Default)]
+pub(crate) struct Data {
+    /// The loaded record, shared with every snapshot taken of the session.
+    record: Option<Arc<Vec<u8>>>,
+    /// Sorted by key (byte order, which is `str` order), keys unique.
+    entries: Vec<Entry>,
+    /// The encoded map inside `record`, while `entries` is exactly what was
+    /// decoded from it and it is encoded as [`Envelope::encode`] would
+    /// write it: a save copies it whole.
+    verbatim: Option<Span>,
+}
+
+impl Data {
+    fn record(&self) -> &[u8] {
+        self.record.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    fn key_bytes<'a>(&'a self, entry: &'a Entry) -> &'a [u8] {
+        entry.key(self.record())
+    }
+
+    fn value_bytes<'a>(&'a self, entry: &'a Entry) -> &'a [u8] {
+        entry.value(self.record())
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.entries
+            .binary_search_by(|entry| self.key_bytes(entry).cmp(key.as_bytes()))
+    }
+
+    /// The encoded value of `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
+        let at = self.find(key).ok()?;
+        Some(self.value_bytes(&self.entries[at]))
+    }
+
+    pub(crate) fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every key and its encoded value, in key order.
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
+        self.entries.iter().map(|entry| {
+            let key = self.key_bytes(entry);
+            // Loaded keys were checked to be UTF-8 when the record was decoded.
+            let key = std::str::from_utf8(key).expect("keys are checked at decode");
+            (key, self.value_bytes(entry))
+        })
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.iter().map(|(key, _)| key)
+    }
+
+    /// Sets `key` to the encoded `value`.
+    pub(crate) fn insert(&mut self, key: String, value: Vec<u8>) {
+        self.verbatim = None;
+        match self.find(&key) {
+            Ok(at) => self.entries[at] = Entry::Owned { key, value },
+            Err(at) => self.entries.insert(at, Entry::Owned { key, value }),
+        }
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub(crate) fn remove(&mut self, key: &str) -> bool {
+        match self.find(key) {
+            Ok(at) => {
+                self.verbatim = None;
+                self.entries.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Removes every key. The loaded record is let go.
+    pub(crate) fn clear(&mut self) {
+        *self = Data::default();
+    }
+
+    /// Writes the map as format 1 stores it.
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), rmp::encode::ValueWriteError> {
+        if let Some(map) = self.verbatim {
+            out.extend_from_slice(map.of(self.record()));
+            return Ok(());
+        }
+        write_map(out, self.len(), self.iter())
+    }
+
+    /// The bytes [`Data::write`] adds, about.
+    fn encoded_len(&self) -> usize {
+        match self.verbatim {
+            Some(map) => map.end - map.start,
+            None => self
+                .entries
+                .iter()
+                .map(|e| self.key_bytes(e).len() + self.value_bytes(e).len() + 10)
+                .sum(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Data {}
+
+impl From<BTreeMap<String, Vec<u8>>> for Data {
+    fn from(map: BTreeMap<String, Vec<u8>>) -> Self {
+        Data {
+            record: None,
+            entries: map
+                .into_iter()
+                .map(|(key, value)| Entry::Owned { key, value })
+                .collect(),
+            verbatim: None,
+        }
+    }
+}
+
+impl FromIterator<(String, Vec<u8>)> for Data {
+    fn from_iter<I: IntoIterator<Item = (String, Vec<u8>)>>(iter: I) -> Self {
+        Data::from(iter.into_iter().collect::<BTreeMap<_, _>>())
+    }
+}
+
+/// Writes a format 1 data map of `len` entries.
+fn write_map<'a>(
+    out: &mut Vec<u8>,
+    len: usize,
+    entries: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Result<(), rmp::encode::ValueWriteError> {
+    rmp::encode::write_map_len(out, len as u32)?;
+    for (key, value) in entries {
+        rmp::encode::write_str(out, key)?;
+        rmp::encode::write_bin(out, value)?;
+    }
+    Ok(())
+}
+
+/// The size of the headers `rmp` writes for a string, a binary and a map of
+/// `len` (the smallest each can be).
+fn str_header(len: u32) -> usize {
+    match len {
+        0..32 => 1,
+        32..256 => 2,
+        256..=0xffff => 3,
+        _ => 5,
+    }
+}
+
+fn bin_header(len: u32) -> usize {
+    match len {
+        0..256 => 2,
+        256..=0xffff => 3,
+        _ => 5,
+    }
+}
+
+fn map_header(len: u32) -> usize {
+    match len {
+        0..16 => 1,
+        16..=0xffff => 3,
+        _ => 5,
+    }
 }
 
 /// The owner of a session and the session's handle: a random name for the
@@ -104,14 +366,17 @@ fn bad<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
 
 impl Envelope {
     /// Encodes the envelope. The bytes are exactly what `rmp-serde` writes for
-    /// the tuple `(u64, bool, BTreeMap<&str, &serde_bytes::Bytes>)`; they are
-    /// written with `rmp` directly to skip serde's intermediate values.
+    /// the tuple `(u64, bool, BTreeMap<&str, &serde_bytes::Bytes>)` (plus the
+    /// owner's two fields); they are written with `rmp` directly to skip
+    /// serde's intermediate values. Keys loaded and not changed since are
+    /// copied as they are.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        encode_parts(
+        encode_with(
             self.last_active,
             self.permanent,
-            &self.data,
             self.owner.as_ref(),
+            self.data.encoded_len(),
+            |out| self.data.write(out),
         )
     }
 
@@ -120,13 +385,19 @@ impl Envelope {
         self.data.is_empty() && self.owner.is_none()
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
+    /// Decodes format 1: the header and owner, and an index of the data
+    /// over `bytes`, which the envelope keeps. Values stay encoded.
+    pub(crate) fn decode(bytes: impl Into<RecordBytes>) -> Result<Self, Error> {
+        let RecordBytes(record) = bytes.into();
+        let bytes = record.as_slice();
         let body = match bytes.split_first() {
             None => return Err(corrupt("empty record")),
             Some((&FORMAT_V1, body)) => body,
             Some((tag, _)) => return Err(corrupt(format!("unknown format {tag}"))),
         };
         let rd = &mut &body[..];
+        // The offset in `bytes` that `rd` has reached.
+        let at = |rd: &&[u8]| bytes.len() - rd.len();
         let fields = rmp::decode::read_array_len(rd).map_err(bad("header"))?;
         if fields != 3 && fields != 5 {
             return Err(corrupt(format!(
@@ -135,17 +406,53 @@ impl Envelope {
         }
         let last_active: u64 = rmp::decode::read_int(rd).map_err(bad("last_active"))?;
         let permanent = rmp::decode::read_bool(rd).map_err(bad("permanent"))?;
-        let entries = rmp::decode::read_map_len(rd).map_err(bad("data"))?;
-        let mut data = BTreeMap::new();
-        for _ in 0..entries {
+
+        let map_start = at(rd);
+        let count = rmp::decode::read_map_len(rd).map_err(bad("data"))?;
+        // Whether every header is the one `encode` would write.
+        let mut canonical = at(rd) - map_start == map_header(count);
+        // Whether the keys are strictly ascending, as `encode` writes them.
+        let mut sorted = true;
+        // The count is not trusted for the allocation: an entry takes at
+        // least three bytes.
+        let mut entries = Vec::with_capacity((count as usize).min(rd.len() / 3));
+        for _ in 0..count {
+            let header = at(rd);
             let len = rmp::decode::read_str_len(rd).map_err(bad("key"))?;
-            let key = std::str::from_utf8(take(rd, len, "key")?)
-                .map_err(bad("key"))?
-                .to_owned();
+            canonical &= at(rd) - header == str_header(len);
+            let start = at(rd);
+            std::str::from_utf8(take(rd, len, "key")?).map_err(bad("key"))?;
+            let key = Span { start, end: at(rd) };
+
+            let header = at(rd);
             let len = rmp::decode::read_bin_len(rd).map_err(bad("value"))?;
-            let value = take(rd, len, "value")?.to_vec();
-            data.insert(key, value);
+            canonical &= at(rd) - header == bin_header(len);
+            let start = at(rd);
+            take(rd, len, "value")?;
+            let value = Span { start, end: at(rd) };
+
+            if let Some(Entry::Loaded { key: last, .. }) = entries.last() {
+                sorted &= last.of(bytes) < key.of(bytes);
+            }
+            entries.push(Entry::Loaded { key, value });
         }
+        let map = Span {
+            start: map_start,
+            end: at(rd),
+        };
+        if !sorted {
+            // Not as `encode` writes it: sort, and of a repeated key keep
+            // the last value, as a map filled entry by entry would.
+            entries.sort_by(|a, b| a.key(bytes).cmp(b.key(bytes)));
+            entries.dedup_by(|later, kept| {
+                let repeated = later.key(bytes) == kept.key(bytes);
+                if repeated {
+                    std::mem::swap(later, kept);
+                }
+                repeated
+            });
+        }
+
         let owner = if fields == 5 {
             let len = rmp::decode::read_str_len(rd).map_err(bad("owner"))?;
             let name = std::str::from_utf8(take(rd, len, "owner")?)
@@ -168,7 +475,11 @@ impl Envelope {
         Ok(Envelope {
             last_active,
             permanent,
-            data,
+            data: Data {
+                verbatim: (canonical && sorted).then_some(map),
+                record: Some(record),
+                entries,
+            },
             owner,
         })
     }
@@ -184,9 +495,11 @@ pub(crate) enum Stored {
 }
 
 impl Stored {
-    /// Decodes any record format.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        match bytes.split_first() {
+    /// Decodes any record format. A live session's envelope keeps the
+    /// bytes: pass the store's `Vec<u8>` to move it rather than copy it.
+    pub(crate) fn decode(bytes: impl Into<RecordBytes>) -> Result<Self, Error> {
+        let bytes = bytes.into();
+        match bytes.0.split_first() {
             Some((&FORMAT_ENDED, [])) => Ok(Stored::Ended(None)),
             Some((&FORMAT_ENDED, rest)) => std::str::from_utf8(rest)
                 .ok()
@@ -207,16 +520,16 @@ impl Stored {
     }
 }
 
-/// Encodes format 1 from its parts (see [`Envelope::encode`]).
-pub(crate) fn encode_parts(
+/// Encodes format 1 around a data map written by `data` (`payload`: about
+/// how many bytes it writes).
+fn encode_with(
     last_active: u64,
     permanent: bool,
-    data: &BTreeMap<String, Vec<u8>>,
     owner: Option<&Owner>,
+    payload: usize,
+    data: impl FnOnce(&mut Vec<u8>) -> Result<(), rmp::encode::ValueWriteError>,
 ) -> Vec<u8> {
-    let payload: usize = data.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>()
-        + owner.map_or(0, |o| o.name.len() + 32);
-
+    let payload = payload + owner.map_or(0, |o| o.name.len() + 32);
     let mut out = Vec::with_capacity(16 + payload);
     out.push(FORMAT_V1);
     // Writing into a Vec cannot fail, and every length fits a u32
@@ -226,11 +539,7 @@ pub(crate) fn encode_parts(
         rmp::encode::write_uint(out, last_active)?;
         rmp::encode::write_bool(out, permanent)
             .map_err(rmp::encode::ValueWriteError::InvalidDataWrite)?;
-        rmp::encode::write_map_len(out, data.len() as u32)?;
-        for (key, value) in data {
-            rmp::encode::write_str(out, key)?;
-            rmp::encode::write_bin(out, value)?;
-        }
+        data(out)?;
         if let Some(owner) = owner {
             rmp::encode::write_str(out, &owner.name)?;
             rmp::encode::write_bin(out, &owner.handle.0)?;
@@ -239,6 +548,24 @@ pub(crate) fn encode_parts(
     };
     write(&mut out).expect("in-memory MessagePack encoding");
     out
+}
+
+/// Encodes format 1 from its parts (see [`Envelope::encode`]).
+#[cfg(any(test, feature = "bench-internals"))]
+pub(crate) fn encode_parts(
+    last_active: u64,
+    permanent: bool,
+    data: &BTreeMap<String, Vec<u8>>,
+    owner: Option<&Owner>,
+) -> Vec<u8> {
+    let payload = data.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
+    encode_with(last_active, permanent, owner, payload, |out| {
+        write_map(
+            out,
+            data.len(),
+            data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        )
+    })
 }
 
 #[cfg(test)]

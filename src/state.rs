@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::envelope::Envelope;
+use crate::envelope::{Data, Envelope};
 use crate::id::SessionId;
 use crate::store::Version;
 
@@ -37,9 +37,7 @@ impl Changes {
         }
         for (key, change) in &self.keys {
             match change {
-                Some(value) => {
-                    current.data.insert(key.clone(), value.clone());
-                }
+                Some(value) => current.data.insert(key.clone(), value.clone()),
                 None => {
                     current.data.remove(key);
                 }
@@ -161,7 +159,7 @@ impl SessionState {
             envelope: Envelope {
                 last_active: 0,
                 permanent,
-                data: BTreeMap::new(),
+                data: Data::default(),
                 owner: None,
             },
             record_expires_at: None,
@@ -214,7 +212,7 @@ impl SessionState {
 
     /// The encoded value of `key`.
     pub(crate) fn value(&self, key: &str) -> Option<&[u8]> {
-        self.envelope.data.get(key).map(Vec::as_slice)
+        self.envelope.data.get(key)
     }
 
     pub(crate) fn contains_key(&self, key: &str) -> bool {
@@ -222,7 +220,7 @@ impl SessionState {
     }
 
     pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
-        self.envelope.data.keys().map(String::as_str)
+        self.envelope.data.keys()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -232,7 +230,7 @@ impl SessionState {
     /// Sets `key` to the encoded `value`; returns whether that changed
     /// anything (an equal value is not a change).
     pub(crate) fn insert(&mut self, key: String, value: Vec<u8>) -> bool {
-        if self.envelope.data.get(&key) == Some(&value) {
+        if self.envelope.data.get(&key) == Some(value.as_slice()) {
             return false;
         }
         self.envelope.data.insert(key.clone(), value.clone());
@@ -242,7 +240,7 @@ impl SessionState {
 
     /// Removes `key`; returns whether it was there.
     pub(crate) fn remove(&mut self, key: &str) -> bool {
-        if self.envelope.data.remove(key).is_none() {
+        if !self.envelope.data.remove(key) {
             return false;
         }
         self.changes.keys.insert(key.to_owned(), None);
