@@ -67,6 +67,12 @@ impl From<&[u8]> for RecordBytes {
     }
 }
 
+impl<const N: usize> From<&[u8; N]> for RecordBytes {
+    fn from(bytes: &[u8; N]) -> Self {
+        RecordBytes::from(bytes.as_slice())
+    }
+}
+
 impl From<&Vec<u8>> for RecordBytes {
     fn from(bytes: &Vec<u8>) -> Self {
         RecordBytes::from(bytes.as_slice())
@@ -578,7 +584,7 @@ mod tests {
         let mut env = Envelope {
             last_active: 1_700_000_000,
             permanent: true,
-            data: BTreeMap::new(),
+            data: Data::default(),
             owner: None,
         };
         env.data
@@ -601,7 +607,7 @@ mod tests {
         let env = Envelope {
             last_active: u64::MAX - 5,
             permanent: false,
-            data,
+            data: data.into(),
             owner: None,
         };
         let wire: (u64, bool, BTreeMap<&str, &serde_bytes::Bytes>) = (
@@ -609,7 +615,7 @@ mod tests {
             env.permanent,
             env.data
                 .iter()
-                .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
+                .map(|(k, v)| (k, serde_bytes::Bytes::new(v)))
                 .collect(),
         );
         let mut expected = vec![FORMAT_V1];
@@ -695,7 +701,7 @@ mod tests {
             permanent in any::<bool>(),
             data in proptest::collection::btree_map(".{0,12}", proptest::collection::vec(any::<u8>(), 0..64), 0..8),
         ) {
-            let env = Envelope { last_active, permanent, data, owner: None };
+            let env = Envelope { last_active, permanent, data: data.into(), owner: None };
             prop_assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
         }
 
@@ -708,10 +714,306 @@ mod tests {
             let env = Envelope {
                 last_active: 7,
                 permanent: false,
-                data,
+                data: data.into(),
                 owner: Some(Owner { name, handle: Handle(handle) }),
             };
             prop_assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+        }
+    }
+
+    /// The decoder before decoding became lazy: every key and value copied
+    /// into a map. The lazy decoder must accept and reject exactly what it
+    /// did, and agree on the data.
+    type Eager = (u64, bool, BTreeMap<String, Vec<u8>>, Option<Owner>);
+
+    fn eager_decode(bytes: &[u8]) -> Option<Eager> {
+        let (&FORMAT_V1, body) = bytes.split_first()? else {
+            return None;
+        };
+        let rd = &mut &body[..];
+        let fields = rmp::decode::read_array_len(rd).ok()?;
+        if fields != 3 && fields != 5 {
+            return None;
+        }
+        let last_active: u64 = rmp::decode::read_int(rd).ok()?;
+        let permanent = rmp::decode::read_bool(rd).ok()?;
+        let entries = rmp::decode::read_map_len(rd).ok()?;
+        let mut data = BTreeMap::new();
+        for _ in 0..entries {
+            let len = rmp::decode::read_str_len(rd).ok()?;
+            let key = std::str::from_utf8(take(rd, len, "key").ok()?).ok()?;
+            let len = rmp::decode::read_bin_len(rd).ok()?;
+            let value = take(rd, len, "value").ok()?.to_vec();
+            data.insert(key.to_owned(), value);
+        }
+        let owner = if fields == 5 {
+            let len = rmp::decode::read_str_len(rd).ok()?;
+            let name = std::str::from_utf8(take(rd, len, "owner").ok()?).ok()?;
+            let len = rmp::decode::read_bin_len(rd).ok()?;
+            let handle = take(rd, len, "handle").ok()?.try_into().ok()?;
+            Some(Owner {
+                name: name.to_owned(),
+                handle: Handle(handle),
+            })
+        } else {
+            None
+        };
+        rd.is_empty()
+            .then_some((last_active, permanent, data, owner))
+    }
+
+    /// The lazy decoder agrees with the eager one on `bytes`, and a save of
+    /// what it decoded writes what the eager decoder's map would encode to.
+    fn agrees_with_eager(bytes: &[u8]) -> Result<(), TestCaseError> {
+        let lazy = Envelope::decode(bytes);
+        let Some((last_active, permanent, data, owner)) = eager_decode(bytes) else {
+            prop_assert!(lazy.is_err(), "accepted a record the eager decoder refused");
+            return Ok(());
+        };
+        let lazy = lazy.map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(lazy.last_active, last_active);
+        prop_assert_eq!(lazy.permanent, permanent);
+        prop_assert_eq!(&lazy.owner, &owner);
+        let as_map: BTreeMap<String, Vec<u8>> = lazy
+            .data
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_vec()))
+            .collect();
+        prop_assert_eq!(&as_map, &data);
+        prop_assert_eq!(lazy.data.len(), data.len());
+        for (key, value) in &data {
+            prop_assert_eq!(lazy.data.get(key), Some(value.as_slice()));
+        }
+        prop_assert_eq!(
+            lazy.encode(),
+            encode_parts(last_active, permanent, &data, owner.as_ref())
+        );
+        Ok(())
+    }
+
+    /// Writes a format 1 record by hand: keys in the given order (repeats
+    /// allowed), each header in its smallest form or, if `wide`, in the
+    /// 32-bit form `rmp` never writes for short lengths.
+    fn hand_written(entries: &[(String, Vec<u8>, bool)], wide_map: bool) -> Vec<u8> {
+        let mut out = vec![FORMAT_V1, 0x93, 0x07, 0xc3];
+        if wide_map {
+            out.push(0xdf);
+            out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+        } else {
+            rmp::encode::write_map_len(&mut out, entries.len() as u32).unwrap();
+        }
+        for (key, value, wide) in entries {
+            if *wide {
+                out.push(0xdb);
+                out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+                out.extend_from_slice(key.as_bytes());
+                out.push(0xc6);
+                out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+                out.extend_from_slice(value);
+            } else {
+                rmp::encode::write_str(&mut out, key).unwrap();
+                rmp::encode::write_bin(&mut out, value).unwrap();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_unchanged_record_encodes_to_its_own_bytes() {
+        let mut data = BTreeMap::new();
+        for (i, len) in [0usize, 1, 31, 32, 255, 256, 70_000].into_iter().enumerate() {
+            data.insert(format!("key{i}{}", "k".repeat(len % 300)), vec![i as u8; len]);
+        }
+        for owner in [
+            None,
+            Some(Owner {
+                name: "alice".into(),
+                handle: Handle([3; 16]),
+            }),
+        ] {
+            let bytes = encode_parts(9, true, &data, owner.as_ref());
+            let env = Envelope::decode(bytes.clone()).unwrap();
+            assert!(env.data.verbatim.is_some(), "the map is copied whole");
+            assert_eq!(env.encode(), bytes);
+            assert_eq!(env.data.get("key0"), Some(&[][..]));
+            assert_eq!(env.data.get("key1k"), Some(&[1u8][..]));
+            assert_eq!(env.data.get("key9"), None);
+        }
+    }
+
+    /// Records `encode` would not write (keys out of order, a repeated key,
+    /// wide headers) decode as before: sorted, the last of a repeated key
+    /// wins, and a save writes them as `encode` does.
+    #[test]
+    fn records_in_another_writers_form_decode_as_before() {
+        let entry = |k: &str, v: &[u8], wide| (k.to_owned(), v.to_vec(), wide);
+        let cases = [
+            (vec![entry("b", b"1", false), entry("a", b"2", false)], false),
+            (vec![entry("a", b"1", false), entry("a", b"2", false)], false),
+            (
+                vec![
+                    entry("c", b"1", false),
+                    entry("a", b"2", false),
+                    entry("c", b"3", false),
+                    entry("b", b"", false),
+                    entry("a", b"4", false),
+                ],
+                false,
+            ),
+            (vec![entry("a", b"1", true), entry("b", b"2", false)], false),
+            (vec![entry("a", b"1", false)], true),
+        ];
+        for (entries, wide_map) in cases {
+            let bytes = hand_written(&entries, wide_map);
+            let env = Envelope::decode(bytes.as_slice()).unwrap();
+            assert!(env.data.verbatim.is_none());
+            assert_ne!(env.encode(), bytes);
+            agrees_with_eager(&bytes).unwrap();
+        }
+        let bytes = hand_written(
+            &[entry("a", b"1", false), entry("b", b"2", false), entry("a", b"3", false)],
+            false,
+        );
+        let env = Envelope::decode(bytes).unwrap();
+        assert_eq!(env.data.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(env.data.get("a"), Some(&b"3"[..]));
+    }
+
+    /// Every cut of a record, and lengths that point past its end, are
+    /// refused.
+    #[test]
+    fn truncated_records_and_bad_lengths_are_refused() {
+        let data = BTreeMap::from([
+            ("a".to_owned(), vec![1u8; 40]),
+            ("user".to_owned(), rmp_serde::to_vec("alice").unwrap()),
+        ]);
+        let owner = Owner {
+            name: "bob".into(),
+            handle: Handle([9; 16]),
+        };
+        for owner in [None, Some(&owner)] {
+            let bytes = encode_parts(1, false, &data, owner);
+            for cut in 0..bytes.len() {
+                assert!(Envelope::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+        }
+        // A key length (fixstr 3) past the end, a value length past the end.
+        assert!(Envelope::decode(&[1, 0x93, 0, 0xc2, 0x81, 0xa3, b'a']).is_err());
+        assert!(Envelope::decode(&[1, 0x93, 0, 0xc2, 0x81, 0xa1, b'a', 0xc4, 9, 1]).is_err());
+        // A key that is not UTF-8.
+        assert!(Envelope::decode(&[1, 0x93, 0, 0xc2, 0x81, 0xa1, 0xff, 0xc4, 0]).is_err());
+        // A value that is a string, not binary.
+        assert!(Envelope::decode(&[1, 0x93, 0, 0xc2, 0x81, 0xa1, b'a', 0xa0]).is_err());
+    }
+
+    /// A copy of the data (a save's snapshot) shares the loaded record.
+    #[test]
+    fn copies_share_the_loaded_record() {
+        let bytes = encode_parts(1, true, &BTreeMap::from([("a".into(), vec![1])]), None);
+        let env = Envelope::decode(bytes).unwrap();
+        let mut copy = env.clone();
+        let (Some(one), Some(two)) = (&env.data.record, &copy.data.record) else {
+            panic!("no record kept");
+        };
+        assert!(Arc::ptr_eq(one, two));
+        copy.data.insert("b".into(), vec![2]);
+        assert_eq!(env.data.len(), 1, "the original is unchanged");
+        assert_eq!(copy.data.get("a"), Some(&[1u8][..]));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(String, Vec<u8>),
+        Remove(String),
+        Clear,
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(vec!["a", "b", "user", "cart", "é", ""]).prop_map(String::from),
+            ".{0,6}",
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (key(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(k, v)| Op::Insert(k, v)),
+            3 => key().prop_map(Op::Remove),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    fn entries() -> impl Strategy<Value = Vec<(String, Vec<u8>, bool)>> {
+        proptest::collection::vec(
+            (key(), proptest::collection::vec(any::<u8>(), 0..300), any::<bool>()),
+            0..8,
+        )
+    }
+
+    proptest! {
+        /// A loaded record changed by any sequence of inserts, removes and
+        /// clears holds, and encodes to, what a plain map changed the same
+        /// way holds and encodes to.
+        #[test]
+        fn changes_to_a_loaded_record_match_a_map(
+            data in proptest::collection::btree_map(key(), proptest::collection::vec(any::<u8>(), 0..300), 0..8),
+            owned in any::<bool>(),
+            ops in proptest::collection::vec(op(), 0..12),
+        ) {
+            let owner = owned.then(|| Owner { name: "o".into(), handle: Handle([1; 16]) });
+            let bytes = encode_parts(5, true, &data, owner.as_ref());
+            let mut env = Envelope::decode(bytes.clone()).unwrap();
+            prop_assert_eq!(env.encode(), bytes);
+            let mut model = data;
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        env.data.insert(k.clone(), v.clone());
+                        model.insert(k, v);
+                    }
+                    Op::Remove(k) => {
+                        prop_assert_eq!(env.data.remove(&k), model.remove(&k).is_some());
+                    }
+                    Op::Clear => {
+                        env.data.clear();
+                        model.clear();
+                    }
+                }
+                prop_assert_eq!(env.data.len(), model.len());
+                prop_assert!(env.data.keys().eq(model.keys().map(String::as_str)));
+                for k in model.keys() {
+                    prop_assert!(env.data.contains_key(k));
+                }
+            }
+            prop_assert_eq!(&env.data, &Data::from(model.clone()));
+            let expected = encode_parts(5, true, &model, owner.as_ref());
+            prop_assert_eq!(env.encode(), expected.clone());
+            // And the result loads again to the same.
+            prop_assert_eq!(Envelope::decode(expected).unwrap(), env);
+        }
+
+        /// Records in any writer's form, whole, cut short or with a byte
+        /// changed, are accepted and refused exactly as before.
+        #[test]
+        fn the_lazy_decoder_agrees_with_the_eager_one(
+            entries in entries(),
+            wide_map in any::<bool>(),
+            cut in any::<proptest::sample::Index>(),
+            flip in any::<Option<(proptest::sample::Index, u8)>>(),
+        ) {
+            let bytes = hand_written(&entries, wide_map);
+            agrees_with_eager(&bytes)?;
+            agrees_with_eager(&bytes[..cut.index(bytes.len() + 1)])?;
+            if let Some((at, byte)) = flip {
+                let mut changed = bytes.clone();
+                changed[at.index(bytes.len())] = byte;
+                agrees_with_eager(&changed)?;
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_decode_as_before(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            agrees_with_eager(&bytes)?;
         }
     }
 }

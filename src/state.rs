@@ -543,4 +543,41 @@ mod tests {
         assert!(st.is_stored());
         assert!(!st.is_modified());
     }
+
+    /// A session loaded from real record bytes: an unchanged save writes
+    /// them back, a changed one writes what the eager map would, and a
+    /// merge onto a newer loaded record keeps its keys.
+    #[test]
+    fn a_loaded_record_saves_like_a_map() {
+        use crate::envelope::encode_parts;
+        let data = BTreeMap::from([
+            ("a".to_owned(), b"1".to_vec()),
+            ("b".to_owned(), b"2".to_vec()),
+            ("c".to_owned(), b"3".to_vec()),
+        ]);
+        let bytes = encode_parts(4, true, &data, None);
+        let envelope = Envelope::decode(bytes.clone()).unwrap();
+        let mut st = SessionState::loaded(id(1), envelope, None, None);
+        assert_eq!(st.snapshot(4).written().encode(), bytes);
+        assert_eq!(st.value("b"), Some(&b"2"[..]));
+        st.insert("b".into(), b"20".to_vec());
+        st.remove("c");
+        st.insert("d".into(), b"4".to_vec());
+        let mut model = data.clone();
+        model.insert("b".into(), b"20".to_vec());
+        model.remove("c");
+        model.insert("d".into(), b"4".to_vec());
+        let snapshot = st.snapshot(6);
+        assert_eq!(
+            snapshot.written().encode(),
+            encode_parts(6, true, &model, None)
+        );
+        let mut newer = data;
+        newer.insert("e".into(), b"5".to_vec());
+        let newest = Envelope::decode(encode_parts(5, true, &newer, None)).unwrap();
+        let mut merged = snapshot.changes.merge_onto(newest);
+        merged.last_active = 6;
+        model.insert("e".into(), b"5".to_vec());
+        assert_eq!(merged.encode(), encode_parts(6, true, &model, None));
+    }
 }
