@@ -281,7 +281,10 @@ fn run(mode: Mode) -> Result<(), String> {
     let mut page = t.last_page.clone();
     page.pop();
     page.push('4');
-    written.insert("last_page".into(), rmp_serde::to_vec_named(&page).map_err(|e| e.to_string())?);
+    written.insert(
+        "last_page".into(),
+        rmp_serde::to_vec_named(&page).map_err(|e| e.to_string())?,
+    );
     written.set_last_active(stored.last_active() + 1);
     let mut touched = stored.clone();
     touched.set_last_active(stored.last_active() + 1);

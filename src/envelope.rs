@@ -173,9 +173,9 @@ impl Data {
     /// Every key and its encoded value, in key order.
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
         self.entries.iter().map(|entry| {
-            let key = self.key_bytes(entry);
             // Loaded keys were checked to be UTF-8 when the record was decoded.
-            let key = std::str::from_utf8(key).expect("keys are checked at decode");
+            let key =
+                std::str::from_utf8(self.key_bytes(entry)).expect("keys are checked at decode");
             (key, self.value_bytes(entry))
         })
     }
@@ -216,7 +216,13 @@ impl Data {
             out.extend_from_slice(map.of(self.record()));
             return Ok(());
         }
-        write_map(out, self.len(), self.iter())
+        write_map(
+            out,
+            self.len(),
+            self.entries
+                .iter()
+                .map(|e| (self.key_bytes(e), self.value_bytes(e))),
+        )
     }
 
     /// The bytes [`Data::write`] adds, about.
@@ -265,18 +271,52 @@ impl FromIterator<(String, Vec<u8>)> for Data {
     }
 }
 
-/// Writes a format 1 data map of `len` entries.
+/// Writes a format 1 data map of `len` entries; every key is UTF-8.
 fn write_map<'a>(
     out: &mut Vec<u8>,
     len: usize,
-    entries: impl Iterator<Item = (&'a str, &'a [u8])>,
+    entries: impl Iterator<Item = (&'a [u8], &'a [u8])>,
 ) -> Result<(), rmp::encode::ValueWriteError> {
     rmp::encode::write_map_len(out, len as u32)?;
     for (key, value) in entries {
-        rmp::encode::write_str(out, key)?;
-        rmp::encode::write_bin(out, value)?;
+        push_str_header(out, key.len() as u32);
+        out.extend_from_slice(key);
+        push_bin_header(out, value.len() as u32);
+        out.extend_from_slice(value);
     }
     Ok(())
+}
+
+/// Writes the header `rmp::encode::write_str_len` writes, without its
+/// generic writer (a save writes two headers per key).
+fn push_str_header(out: &mut Vec<u8>, len: u32) {
+    match len {
+        0..32 => out.push(0xa0 | len as u8),
+        32..256 => out.extend_from_slice(&[0xd9, len as u8]),
+        256..=0xffff => {
+            out.push(0xda);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdb);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+}
+
+/// Writes the header `rmp::encode::write_bin_len` writes.
+fn push_bin_header(out: &mut Vec<u8>, len: u32) {
+    match len {
+        0..256 => out.extend_from_slice(&[0xc4, len as u8]),
+        256..=0xffff => {
+            out.push(0xc5);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xc6);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
 }
 
 /// The size of the headers `rmp` writes for a string, a binary and a map of
@@ -427,7 +467,10 @@ impl Envelope {
             let len = rmp::decode::read_str_len(rd).map_err(bad("key"))?;
             canonical &= at(rd) - header == str_header(len);
             let start = at(rd);
-            std::str::from_utf8(take(rd, len, "key")?).map_err(bad("key"))?;
+            let text = take(rd, len, "key")?;
+            if !text.is_ascii() {
+                std::str::from_utf8(text).map_err(bad("key"))?;
+            }
             let key = Span { start, end: at(rd) };
 
             let header = at(rd);
@@ -569,7 +612,7 @@ pub(crate) fn encode_parts(
         write_map(
             out,
             data.len(),
-            data.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+            data.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
         )
     })
 }
@@ -818,11 +861,38 @@ mod tests {
         out
     }
 
+    /// The headers written by hand are `rmp`'s, and their sizes are what
+    /// the decoder expects of a record `encode` wrote.
+    #[test]
+    fn headers_are_rmps() {
+        for len in [0, 1, 15, 16, 31, 32, 255, 256, 65_535, 65_536, u32::MAX] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            push_str_header(&mut ours, len);
+            rmp::encode::write_str_len(&mut theirs, len).unwrap();
+            assert_eq!(ours, theirs, "str {len}");
+            assert_eq!(str_header(len), ours.len());
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            push_bin_header(&mut ours, len);
+            rmp::encode::write_bin_len(&mut theirs, len).unwrap();
+            assert_eq!(ours, theirs, "bin {len}");
+            assert_eq!(bin_header(len), ours.len());
+            let mut map = Vec::new();
+            rmp::encode::write_map_len(&mut map, len).unwrap();
+            assert_eq!(map_header(len), map.len(), "map {len}");
+        }
+    }
+
     #[test]
     fn an_unchanged_record_encodes_to_its_own_bytes() {
         let mut data = BTreeMap::new();
-        for (i, len) in [0usize, 1, 31, 32, 255, 256, 70_000].into_iter().enumerate() {
-            data.insert(format!("key{i}{}", "k".repeat(len % 300)), vec![i as u8; len]);
+        for (i, len) in [0usize, 1, 31, 32, 255, 256, 70_000]
+            .into_iter()
+            .enumerate()
+        {
+            data.insert(
+                format!("key{i}{}", "k".repeat(len % 300)),
+                vec![i as u8; len],
+            );
         }
         for owner in [
             None,
@@ -848,8 +918,14 @@ mod tests {
     fn records_in_another_writers_form_decode_as_before() {
         let entry = |k: &str, v: &[u8], wide| (k.to_owned(), v.to_vec(), wide);
         let cases = [
-            (vec![entry("b", b"1", false), entry("a", b"2", false)], false),
-            (vec![entry("a", b"1", false), entry("a", b"2", false)], false),
+            (
+                vec![entry("b", b"1", false), entry("a", b"2", false)],
+                false,
+            ),
+            (
+                vec![entry("a", b"1", false), entry("a", b"2", false)],
+                false,
+            ),
             (
                 vec![
                     entry("c", b"1", false),
@@ -871,7 +947,11 @@ mod tests {
             agrees_with_eager(&bytes).unwrap();
         }
         let bytes = hand_written(
-            &[entry("a", b"1", false), entry("b", b"2", false), entry("a", b"3", false)],
+            &[
+                entry("a", b"1", false),
+                entry("b", b"2", false),
+                entry("a", b"3", false),
+            ],
             false,
         );
         let env = Envelope::decode(bytes).unwrap();
@@ -930,7 +1010,8 @@ mod tests {
 
     fn key() -> impl Strategy<Value = String> {
         prop_oneof![
-            proptest::sample::select(vec!["a", "b", "user", "cart", "é", ""]).prop_map(String::from),
+            proptest::sample::select(vec!["a", "b", "user", "cart", "é", ""])
+                .prop_map(String::from),
             ".{0,6}",
         ]
     }
@@ -945,7 +1026,11 @@ mod tests {
 
     fn entries() -> impl Strategy<Value = Vec<(String, Vec<u8>, bool)>> {
         proptest::collection::vec(
-            (key(), proptest::collection::vec(any::<u8>(), 0..300), any::<bool>()),
+            (
+                key(),
+                proptest::collection::vec(any::<u8>(), 0..300),
+                any::<bool>(),
+            ),
             0..8,
         )
     }
