@@ -127,7 +127,9 @@ pub(crate) struct Data {
     /// The loaded record, shared with every snapshot taken of the session.
     record: Option<Arc<Vec<u8>>>,
     /// Sorted by key (byte order, which is `str` order), keys unique.
-    entries: Vec<Entry>,
+    /// Shared too: a snapshot costs no copy, a change after one copies
+    /// the index (not the values). `None` while empty.
+    entries: Option<Arc<Vec<Entry>>>,
     /// The encoded map inside `record`, while `entries` is exactly what was
     /// decoded from it and it is encoded as [`Envelope::encode`] would
     /// write it: a save copies it whole.
@@ -139,6 +141,14 @@ impl Data {
         self.record.as_deref().map_or(&[], Vec::as_slice)
     }
 
+    fn entries(&self) -> &[Entry] {
+        self.entries.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    fn entries_mut(&mut self) -> &mut Vec<Entry> {
+        Arc::make_mut(self.entries.get_or_insert_with(Default::default))
+    }
+
     fn key_bytes<'a>(&'a self, entry: &'a Entry) -> &'a [u8] {
         entry.key(self.record())
     }
@@ -148,14 +158,14 @@ impl Data {
     }
 
     fn find(&self, key: &str) -> Result<usize, usize> {
-        self.entries
+        self.entries()
             .binary_search_by(|entry| self.key_bytes(entry).cmp(key.as_bytes()))
     }
 
     /// The encoded value of `key`.
     pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
         let at = self.find(key).ok()?;
-        Some(self.value_bytes(&self.entries[at]))
+        Some(self.value_bytes(&self.entries()[at]))
     }
 
     pub(crate) fn contains_key(&self, key: &str) -> bool {
@@ -163,16 +173,16 @@ impl Data {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.entries().len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries().is_empty()
     }
 
     /// Every key and its encoded value, in key order.
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
-        self.entries.iter().map(|entry| {
+        self.entries().iter().map(|entry| {
             // Loaded keys were checked to be UTF-8 when the record was decoded.
             let key =
                 std::str::from_utf8(self.key_bytes(entry)).expect("keys are checked at decode");
@@ -188,8 +198,8 @@ impl Data {
     pub(crate) fn insert(&mut self, key: String, value: Vec<u8>) {
         self.verbatim = None;
         match self.find(&key) {
-            Ok(at) => self.entries[at] = Entry::Owned { key, value },
-            Err(at) => self.entries.insert(at, Entry::Owned { key, value }),
+            Ok(at) => self.entries_mut()[at] = Entry::Owned { key, value },
+            Err(at) => self.entries_mut().insert(at, Entry::Owned { key, value }),
         }
     }
 
@@ -198,7 +208,7 @@ impl Data {
         match self.find(key) {
             Ok(at) => {
                 self.verbatim = None;
-                self.entries.remove(at);
+                self.entries_mut().remove(at);
                 true
             }
             Err(_) => false,
@@ -219,7 +229,7 @@ impl Data {
         write_map(
             out,
             self.len(),
-            self.entries
+            self.entries()
                 .iter()
                 .map(|e| (self.key_bytes(e), self.value_bytes(e))),
         )
@@ -230,7 +240,7 @@ impl Data {
         match self.verbatim {
             Some(map) => map.end - map.start,
             None => self
-                .entries
+                .entries()
                 .iter()
                 .map(|e| self.key_bytes(e).len() + self.value_bytes(e).len() + 10)
                 .sum(),
@@ -256,10 +266,13 @@ impl From<BTreeMap<String, Vec<u8>>> for Data {
     fn from(map: BTreeMap<String, Vec<u8>>) -> Self {
         Data {
             record: None,
-            entries: map
-                .into_iter()
-                .map(|(key, value)| Entry::Owned { key, value })
-                .collect(),
+            entries: (!map.is_empty()).then(|| {
+                Arc::new(
+                    map.into_iter()
+                        .map(|(key, value)| Entry::Owned { key, value })
+                        .collect(),
+                )
+            }),
             verbatim: None,
         }
     }
@@ -527,7 +540,7 @@ impl Envelope {
             data: Data {
                 verbatim: (canonical && sorted).then_some(map),
                 record: Some(record),
-                entries,
+                entries: (!entries.is_empty()).then(|| Arc::new(entries)),
             },
             owner,
         })
@@ -996,6 +1009,10 @@ mod tests {
             panic!("no record kept");
         };
         assert!(Arc::ptr_eq(one, two));
+        let (Some(one), Some(two)) = (&env.data.entries, &copy.data.entries) else {
+            panic!("no index kept");
+        };
+        assert!(Arc::ptr_eq(one, two), "the index is shared until a change");
         copy.data.insert("b".into(), vec![2]);
         assert_eq!(env.data.len(), 1, "the original is unchanged");
         assert_eq!(copy.data.get("a"), Some(&[1u8][..]));
