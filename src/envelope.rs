@@ -47,23 +47,35 @@ pub(crate) struct Envelope {
 /// The bytes of a stored record, as a store returned them. Converting a
 /// `Vec<u8>` moves it (the engine's loads); a slice is copied.
 #[derive(Debug, Clone)]
-pub(crate) struct RecordBytes(Arc<Vec<u8>>);
+pub(crate) enum RecordBytes {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl RecordBytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            RecordBytes::Owned(bytes) => bytes,
+            RecordBytes::Shared(bytes) => bytes,
+        }
+    }
+}
 
 impl From<Vec<u8>> for RecordBytes {
     fn from(bytes: Vec<u8>) -> Self {
-        RecordBytes(Arc::new(bytes))
+        RecordBytes::Owned(bytes)
     }
 }
 
 impl From<Arc<Vec<u8>>> for RecordBytes {
     fn from(bytes: Arc<Vec<u8>>) -> Self {
-        RecordBytes(bytes)
+        RecordBytes::Shared(bytes)
     }
 }
 
 impl From<&[u8]> for RecordBytes {
     fn from(bytes: &[u8]) -> Self {
-        RecordBytes(Arc::new(bytes.to_vec()))
+        RecordBytes::Owned(bytes.to_vec())
     }
 }
 
@@ -122,31 +134,54 @@ impl Entry {
 
 /// A session's keys and their MessagePack-encoded values, in key order:
 /// an index over the loaded record's bytes, plus what was set since.
+///
+/// Both parts are shared: a copy (a save's snapshot) costs two reference
+/// counts, and a change after a copy copies the index, never the values.
 #[derive(Clone, Default)]
 pub(crate) struct Data {
-    /// The loaded record, shared with every snapshot taken of the session.
-    record: Option<Arc<Vec<u8>>>,
-    /// Sorted by key (byte order, which is `str` order), keys unique.
-    /// Shared too: a snapshot costs no copy, a change after one copies
-    /// the index (not the values). `None` while empty.
-    entries: Option<Arc<Vec<Entry>>>,
-    /// The encoded map inside `record`, while `entries` is exactly what was
-    /// decoded from it and it is encoded as [`Envelope::encode`] would
-    /// write it: a save copies it whole.
+    /// The loaded record and its index, as decoded.
+    loaded: Option<Arc<Loaded>>,
+    /// The entries since the first change; `None`: exactly the loaded
+    /// index. Sorted by key (byte order, which is `str` order), keys unique.
+    changed: Option<Arc<Vec<Entry>>>,
+}
+
+/// A record as decoded.
+#[derive(Debug)]
+struct Loaded {
+    record: RecordBytes,
+    /// Only [`Entry::Loaded`], sorted, keys unique.
+    index: Vec<Entry>,
+    /// The encoded map inside `record` if it is what [`Envelope::encode`]
+    /// would write for `index`: an unchanged save copies it whole.
     verbatim: Option<Span>,
 }
 
 impl Data {
     fn record(&self) -> &[u8] {
-        self.record.as_deref().map_or(&[], Vec::as_slice)
+        self.loaded.as_deref().map_or(&[], |l| l.record.as_slice())
     }
 
     fn entries(&self) -> &[Entry] {
-        self.entries.as_deref().map_or(&[], Vec::as_slice)
+        match (&self.changed, &self.loaded) {
+            (Some(changed), _) => changed,
+            (None, Some(loaded)) => &loaded.index,
+            (None, None) => &[],
+        }
     }
 
     fn entries_mut(&mut self) -> &mut Vec<Entry> {
-        Arc::make_mut(self.entries.get_or_insert_with(Default::default))
+        let loaded = &self.loaded;
+        let changed = self.changed.get_or_insert_with(|| {
+            Arc::new(loaded.as_ref().map_or(Vec::new(), |l| l.index.clone()))
+        });
+        Arc::make_mut(changed)
+    }
+
+    /// The encoded map to copy whole, while nothing changed.
+    fn verbatim(&self) -> Option<&[u8]> {
+        let loaded = self.loaded.as_deref().filter(|_| self.changed.is_none())?;
+        Some(loaded.verbatim?.of(loaded.record.as_slice()))
     }
 
     fn key_bytes<'a>(&'a self, entry: &'a Entry) -> &'a [u8] {
@@ -196,7 +231,6 @@ impl Data {
 
     /// Sets `key` to the encoded `value`.
     pub(crate) fn insert(&mut self, key: String, value: Vec<u8>) {
-        self.verbatim = None;
         match self.find(&key) {
             Ok(at) => self.entries_mut()[at] = Entry::Owned { key, value },
             Err(at) => self.entries_mut().insert(at, Entry::Owned { key, value }),
@@ -207,7 +241,6 @@ impl Data {
     pub(crate) fn remove(&mut self, key: &str) -> bool {
         match self.find(key) {
             Ok(at) => {
-                self.verbatim = None;
                 self.entries_mut().remove(at);
                 true
             }
@@ -222,8 +255,8 @@ impl Data {
 
     /// Writes the map as format 1 stores it.
     fn write(&self, out: &mut Vec<u8>) -> Result<(), rmp::encode::ValueWriteError> {
-        if let Some(map) = self.verbatim {
-            out.extend_from_slice(map.of(self.record()));
+        if let Some(map) = self.verbatim() {
+            out.extend_from_slice(map);
             return Ok(());
         }
         write_map(
@@ -237,8 +270,8 @@ impl Data {
 
     /// The bytes [`Data::write`] adds, about.
     fn encoded_len(&self) -> usize {
-        match self.verbatim {
-            Some(map) => map.end - map.start,
+        match self.verbatim() {
+            Some(map) => map.len(),
             None => self
                 .entries()
                 .iter()
@@ -265,15 +298,14 @@ impl Eq for Data {}
 impl From<BTreeMap<String, Vec<u8>>> for Data {
     fn from(map: BTreeMap<String, Vec<u8>>) -> Self {
         Data {
-            record: None,
-            entries: (!map.is_empty()).then(|| {
+            loaded: None,
+            changed: (!map.is_empty()).then(|| {
                 Arc::new(
                     map.into_iter()
                         .map(|(key, value)| Entry::Owned { key, value })
                         .collect(),
                 )
             }),
-            verbatim: None,
         }
     }
 }
@@ -447,7 +479,7 @@ impl Envelope {
     /// Decodes format 1: the header and owner, and an index of the data
     /// over `bytes`, which the envelope keeps. Values stay encoded.
     pub(crate) fn decode(bytes: impl Into<RecordBytes>) -> Result<Self, Error> {
-        let RecordBytes(record) = bytes.into();
+        let record = bytes.into();
         let bytes = record.as_slice();
         let body = match bytes.split_first() {
             None => return Err(corrupt("empty record")),
@@ -538,9 +570,12 @@ impl Envelope {
             last_active,
             permanent,
             data: Data {
-                verbatim: (canonical && sorted).then_some(map),
-                record: Some(record),
-                entries: (!entries.is_empty()).then(|| Arc::new(entries)),
+                loaded: Some(Arc::new(Loaded {
+                    verbatim: (canonical && sorted).then_some(map),
+                    record,
+                    index: entries,
+                })),
+                changed: None,
             },
             owner,
         })
@@ -561,7 +596,7 @@ impl Stored {
     /// bytes: pass the store's `Vec<u8>` to move it rather than copy it.
     pub(crate) fn decode(bytes: impl Into<RecordBytes>) -> Result<Self, Error> {
         let bytes = bytes.into();
-        match bytes.0.split_first() {
+        match bytes.as_slice().split_first() {
             Some((&FORMAT_ENDED, [])) => Ok(Stored::Ended(None)),
             Some((&FORMAT_ENDED, rest)) => std::str::from_utf8(rest)
                 .ok()
@@ -916,7 +951,7 @@ mod tests {
         ] {
             let bytes = encode_parts(9, true, &data, owner.as_ref());
             let env = Envelope::decode(bytes.clone()).unwrap();
-            assert!(env.data.verbatim.is_some(), "the map is copied whole");
+            assert!(env.data.verbatim().is_some(), "the map is copied whole");
             assert_eq!(env.encode(), bytes);
             assert_eq!(env.data.get("key0"), Some(&[][..]));
             assert_eq!(env.data.get("key1k"), Some(&[1u8][..]));
@@ -955,7 +990,7 @@ mod tests {
         for (entries, wide_map) in cases {
             let bytes = hand_written(&entries, wide_map);
             let env = Envelope::decode(bytes.as_slice()).unwrap();
-            assert!(env.data.verbatim.is_none());
+            assert!(env.data.verbatim().is_none());
             assert_ne!(env.encode(), bytes);
             agrees_with_eager(&bytes).unwrap();
         }
@@ -1005,16 +1040,20 @@ mod tests {
         let bytes = encode_parts(1, true, &BTreeMap::from([("a".into(), vec![1])]), None);
         let env = Envelope::decode(bytes).unwrap();
         let mut copy = env.clone();
-        let (Some(one), Some(two)) = (&env.data.record, &copy.data.record) else {
-            panic!("no record kept");
+        let shared = |a: &Data, b: &Data| match (&a.loaded, &b.loaded) {
+            (Some(one), Some(two)) => Arc::ptr_eq(one, two),
+            _ => false,
         };
-        assert!(Arc::ptr_eq(one, two));
-        let (Some(one), Some(two)) = (&env.data.entries, &copy.data.entries) else {
-            panic!("no index kept");
-        };
-        assert!(Arc::ptr_eq(one, two), "the index is shared until a change");
+        assert!(shared(&env.data, &copy.data));
         copy.data.insert("b".into(), vec![2]);
+        assert!(shared(&env.data, &copy.data), "a change copies no bytes");
+        assert!(env.data.changed.is_none() && copy.data.changed.is_some());
         assert_eq!(env.data.len(), 1, "the original is unchanged");
+        assert_eq!(
+            env.data.verbatim(),
+            Some(&[0x81, 0xa1, b'a', 0xc4, 1, 1][..])
+        );
+        assert_eq!(copy.data.verbatim(), None);
         assert_eq!(copy.data.get("a"), Some(&[1u8][..]));
     }
 
