@@ -259,12 +259,13 @@ impl Data {
             out.extend_from_slice(map);
             return Ok(());
         }
+        let record = self.record();
         write_map(
             out,
             self.len(),
             self.entries()
                 .iter()
-                .map(|e| (self.key_bytes(e), self.value_bytes(e))),
+                .map(|e| (e.key(record), e.value(record))),
         )
     }
 
@@ -272,11 +273,13 @@ impl Data {
     fn encoded_len(&self) -> usize {
         match self.verbatim() {
             Some(map) => map.len(),
-            None => self
-                .entries()
-                .iter()
-                .map(|e| self.key_bytes(e).len() + self.value_bytes(e).len() + 10)
-                .sum(),
+            None => {
+                let record = self.record();
+                self.entries()
+                    .iter()
+                    .map(|e| e.key(record).len() + e.value(record).len() + 10)
+                    .sum()
+            }
         }
     }
 }
