@@ -771,16 +771,16 @@ mod tests {
     fn ended_records_round_trip() {
         let id: SessionId = "00112233445566778899aabbccddeeff_6745c1a0".parse().unwrap();
         assert_eq!(
-            Stored::decode(&Stored::ended(Some(&id))).unwrap(),
+            Stored::decode(Stored::ended(Some(&id))).unwrap(),
             Stored::Ended(Some(id))
         );
         assert_eq!(
-            Stored::decode(&Stored::ended(None)).unwrap(),
+            Stored::decode(Stored::ended(None)).unwrap(),
             Stored::Ended(None)
         );
         assert!(Stored::decode(&[FORMAT_ENDED, b'x']).is_err());
         let live = Envelope::default();
-        assert_eq!(Stored::decode(&live.encode()).unwrap(), Stored::Live(live));
+        assert_eq!(Stored::decode(live.encode()).unwrap(), Stored::Live(live));
     }
 
     proptest! {
@@ -796,7 +796,7 @@ mod tests {
             data in proptest::collection::btree_map(".{0,12}", proptest::collection::vec(any::<u8>(), 0..64), 0..8),
         ) {
             let env = Envelope { last_active, permanent, data: data.into(), owner: None };
-            prop_assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+            prop_assert_eq!(Envelope::decode(env.encode()).unwrap(), env);
         }
 
         #[test]
@@ -811,7 +811,7 @@ mod tests {
                 data: data.into(),
                 owner: Some(Owner { name, handle: Handle(handle) }),
             };
-            prop_assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+            prop_assert_eq!(Envelope::decode(env.encode()).unwrap(), env);
         }
     }
 
