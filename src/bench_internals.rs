@@ -6,11 +6,57 @@
 //! harness itself is the `rocket_kvsession_bench` support crate.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// A decoded record: last activity, permanent flag, encoded values.
-pub type RecordParts = (u64, bool, BTreeMap<String, Vec<u8>>);
+use crate::envelope::Envelope;
 
-/// Encodes a session record exactly as the engine stores it.
+/// A stored session record decoded as the engine decodes it: the header,
+/// and an index of the keys and values over the record's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedRecord(Envelope);
+
+impl DecodedRecord {
+    /// Unix seconds of the last request that wrote the session.
+    pub fn last_active(&self) -> u64 {
+        self.0.last_active
+    }
+
+    /// Whether the session's cookie is permanent.
+    pub fn permanent(&self) -> bool {
+        self.0.permanent
+    }
+
+    /// The encoded value of `key`, as `Session::get` reads it.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.0.data.get(key)
+    }
+
+    /// Sets `key` to an encoded value, as `Session::insert` does.
+    pub fn insert(&mut self, key: String, value: Vec<u8>) {
+        self.0.data.insert(key, value);
+    }
+
+    /// Sets the activity time, as a save does.
+    pub fn set_last_active(&mut self, last_active: u64) {
+        self.0.last_active = last_active;
+    }
+
+    /// Every key and its encoded value, copied out.
+    pub fn to_map(&self) -> BTreeMap<String, Vec<u8>> {
+        self.0
+            .data
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_vec()))
+            .collect()
+    }
+
+    /// Encodes the record as a save writes it.
+    pub fn encode(&self) -> Vec<u8> {
+        self.0.encode()
+    }
+}
+
+/// Encodes a new session record exactly as the engine stores it.
 pub fn encode_record(
     last_active: u64,
     permanent: bool,
@@ -19,8 +65,8 @@ pub fn encode_record(
     crate::envelope::encode_parts(last_active, permanent, data, None)
 }
 
-/// Decodes a stored session record as the engine does.
-pub fn decode_record(bytes: &[u8]) -> Result<RecordParts, crate::Error> {
-    let envelope = crate::envelope::Envelope::decode(bytes)?;
-    Ok((envelope.last_active, envelope.permanent, envelope.data))
+/// Decodes a stored session record as the engine does; the record keeps
+/// `bytes` (shared, not copied).
+pub fn decode_record(bytes: Arc<Vec<u8>>) -> Result<DecodedRecord, crate::Error> {
+    Envelope::decode(bytes).map(DecodedRecord)
 }

@@ -289,7 +289,7 @@ impl Engine {
         let Some(record) = self.store.get(&self.key(&id)).await? else {
             return Ok(self.new_session());
         };
-        let envelope = match Stored::decode(&record.value) {
+        let envelope = match Stored::decode(record.value) {
             Ok(Stored::Live(envelope)) => envelope,
             // Logged out or rotated away a moment ago.
             Ok(Stored::Ended(_)) => return Ok(self.new_session()),
@@ -560,7 +560,7 @@ impl Engine {
         let envelope = Envelope {
             last_active: now_unix(),
             permanent,
-            data,
+            data: data.into(),
             owner: None,
         };
         for _ in 0..ATTEMPTS {
@@ -755,7 +755,7 @@ impl Engine {
         let Some(current) = self.store.get(key).await? else {
             return Ok(None);
         };
-        let Stored::Live(base) = Stored::decode(&current.value)? else {
+        let Stored::Live(base) = Stored::decode(current.value)? else {
             return Ok(None);
         };
         let mut merged = snapshot.changes.merge_onto(base);

@@ -8,6 +8,11 @@
 //! owner's name and the session's 16-byte handle:
 //! `[last_active, permanent, data, owner, handle]`.
 //!
+//! Decoding is lazy: a loaded envelope keeps the record's bytes (shared, not
+//! copied) and an index of where each key and value lies in them ([`Data`]).
+//! Nothing is allocated per key or value; a save of keys the request did not
+//! change copies their bytes as they are.
+//!
 //! Format 2 marks a session that ended: a logout, or a rotation to a new id
 //! (`regenerate()`), whose id follows the tag as ASCII text. An ended record
 //! only lives between the compare-and-swap that ends the session and the
@@ -16,6 +21,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::id::SessionId;
@@ -33,9 +39,359 @@ pub(crate) struct Envelope {
     /// Whether the session's cookie is permanent.
     pub(crate) permanent: bool,
     /// Session key -> MessagePack-encoded value.
-    pub(crate) data: BTreeMap<String, Vec<u8>>,
+    pub(crate) data: Data,
     /// Whose session this is, if the app said so.
     pub(crate) owner: Option<Owner>,
+}
+
+/// The bytes of a stored record, as a store returned them. Converting a
+/// `Vec<u8>` moves it (the engine's loads); a slice is copied.
+#[derive(Debug, Clone)]
+pub(crate) enum RecordBytes {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl RecordBytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            RecordBytes::Owned(bytes) => bytes,
+            RecordBytes::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl From<Vec<u8>> for RecordBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        RecordBytes::Owned(bytes)
+    }
+}
+
+impl From<Arc<Vec<u8>>> for RecordBytes {
+    fn from(bytes: Arc<Vec<u8>>) -> Self {
+        RecordBytes::Shared(bytes)
+    }
+}
+
+impl From<&[u8]> for RecordBytes {
+    fn from(bytes: &[u8]) -> Self {
+        RecordBytes::Owned(bytes.to_vec())
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for RecordBytes {
+    fn from(bytes: &[u8; N]) -> Self {
+        RecordBytes::from(bytes.as_slice())
+    }
+}
+
+impl From<&Vec<u8>> for RecordBytes {
+    fn from(bytes: &Vec<u8>) -> Self {
+        RecordBytes::from(bytes.as_slice())
+    }
+}
+
+/// Where a key or a value lies in the loaded record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    fn of(self, record: &[u8]) -> &[u8] {
+        // Every span was cut from this record when it was decoded.
+        &record[self.start..self.end]
+    }
+}
+
+/// One key and its encoded value.
+#[derive(Debug, Clone)]
+enum Entry {
+    /// Both still lie in the loaded record.
+    Loaded { key: Span, value: Span },
+    /// Set since the record was loaded.
+    Owned { key: String, value: Vec<u8> },
+}
+
+impl Entry {
+    /// The key's bytes; `record` is the record a loaded entry was cut from.
+    fn key<'a>(&'a self, record: &'a [u8]) -> &'a [u8] {
+        match self {
+            Entry::Loaded { key, .. } => key.of(record),
+            Entry::Owned { key, .. } => key.as_bytes(),
+        }
+    }
+
+    /// The encoded value's bytes (see [`Entry::key`]).
+    fn value<'a>(&'a self, record: &'a [u8]) -> &'a [u8] {
+        match self {
+            Entry::Loaded { value, .. } => value.of(record),
+            Entry::Owned { value, .. } => value,
+        }
+    }
+}
+
+/// A session's keys and their MessagePack-encoded values, in key order:
+/// an index over the loaded record's bytes, plus what was set since.
+///
+/// Both parts are shared: a copy (a save's snapshot) costs two reference
+/// counts, and a change after a copy copies the index, never the values.
+#[derive(Clone, Default)]
+pub(crate) struct Data {
+    /// The loaded record and its index, as decoded.
+    loaded: Option<Arc<Loaded>>,
+    /// The entries since the first change; `None`: exactly the loaded
+    /// index. Sorted by key (byte order, which is `str` order), keys unique.
+    changed: Option<Arc<Vec<Entry>>>,
+}
+
+/// A record as decoded.
+#[derive(Debug)]
+struct Loaded {
+    record: RecordBytes,
+    /// Only [`Entry::Loaded`], sorted, keys unique.
+    index: Vec<Entry>,
+    /// The encoded map inside `record` if it is what [`Envelope::encode`]
+    /// would write for `index`: an unchanged save copies it whole.
+    verbatim: Option<Span>,
+}
+
+impl Data {
+    fn record(&self) -> &[u8] {
+        self.loaded.as_deref().map_or(&[], |l| l.record.as_slice())
+    }
+
+    fn entries(&self) -> &[Entry] {
+        match (&self.changed, &self.loaded) {
+            (Some(changed), _) => changed,
+            (None, Some(loaded)) => &loaded.index,
+            (None, None) => &[],
+        }
+    }
+
+    fn entries_mut(&mut self) -> &mut Vec<Entry> {
+        let loaded = &self.loaded;
+        let changed = self.changed.get_or_insert_with(|| {
+            Arc::new(loaded.as_ref().map_or(Vec::new(), |l| l.index.clone()))
+        });
+        Arc::make_mut(changed)
+    }
+
+    /// The encoded map to copy whole, while nothing changed.
+    fn verbatim(&self) -> Option<&[u8]> {
+        let loaded = self.loaded.as_deref().filter(|_| self.changed.is_none())?;
+        Some(loaded.verbatim?.of(loaded.record.as_slice()))
+    }
+
+    fn key_bytes<'a>(&'a self, entry: &'a Entry) -> &'a [u8] {
+        entry.key(self.record())
+    }
+
+    fn value_bytes<'a>(&'a self, entry: &'a Entry) -> &'a [u8] {
+        entry.value(self.record())
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.entries()
+            .binary_search_by(|entry| self.key_bytes(entry).cmp(key.as_bytes()))
+    }
+
+    /// The encoded value of `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
+        let at = self.find(key).ok()?;
+        Some(self.value_bytes(&self.entries()[at]))
+    }
+
+    pub(crate) fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries().is_empty()
+    }
+
+    /// Every key and its encoded value, in key order.
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
+        self.entries().iter().map(|entry| {
+            // Loaded keys were checked to be UTF-8 when the record was decoded.
+            let key =
+                std::str::from_utf8(self.key_bytes(entry)).expect("keys are checked at decode");
+            (key, self.value_bytes(entry))
+        })
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.iter().map(|(key, _)| key)
+    }
+
+    /// Sets `key` to the encoded `value`.
+    pub(crate) fn insert(&mut self, key: String, value: Vec<u8>) {
+        match self.find(&key) {
+            Ok(at) => self.entries_mut()[at] = Entry::Owned { key, value },
+            Err(at) => self.entries_mut().insert(at, Entry::Owned { key, value }),
+        }
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub(crate) fn remove(&mut self, key: &str) -> bool {
+        match self.find(key) {
+            Ok(at) => {
+                self.entries_mut().remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Removes every key. The loaded record is let go.
+    pub(crate) fn clear(&mut self) {
+        *self = Data::default();
+    }
+
+    /// Writes the map as format 1 stores it.
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), rmp::encode::ValueWriteError> {
+        if let Some(map) = self.verbatim() {
+            out.extend_from_slice(map);
+            return Ok(());
+        }
+        let record = self.record();
+        write_map(
+            out,
+            self.len(),
+            self.entries()
+                .iter()
+                .map(|e| (e.key(record), e.value(record))),
+        )
+    }
+
+    /// The bytes [`Data::write`] adds, about.
+    fn encoded_len(&self) -> usize {
+        match self.verbatim() {
+            Some(map) => map.len(),
+            None => {
+                let record = self.record();
+                self.entries()
+                    .iter()
+                    .map(|e| e.key(record).len() + e.value(record).len() + 10)
+                    .sum()
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Data {}
+
+impl From<BTreeMap<String, Vec<u8>>> for Data {
+    fn from(map: BTreeMap<String, Vec<u8>>) -> Self {
+        Data {
+            loaded: None,
+            changed: (!map.is_empty()).then(|| {
+                Arc::new(
+                    map.into_iter()
+                        .map(|(key, value)| Entry::Owned { key, value })
+                        .collect(),
+                )
+            }),
+        }
+    }
+}
+
+impl FromIterator<(String, Vec<u8>)> for Data {
+    fn from_iter<I: IntoIterator<Item = (String, Vec<u8>)>>(iter: I) -> Self {
+        Data::from(iter.into_iter().collect::<BTreeMap<_, _>>())
+    }
+}
+
+/// Writes a format 1 data map of `len` entries; every key is UTF-8.
+fn write_map<'a>(
+    out: &mut Vec<u8>,
+    len: usize,
+    entries: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<(), rmp::encode::ValueWriteError> {
+    rmp::encode::write_map_len(out, len as u32)?;
+    for (key, value) in entries {
+        push_str_header(out, key.len() as u32);
+        out.extend_from_slice(key);
+        push_bin_header(out, value.len() as u32);
+        out.extend_from_slice(value);
+    }
+    Ok(())
+}
+
+/// Writes the header `rmp::encode::write_str_len` writes, without its
+/// generic writer (a save writes two headers per key).
+fn push_str_header(out: &mut Vec<u8>, len: u32) {
+    match len {
+        0..32 => out.push(0xa0 | len as u8),
+        32..256 => out.extend_from_slice(&[0xd9, len as u8]),
+        256..=0xffff => {
+            out.push(0xda);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdb);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+}
+
+/// Writes the header `rmp::encode::write_bin_len` writes.
+fn push_bin_header(out: &mut Vec<u8>, len: u32) {
+    match len {
+        0..256 => out.extend_from_slice(&[0xc4, len as u8]),
+        256..=0xffff => {
+            out.push(0xc5);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xc6);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+}
+
+/// The size of the headers `rmp` writes for a string, a binary and a map of
+/// `len` (the smallest each can be).
+fn str_header(len: u32) -> usize {
+    match len {
+        0..32 => 1,
+        32..256 => 2,
+        256..=0xffff => 3,
+        _ => 5,
+    }
+}
+
+fn bin_header(len: u32) -> usize {
+    match len {
+        0..256 => 2,
+        256..=0xffff => 3,
+        _ => 5,
+    }
+}
+
+fn map_header(len: u32) -> usize {
+    match len {
+        0..16 => 1,
+        16..=0xffff => 3,
+        _ => 5,
+    }
 }
 
 /// The owner of a session and the session's handle: a random name for the
@@ -104,14 +460,17 @@ fn bad<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
 
 impl Envelope {
     /// Encodes the envelope. The bytes are exactly what `rmp-serde` writes for
-    /// the tuple `(u64, bool, BTreeMap<&str, &serde_bytes::Bytes>)`; they are
-    /// written with `rmp` directly to skip serde's intermediate values.
+    /// the tuple `(u64, bool, BTreeMap<&str, &serde_bytes::Bytes>)` (plus the
+    /// owner's two fields); they are written with `rmp` directly to skip
+    /// serde's intermediate values. Keys loaded and not changed since are
+    /// copied as they are.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        encode_parts(
+        encode_with(
             self.last_active,
             self.permanent,
-            &self.data,
             self.owner.as_ref(),
+            self.data.encoded_len(),
+            |out| self.data.write(out),
         )
     }
 
@@ -120,13 +479,19 @@ impl Envelope {
         self.data.is_empty() && self.owner.is_none()
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
+    /// Decodes format 1: the header and owner, and an index of the data
+    /// over `bytes`, which the envelope keeps. Values stay encoded.
+    pub(crate) fn decode(bytes: impl Into<RecordBytes>) -> Result<Self, Error> {
+        let record = bytes.into();
+        let bytes = record.as_slice();
         let body = match bytes.split_first() {
             None => return Err(corrupt("empty record")),
             Some((&FORMAT_V1, body)) => body,
             Some((tag, _)) => return Err(corrupt(format!("unknown format {tag}"))),
         };
         let rd = &mut &body[..];
+        // The offset in `bytes` that `rd` has reached.
+        let at = |rd: &&[u8]| bytes.len() - rd.len();
         let fields = rmp::decode::read_array_len(rd).map_err(bad("header"))?;
         if fields != 3 && fields != 5 {
             return Err(corrupt(format!(
@@ -135,17 +500,56 @@ impl Envelope {
         }
         let last_active: u64 = rmp::decode::read_int(rd).map_err(bad("last_active"))?;
         let permanent = rmp::decode::read_bool(rd).map_err(bad("permanent"))?;
-        let entries = rmp::decode::read_map_len(rd).map_err(bad("data"))?;
-        let mut data = BTreeMap::new();
-        for _ in 0..entries {
+
+        let map_start = at(rd);
+        let count = rmp::decode::read_map_len(rd).map_err(bad("data"))?;
+        // Whether every header is the one `encode` would write.
+        let mut canonical = at(rd) - map_start == map_header(count);
+        // Whether the keys are strictly ascending, as `encode` writes them.
+        let mut sorted = true;
+        // The count is not trusted for the allocation: an entry takes at
+        // least three bytes.
+        let mut entries = Vec::with_capacity((count as usize).min(rd.len() / 3));
+        for _ in 0..count {
+            let header = at(rd);
             let len = rmp::decode::read_str_len(rd).map_err(bad("key"))?;
-            let key = std::str::from_utf8(take(rd, len, "key")?)
-                .map_err(bad("key"))?
-                .to_owned();
+            canonical &= at(rd) - header == str_header(len);
+            let start = at(rd);
+            let text = take(rd, len, "key")?;
+            if !text.is_ascii() {
+                std::str::from_utf8(text).map_err(bad("key"))?;
+            }
+            let key = Span { start, end: at(rd) };
+
+            let header = at(rd);
             let len = rmp::decode::read_bin_len(rd).map_err(bad("value"))?;
-            let value = take(rd, len, "value")?.to_vec();
-            data.insert(key, value);
+            canonical &= at(rd) - header == bin_header(len);
+            let start = at(rd);
+            take(rd, len, "value")?;
+            let value = Span { start, end: at(rd) };
+
+            if let Some(Entry::Loaded { key: last, .. }) = entries.last() {
+                sorted &= last.of(bytes) < key.of(bytes);
+            }
+            entries.push(Entry::Loaded { key, value });
         }
+        let map = Span {
+            start: map_start,
+            end: at(rd),
+        };
+        if !sorted {
+            // Not as `encode` writes it: sort, and of a repeated key keep
+            // the last value, as a map filled entry by entry would.
+            entries.sort_by(|a, b| a.key(bytes).cmp(b.key(bytes)));
+            entries.dedup_by(|later, kept| {
+                let repeated = later.key(bytes) == kept.key(bytes);
+                if repeated {
+                    std::mem::swap(later, kept);
+                }
+                repeated
+            });
+        }
+
         let owner = if fields == 5 {
             let len = rmp::decode::read_str_len(rd).map_err(bad("owner"))?;
             let name = std::str::from_utf8(take(rd, len, "owner")?)
@@ -168,7 +572,14 @@ impl Envelope {
         Ok(Envelope {
             last_active,
             permanent,
-            data,
+            data: Data {
+                loaded: Some(Arc::new(Loaded {
+                    verbatim: (canonical && sorted).then_some(map),
+                    record,
+                    index: entries,
+                })),
+                changed: None,
+            },
             owner,
         })
     }
@@ -184,9 +595,11 @@ pub(crate) enum Stored {
 }
 
 impl Stored {
-    /// Decodes any record format.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        match bytes.split_first() {
+    /// Decodes any record format. A live session's envelope keeps the
+    /// bytes: pass the store's `Vec<u8>` to move it rather than copy it.
+    pub(crate) fn decode(bytes: impl Into<RecordBytes>) -> Result<Self, Error> {
+        let bytes = bytes.into();
+        match bytes.as_slice().split_first() {
             Some((&FORMAT_ENDED, [])) => Ok(Stored::Ended(None)),
             Some((&FORMAT_ENDED, rest)) => std::str::from_utf8(rest)
                 .ok()
@@ -207,19 +620,16 @@ impl Stored {
     }
 }
 
-/// Encodes format 1 from its parts (see [`Envelope::encode`]).
-pub(crate) fn encode_parts(
+/// Encodes format 1 around a data map written by `data` (`payload`: about
+/// how many bytes it writes).
+fn encode_with(
     last_active: u64,
     permanent: bool,
-    data: &BTreeMap<String, Vec<u8>>,
     owner: Option<&Owner>,
+    payload: usize,
+    data: impl FnOnce(&mut Vec<u8>) -> Result<(), rmp::encode::ValueWriteError>,
 ) -> Vec<u8> {
-    let payload: usize = data
-        .iter()
-        .map(|(k, v)| k.len() + v.len() + 10)
-        .sum::<usize>()
-        + owner.map_or(0, |o| o.name.len() + 32);
-
+    let payload = payload + owner.map_or(0, |o| o.name.len() + 32);
     let mut out = Vec::with_capacity(16 + payload);
     out.push(FORMAT_V1);
     // Writing into a Vec cannot fail, and every length fits a u32
@@ -229,11 +639,7 @@ pub(crate) fn encode_parts(
         rmp::encode::write_uint(out, last_active)?;
         rmp::encode::write_bool(out, permanent)
             .map_err(rmp::encode::ValueWriteError::InvalidDataWrite)?;
-        rmp::encode::write_map_len(out, data.len() as u32)?;
-        for (key, value) in data {
-            rmp::encode::write_str(out, key)?;
-            rmp::encode::write_bin(out, value)?;
-        }
+        data(out)?;
         if let Some(owner) = owner {
             rmp::encode::write_str(out, &owner.name)?;
             rmp::encode::write_bin(out, &owner.handle.0)?;
@@ -242,6 +648,24 @@ pub(crate) fn encode_parts(
     };
     write(&mut out).expect("in-memory MessagePack encoding");
     out
+}
+
+/// Encodes format 1 from its parts (see [`Envelope::encode`]).
+#[cfg(any(test, feature = "bench-internals"))]
+pub(crate) fn encode_parts(
+    last_active: u64,
+    permanent: bool,
+    data: &BTreeMap<String, Vec<u8>>,
+    owner: Option<&Owner>,
+) -> Vec<u8> {
+    let payload = data.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
+    encode_with(last_active, permanent, owner, payload, |out| {
+        write_map(
+            out,
+            data.len(),
+            data.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -254,7 +678,7 @@ mod tests {
         let mut env = Envelope {
             last_active: 1_700_000_000,
             permanent: true,
-            data: BTreeMap::new(),
+            data: Data::default(),
             owner: None,
         };
         env.data
@@ -277,7 +701,7 @@ mod tests {
         let env = Envelope {
             last_active: u64::MAX - 5,
             permanent: false,
-            data,
+            data: data.into(),
             owner: None,
         };
         let wire: (u64, bool, BTreeMap<&str, &serde_bytes::Bytes>) = (
@@ -285,7 +709,7 @@ mod tests {
             env.permanent,
             env.data
                 .iter()
-                .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
+                .map(|(k, v)| (k, serde_bytes::Bytes::new(v)))
                 .collect(),
         );
         let mut expected = vec![FORMAT_V1];
@@ -347,16 +771,16 @@ mod tests {
     fn ended_records_round_trip() {
         let id: SessionId = "00112233445566778899aabbccddeeff_6745c1a0".parse().unwrap();
         assert_eq!(
-            Stored::decode(&Stored::ended(Some(&id))).unwrap(),
+            Stored::decode(Stored::ended(Some(&id))).unwrap(),
             Stored::Ended(Some(id))
         );
         assert_eq!(
-            Stored::decode(&Stored::ended(None)).unwrap(),
+            Stored::decode(Stored::ended(None)).unwrap(),
             Stored::Ended(None)
         );
         assert!(Stored::decode(&[FORMAT_ENDED, b'x']).is_err());
         let live = Envelope::default();
-        assert_eq!(Stored::decode(&live.encode()).unwrap(), Stored::Live(live));
+        assert_eq!(Stored::decode(live.encode()).unwrap(), Stored::Live(live));
     }
 
     proptest! {
@@ -371,8 +795,8 @@ mod tests {
             permanent in any::<bool>(),
             data in proptest::collection::btree_map(".{0,12}", proptest::collection::vec(any::<u8>(), 0..64), 0..8),
         ) {
-            let env = Envelope { last_active, permanent, data, owner: None };
-            prop_assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+            let env = Envelope { last_active, permanent, data: data.into(), owner: None };
+            prop_assert_eq!(Envelope::decode(env.encode()).unwrap(), env);
         }
 
         #[test]
@@ -384,10 +808,356 @@ mod tests {
             let env = Envelope {
                 last_active: 7,
                 permanent: false,
-                data,
+                data: data.into(),
                 owner: Some(Owner { name, handle: Handle(handle) }),
             };
-            prop_assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+            prop_assert_eq!(Envelope::decode(env.encode()).unwrap(), env);
+        }
+    }
+
+    /// The decoder before decoding became lazy: every key and value copied
+    /// into a map. The lazy decoder must accept and reject exactly what it
+    /// did, and agree on the data.
+    type Eager = (u64, bool, BTreeMap<String, Vec<u8>>, Option<Owner>);
+
+    fn eager_decode(bytes: &[u8]) -> Option<Eager> {
+        let (&FORMAT_V1, body) = bytes.split_first()? else {
+            return None;
+        };
+        let rd = &mut &body[..];
+        let fields = rmp::decode::read_array_len(rd).ok()?;
+        if fields != 3 && fields != 5 {
+            return None;
+        }
+        let last_active: u64 = rmp::decode::read_int(rd).ok()?;
+        let permanent = rmp::decode::read_bool(rd).ok()?;
+        let entries = rmp::decode::read_map_len(rd).ok()?;
+        let mut data = BTreeMap::new();
+        for _ in 0..entries {
+            let len = rmp::decode::read_str_len(rd).ok()?;
+            let key = std::str::from_utf8(take(rd, len, "key").ok()?).ok()?;
+            let len = rmp::decode::read_bin_len(rd).ok()?;
+            let value = take(rd, len, "value").ok()?.to_vec();
+            data.insert(key.to_owned(), value);
+        }
+        let owner = if fields == 5 {
+            let len = rmp::decode::read_str_len(rd).ok()?;
+            let name = std::str::from_utf8(take(rd, len, "owner").ok()?).ok()?;
+            let len = rmp::decode::read_bin_len(rd).ok()?;
+            let handle = take(rd, len, "handle").ok()?.try_into().ok()?;
+            Some(Owner {
+                name: name.to_owned(),
+                handle: Handle(handle),
+            })
+        } else {
+            None
+        };
+        rd.is_empty()
+            .then_some((last_active, permanent, data, owner))
+    }
+
+    /// The lazy decoder agrees with the eager one on `bytes`, and a save of
+    /// what it decoded writes what the eager decoder's map would encode to.
+    fn agrees_with_eager(bytes: &[u8]) -> Result<(), TestCaseError> {
+        let lazy = Envelope::decode(bytes);
+        let Some((last_active, permanent, data, owner)) = eager_decode(bytes) else {
+            prop_assert!(lazy.is_err(), "accepted a record the eager decoder refused");
+            return Ok(());
+        };
+        let lazy = lazy.map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(lazy.last_active, last_active);
+        prop_assert_eq!(lazy.permanent, permanent);
+        prop_assert_eq!(&lazy.owner, &owner);
+        let as_map: BTreeMap<String, Vec<u8>> = lazy
+            .data
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_vec()))
+            .collect();
+        prop_assert_eq!(&as_map, &data);
+        prop_assert_eq!(lazy.data.len(), data.len());
+        for (key, value) in &data {
+            prop_assert_eq!(lazy.data.get(key), Some(value.as_slice()));
+        }
+        prop_assert_eq!(
+            lazy.encode(),
+            encode_parts(last_active, permanent, &data, owner.as_ref())
+        );
+        Ok(())
+    }
+
+    /// Writes a format 1 record by hand: keys in the given order (repeats
+    /// allowed), each header in its smallest form or, if `wide`, in the
+    /// 32-bit form `rmp` never writes for short lengths.
+    fn hand_written(entries: &[(String, Vec<u8>, bool)], wide_map: bool) -> Vec<u8> {
+        let mut out = vec![FORMAT_V1, 0x93, 0x07, 0xc3];
+        if wide_map {
+            out.push(0xdf);
+            out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+        } else {
+            rmp::encode::write_map_len(&mut out, entries.len() as u32).unwrap();
+        }
+        for (key, value, wide) in entries {
+            if *wide {
+                out.push(0xdb);
+                out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+                out.extend_from_slice(key.as_bytes());
+                out.push(0xc6);
+                out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+                out.extend_from_slice(value);
+            } else {
+                rmp::encode::write_str(&mut out, key).unwrap();
+                rmp::encode::write_bin(&mut out, value).unwrap();
+            }
+        }
+        out
+    }
+
+    /// The headers written by hand are `rmp`'s, and their sizes are what
+    /// the decoder expects of a record `encode` wrote.
+    #[test]
+    fn headers_are_rmps() {
+        for len in [0, 1, 15, 16, 31, 32, 255, 256, 65_535, 65_536, u32::MAX] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            push_str_header(&mut ours, len);
+            rmp::encode::write_str_len(&mut theirs, len).unwrap();
+            assert_eq!(ours, theirs, "str {len}");
+            assert_eq!(str_header(len), ours.len());
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            push_bin_header(&mut ours, len);
+            rmp::encode::write_bin_len(&mut theirs, len).unwrap();
+            assert_eq!(ours, theirs, "bin {len}");
+            assert_eq!(bin_header(len), ours.len());
+            let mut map = Vec::new();
+            rmp::encode::write_map_len(&mut map, len).unwrap();
+            assert_eq!(map_header(len), map.len(), "map {len}");
+        }
+    }
+
+    #[test]
+    fn an_unchanged_record_encodes_to_its_own_bytes() {
+        let mut data = BTreeMap::new();
+        for (i, len) in [0usize, 1, 31, 32, 255, 256, 70_000]
+            .into_iter()
+            .enumerate()
+        {
+            data.insert(
+                format!("key{i}{}", "k".repeat(len % 300)),
+                vec![i as u8; len],
+            );
+        }
+        for owner in [
+            None,
+            Some(Owner {
+                name: "alice".into(),
+                handle: Handle([3; 16]),
+            }),
+        ] {
+            let bytes = encode_parts(9, true, &data, owner.as_ref());
+            let env = Envelope::decode(bytes.clone()).unwrap();
+            assert!(env.data.verbatim().is_some(), "the map is copied whole");
+            assert_eq!(env.encode(), bytes);
+            assert_eq!(env.data.get("key0"), Some(&[][..]));
+            assert_eq!(env.data.get("key1k"), Some(&[1u8][..]));
+            assert_eq!(env.data.get("key9"), None);
+        }
+    }
+
+    /// Records `encode` would not write (keys out of order, a repeated key,
+    /// wide headers) decode as before: sorted, the last of a repeated key
+    /// wins, and a save writes them as `encode` does.
+    #[test]
+    fn records_in_another_writers_form_decode_as_before() {
+        let entry = |k: &str, v: &[u8], wide| (k.to_owned(), v.to_vec(), wide);
+        let cases = [
+            (
+                vec![entry("b", b"1", false), entry("a", b"2", false)],
+                false,
+            ),
+            (
+                vec![entry("a", b"1", false), entry("a", b"2", false)],
+                false,
+            ),
+            (
+                vec![
+                    entry("c", b"1", false),
+                    entry("a", b"2", false),
+                    entry("c", b"3", false),
+                    entry("b", b"", false),
+                    entry("a", b"4", false),
+                ],
+                false,
+            ),
+            (vec![entry("a", b"1", true), entry("b", b"2", false)], false),
+            (vec![entry("a", b"1", false)], true),
+        ];
+        for (entries, wide_map) in cases {
+            let bytes = hand_written(&entries, wide_map);
+            let env = Envelope::decode(bytes.as_slice()).unwrap();
+            assert!(env.data.verbatim().is_none());
+            assert_ne!(env.encode(), bytes);
+            agrees_with_eager(&bytes).unwrap();
+        }
+        let bytes = hand_written(
+            &[
+                entry("a", b"1", false),
+                entry("b", b"2", false),
+                entry("a", b"3", false),
+            ],
+            false,
+        );
+        let env = Envelope::decode(bytes).unwrap();
+        assert_eq!(env.data.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(env.data.get("a"), Some(&b"3"[..]));
+    }
+
+    /// Every cut of a record, and lengths that point past its end, are
+    /// refused.
+    #[test]
+    fn truncated_records_and_bad_lengths_are_refused() {
+        let data = BTreeMap::from([
+            ("a".to_owned(), vec![1u8; 40]),
+            ("user".to_owned(), rmp_serde::to_vec("alice").unwrap()),
+        ]);
+        let owner = Owner {
+            name: "bob".into(),
+            handle: Handle([9; 16]),
+        };
+        for owner in [None, Some(&owner)] {
+            let bytes = encode_parts(1, false, &data, owner);
+            for cut in 0..bytes.len() {
+                assert!(Envelope::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+        }
+        // A key length (fixstr 3) past the end, a value length past the end.
+        assert!(Envelope::decode(&[1, 0x93, 0, 0xc2, 0x81, 0xa3, b'a']).is_err());
+        assert!(Envelope::decode(&[1, 0x93, 0, 0xc2, 0x81, 0xa1, b'a', 0xc4, 9, 1]).is_err());
+        // A key that is not UTF-8.
+        assert!(Envelope::decode(&[1, 0x93, 0, 0xc2, 0x81, 0xa1, 0xff, 0xc4, 0]).is_err());
+        // A value that is a string, not binary.
+        assert!(Envelope::decode(&[1, 0x93, 0, 0xc2, 0x81, 0xa1, b'a', 0xa0]).is_err());
+    }
+
+    /// A copy of the data (a save's snapshot) shares the loaded record.
+    #[test]
+    fn copies_share_the_loaded_record() {
+        let bytes = encode_parts(1, true, &BTreeMap::from([("a".into(), vec![1])]), None);
+        let env = Envelope::decode(bytes).unwrap();
+        let mut copy = env.clone();
+        let shared = |a: &Data, b: &Data| match (&a.loaded, &b.loaded) {
+            (Some(one), Some(two)) => Arc::ptr_eq(one, two),
+            _ => false,
+        };
+        assert!(shared(&env.data, &copy.data));
+        copy.data.insert("b".into(), vec![2]);
+        assert!(shared(&env.data, &copy.data), "a change copies no bytes");
+        assert!(env.data.changed.is_none() && copy.data.changed.is_some());
+        assert_eq!(env.data.len(), 1, "the original is unchanged");
+        assert_eq!(
+            env.data.verbatim(),
+            Some(&[0x81, 0xa1, b'a', 0xc4, 1, 1][..])
+        );
+        assert_eq!(copy.data.verbatim(), None);
+        assert_eq!(copy.data.get("a"), Some(&[1u8][..]));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(String, Vec<u8>),
+        Remove(String),
+        Clear,
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(vec!["a", "b", "user", "cart", "é", ""])
+                .prop_map(String::from),
+            ".{0,6}",
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (key(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(k, v)| Op::Insert(k, v)),
+            3 => key().prop_map(Op::Remove),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    fn entries() -> impl Strategy<Value = Vec<(String, Vec<u8>, bool)>> {
+        proptest::collection::vec(
+            (
+                key(),
+                proptest::collection::vec(any::<u8>(), 0..300),
+                any::<bool>(),
+            ),
+            0..8,
+        )
+    }
+
+    proptest! {
+        /// A loaded record changed by any sequence of inserts, removes and
+        /// clears holds, and encodes to, what a plain map changed the same
+        /// way holds and encodes to.
+        #[test]
+        fn changes_to_a_loaded_record_match_a_map(
+            data in proptest::collection::btree_map(key(), proptest::collection::vec(any::<u8>(), 0..300), 0..8),
+            owned in any::<bool>(),
+            ops in proptest::collection::vec(op(), 0..12),
+        ) {
+            let owner = owned.then(|| Owner { name: "o".into(), handle: Handle([1; 16]) });
+            let bytes = encode_parts(5, true, &data, owner.as_ref());
+            let mut env = Envelope::decode(bytes.clone()).unwrap();
+            prop_assert_eq!(env.encode(), bytes);
+            let mut model = data;
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        env.data.insert(k.clone(), v.clone());
+                        model.insert(k, v);
+                    }
+                    Op::Remove(k) => {
+                        prop_assert_eq!(env.data.remove(&k), model.remove(&k).is_some());
+                    }
+                    Op::Clear => {
+                        env.data.clear();
+                        model.clear();
+                    }
+                }
+                prop_assert_eq!(env.data.len(), model.len());
+                prop_assert!(env.data.keys().eq(model.keys().map(String::as_str)));
+                for k in model.keys() {
+                    prop_assert!(env.data.contains_key(k));
+                }
+            }
+            prop_assert_eq!(&env.data, &Data::from(model.clone()));
+            let expected = encode_parts(5, true, &model, owner.as_ref());
+            prop_assert_eq!(env.encode(), expected.clone());
+            // And the result loads again to the same.
+            prop_assert_eq!(Envelope::decode(expected).unwrap(), env);
+        }
+
+        /// Records in any writer's form, whole, cut short or with a byte
+        /// changed, are accepted and refused exactly as before.
+        #[test]
+        fn the_lazy_decoder_agrees_with_the_eager_one(
+            entries in entries(),
+            wide_map in any::<bool>(),
+            cut in any::<proptest::sample::Index>(),
+            flip in any::<Option<(proptest::sample::Index, u8)>>(),
+        ) {
+            let bytes = hand_written(&entries, wide_map);
+            agrees_with_eager(&bytes)?;
+            agrees_with_eager(&bytes[..cut.index(bytes.len() + 1)])?;
+            if let Some((at, byte)) = flip {
+                let mut changed = bytes.clone();
+                changed[at.index(bytes.len())] = byte;
+                agrees_with_eager(&changed)?;
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_decode_as_before(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            agrees_with_eager(&bytes)?;
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::envelope::{Envelope, Owner};
+use crate::envelope::{Data, Envelope, Owner};
 use crate::id::SessionId;
 use crate::store::Version;
 
@@ -45,9 +45,7 @@ impl Changes {
         }
         for (key, change) in &self.keys {
             match change {
-                Some(value) => {
-                    current.data.insert(key.clone(), value.clone());
-                }
+                Some(value) => current.data.insert(key.clone(), value.clone()),
                 None => {
                     current.data.remove(key);
                 }
@@ -173,7 +171,7 @@ impl SessionState {
             envelope: Envelope {
                 last_active: 0,
                 permanent,
-                data: BTreeMap::new(),
+                data: Data::default(),
                 owner: None,
             },
             record_expires_at: None,
@@ -226,7 +224,7 @@ impl SessionState {
 
     /// The encoded value of `key`.
     pub(crate) fn value(&self, key: &str) -> Option<&[u8]> {
-        self.envelope.data.get(key).map(Vec::as_slice)
+        self.envelope.data.get(key)
     }
 
     pub(crate) fn contains_key(&self, key: &str) -> bool {
@@ -234,7 +232,7 @@ impl SessionState {
     }
 
     pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
-        self.envelope.data.keys().map(String::as_str)
+        self.envelope.data.keys()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -244,7 +242,7 @@ impl SessionState {
     /// Sets `key` to the encoded `value`; returns whether that changed
     /// anything (an equal value is not a change).
     pub(crate) fn insert(&mut self, key: String, value: Vec<u8>) -> bool {
-        if self.envelope.data.get(&key) == Some(&value) {
+        if self.envelope.data.get(&key) == Some(value.as_slice()) {
             return false;
         }
         self.envelope.data.insert(key.clone(), value.clone());
@@ -254,7 +252,7 @@ impl SessionState {
 
     /// Removes `key`; returns whether it was there.
     pub(crate) fn remove(&mut self, key: &str) -> bool {
-        if self.envelope.data.remove(key).is_none() {
+        if !self.envelope.data.remove(key) {
             return false;
         }
         self.changes.keys.insert(key.to_owned(), None);
@@ -594,5 +592,42 @@ mod tests {
         st.saved(snapshot.written(), Some(Version::from(1u64)));
         assert!(st.is_stored());
         assert!(!st.is_modified());
+    }
+
+    /// A session loaded from real record bytes: an unchanged save writes
+    /// them back, a changed one writes what the eager map would, and a
+    /// merge onto a newer loaded record keeps its keys.
+    #[test]
+    fn a_loaded_record_saves_like_a_map() {
+        use crate::envelope::encode_parts;
+        let data = BTreeMap::from([
+            ("a".to_owned(), b"1".to_vec()),
+            ("b".to_owned(), b"2".to_vec()),
+            ("c".to_owned(), b"3".to_vec()),
+        ]);
+        let bytes = encode_parts(4, true, &data, None);
+        let envelope = Envelope::decode(bytes.clone()).unwrap();
+        let mut st = SessionState::loaded(id(1), envelope, None, None);
+        assert_eq!(st.snapshot(4).written().encode(), bytes);
+        assert_eq!(st.value("b"), Some(&b"2"[..]));
+        st.insert("b".into(), b"20".to_vec());
+        st.remove("c");
+        st.insert("d".into(), b"4".to_vec());
+        let mut model = data.clone();
+        model.insert("b".into(), b"20".to_vec());
+        model.remove("c");
+        model.insert("d".into(), b"4".to_vec());
+        let snapshot = st.snapshot(6);
+        assert_eq!(
+            snapshot.written().encode(),
+            encode_parts(6, true, &model, None)
+        );
+        let mut newer = data;
+        newer.insert("e".into(), b"5".to_vec());
+        let newest = Envelope::decode(encode_parts(5, true, &newer, None)).unwrap();
+        let mut merged = snapshot.changes.merge_onto(newest);
+        merged.last_active = 6;
+        model.insert("e".into(), b"5".to_vec());
+        assert_eq!(merged.encode(), encode_parts(6, true, &model, None));
     }
 }

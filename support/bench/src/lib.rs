@@ -11,7 +11,7 @@
 //!   bench target (`harness = false`).
 //! * [`sweep_files`]: directories of session files, for the sweep benchmark
 //!   and the sweep tests of the object_store store.
-//! * [`encode_record`], [`decode_record`]: the core's own record encoding,
+//! * [`encode_record`], [`decode_record`], [`DecodedRecord`]: the core's own record encoding,
 //!   through its hidden `bench-internals` feature.
 //!
 //! Bench targets do nothing unless run with `--bench` (as `cargo bench`
@@ -27,6 +27,6 @@ pub mod sweep_files;
 
 pub use args::{block_on, ArgError, Args, Runtime};
 pub use report::{print_comparison, Labels};
-pub use rocket_kvsession::__bench::{decode_record, encode_record, RecordParts};
+pub use rocket_kvsession::__bench::{decode_record, encode_record, DecodedRecord};
 pub use side::{compare, measure, sample, Samples, Side, StoreSide};
 pub use stats::{micros, percentile, record};
