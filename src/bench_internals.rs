@@ -70,3 +70,34 @@ pub fn encode_record(
 pub fn decode_record(bytes: Arc<Vec<u8>>) -> Result<DecodedRecord, crate::Error> {
     Envelope::decode(bytes).map(DecodedRecord)
 }
+
+/// The session cookie's cipher, built as the fairing builds it at ignite.
+#[derive(Debug)]
+pub struct CookieSealer(crate::seal::CookieCipher);
+
+impl CookieSealer {
+    /// The cipher of `secret_key` (in any encoding Rocket accepts).
+    pub fn new(secret_key: &str) -> Result<Self, String> {
+        let figment = rocket::figment::Figment::new().merge(("secret_key", secret_key));
+        crate::seal::CookieCipher::from_figment(&figment, &[], false)
+            .map(CookieSealer)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Seals `plaintext` (a session id) for the cookie `name`.
+    pub fn seal<R: rand_core::RngCore + ?Sized>(
+        &self,
+        name: &str,
+        plaintext: &[u8],
+        rng: &mut R,
+    ) -> String {
+        self.0.seal(name, plaintext, rng)
+    }
+
+    /// Opens a value sealed for the cookie `name`: the plaintext's length.
+    pub fn open(&self, name: &str, value: &str) -> Option<usize> {
+        self.0
+            .open(name, value)
+            .map(|opened| opened.plaintext().len())
+    }
+}

@@ -555,16 +555,23 @@ impl Engine {
         &self,
         data: std::collections::BTreeMap<String, Vec<u8>>,
         permanent: bool,
+        owner: Option<String>,
     ) -> Result<SessionId, Error> {
         const ATTEMPTS: u32 = 8;
         let envelope = Envelope {
             last_active: now_unix(),
             permanent,
             data: data.into(),
-            owner: None,
+            owner: owner.map(|name| crate::envelope::Owner {
+                name,
+                handle: self.new_handle(),
+            }),
         };
         for _ in 0..ATTEMPTS {
             let id = self.new_id();
+            if let Some(owner) = &envelope.owner {
+                self.index(owner, &id).await?;
+            }
             match self.create(&id, &envelope).await {
                 Err(Error::IdCollision) => continue,
                 result => return result.map(|_| id),

@@ -231,7 +231,9 @@ impl Fairing for KvSession {
             return;
         };
         let cookies = &engine.cookies;
-        let cookie_sent = cookie::has_set_cookie(res, &cookies.name);
+        // Only a request that issued a cookie needs to know whether it went out.
+        let issued = cell.lock().cookie_issued();
+        let cookie_sent = issued && cookie::has_set_cookie(res, &cookies.name);
         match engine.save(cell, res.status(), cookie_sent).await {
             SaveOutcome::Done => {}
             SaveOutcome::DropCookie => cookie::drop_set_cookie(res, &cookies.name),

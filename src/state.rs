@@ -368,6 +368,11 @@ impl SessionState {
         Some(spec)
     }
 
+    /// Whether this request put a session cookie into the jar.
+    pub(crate) fn cookie_issued(&self) -> bool {
+        self.cookie_issued
+    }
+
     /// The browser must be sent the session's cookie again, unchanged but
     /// sealed anew (it came sealed with an earlier secret key).
     pub(crate) fn reissue_cookie(&mut self) {

@@ -117,6 +117,7 @@ where
 pub struct TestSession {
     data: BTreeMap<String, Vec<u8>>,
     permanent: Option<bool>,
+    owner: Option<String>,
 }
 
 impl TestSession {
@@ -131,6 +132,15 @@ impl TestSession {
         let bytes = encode(&key, &value)?;
         self.data.insert(key, bytes);
         Ok(self)
+    }
+
+    /// Gives the session an owner, as
+    /// [`Session::set_owner`](crate::Session::set_owner) would (the session
+    /// gets a handle and is listed by
+    /// [`SessionManager::sessions_of`](crate::SessionManager::sessions_of)).
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
     }
 
     /// Makes the session permanent or not; by default as the app's
@@ -152,7 +162,9 @@ impl TestSession {
     pub async fn create(self, client: &Client) -> Result<Cookie<'static>, Error> {
         let engine = Engine::fetch(client.rocket()).ok_or(Error::NotAttached)?;
         let permanent = self.permanent.unwrap_or(engine.config.permanent);
-        let id = engine.create_session(self.data, permanent).await?;
+        let id = engine
+            .create_session(self.data, permanent, self.owner)
+            .await?;
         Ok(engine.session_cookie(&CookieSpec { id, permanent }))
     }
 }

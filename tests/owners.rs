@@ -136,3 +136,33 @@ async fn listing_and_revoking_read_only_the_owners_sessions() {
         .is_empty());
     assert_eq!(manager.sessions_of("user7").await.expect("listed").len(), 1);
 }
+
+/// `TestSession::owner` starts a session as a login with `set_owner` would.
+#[rocket::async_test]
+async fn a_test_session_can_have_an_owner() {
+    use rocket_kvsession::testing::TestSession;
+    let store = TestStore::new();
+    let client = app(&store).await;
+    let cookie = TestSession::new()
+        .insert("user", "alice")
+        .unwrap()
+        .owner("alice")
+        .create(&client)
+        .await
+        .expect("a stored session");
+    let res = client.get("/owner").cookie(cookie.clone()).dispatch().await;
+    assert_eq!(res.into_string().await.as_deref(), Some("alice"));
+    let res = client
+        .get("/handle")
+        .cookie(cookie.clone())
+        .dispatch()
+        .await;
+    let handle = res.into_string().await.expect("a handle");
+    let manager = client.rocket().state::<SessionManager>().unwrap();
+    let listed = manager.sessions_of("alice").await.expect("listed");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].handle, handle);
+    assert!(manager.revoke("alice", &handle).await.expect("revoked"));
+    let res = client.get("/owner").cookie(cookie).dispatch().await;
+    assert_eq!(res.status(), Status::NotFound);
+}
