@@ -437,25 +437,44 @@ impl std::fmt::Debug for Handle {
     }
 }
 
-fn corrupt(reason: impl Into<Cow<'static, str>>) -> Error {
+/// A record that cannot be read.
+pub(crate) fn corrupt(reason: impl Into<Cow<'static, str>>) -> Error {
     Error::CorruptRecord {
         reason: reason.into(),
     }
 }
 
-/// Splits `len` bytes off the front of `rd`.
-fn take<'a>(rd: &mut &'a [u8], len: u32, what: &'static str) -> Result<&'a [u8], Error> {
+/// Splits `len` bytes off the front of `rd`; `context` (the record's kind)
+/// and `what` name them in the error.
+pub(crate) fn take_in<'a>(
+    rd: &mut &'a [u8],
+    len: u32,
+    context: &'static str,
+    what: &'static str,
+) -> Result<&'a [u8], Error> {
     let len = len as usize;
     if rd.len() < len {
-        return Err(corrupt(format!("format 1: truncated {what}")));
+        return Err(corrupt(format!("{context}: truncated {what}")));
     }
     let (head, tail) = rd.split_at(len);
     *rd = tail;
     Ok(head)
 }
 
+/// The error of a field `what` of a `context` record that does not decode.
+pub(crate) fn bad_in<E: std::fmt::Display>(
+    context: &'static str,
+    what: &'static str,
+) -> impl FnOnce(E) -> Error {
+    move |e| corrupt(format!("{context}: {what}: {e}"))
+}
+
+fn take<'a>(rd: &mut &'a [u8], len: u32, what: &'static str) -> Result<&'a [u8], Error> {
+    take_in(rd, len, "format 1", what)
+}
+
 fn bad<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
-    move |e| corrupt(format!("format 1: {what}: {e}"))
+    bad_in("format 1", what)
 }
 
 impl Envelope {

@@ -16,14 +16,13 @@
 //! Record format 3: the tag, then the MessagePack array
 //! `[owner, [[id, handle], ...]]`.
 
-use std::borrow::Cow;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
 use crate::config::SessionConfig;
 use crate::engine::{activity, deadline, Engine};
-use crate::envelope::{Envelope, Handle, Owner, Stored};
+use crate::envelope::{bad_in, corrupt, take_in, Envelope, Handle, Owner, Stored};
 use crate::error::Error;
 use crate::id::SessionId;
 use crate::store::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
@@ -52,24 +51,14 @@ pub(crate) struct Index {
     pub(crate) entries: Vec<Entry>,
 }
 
-fn corrupt(reason: impl Into<Cow<'static, str>>) -> Error {
-    Error::CorruptRecord {
-        reason: reason.into(),
-    }
+const CONTEXT: &str = "owner index";
+
+fn take<'a>(rd: &mut &'a [u8], len: u32, what: &'static str) -> Result<&'a [u8], Error> {
+    take_in(rd, len, CONTEXT, what)
 }
 
 fn bad<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
-    move |e| corrupt(format!("owner index: {what}: {e}"))
-}
-
-fn take<'a>(rd: &mut &'a [u8], len: u32, what: &'static str) -> Result<&'a [u8], Error> {
-    let len = len as usize;
-    if rd.len() < len {
-        return Err(corrupt(format!("owner index: truncated {what}")));
-    }
-    let (head, tail) = rd.split_at(len);
-    *rd = tail;
-    Ok(head)
+    bad_in(CONTEXT, what)
 }
 
 impl Index {

@@ -141,6 +141,12 @@ async fn the_example_main_app_launches_on_the_memory_store() {
     assert_eq!(client.get("/").dispatch().await.status(), Status::Ok);
 }
 
+async fn sessions_page(client: &Client) -> String {
+    let res = client.get("/sessions").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    res.into_string().await.expect("a body")
+}
+
 async fn alive(client: &Client) -> bool {
     client.get("/whoami").dispatch().await.status() == Status::Ok
 }
@@ -162,9 +168,7 @@ async fn the_sessions_page_lists_and_ends_sessions() {
     }
     post_login(&bob, "bob", login::PASSWORD).await;
 
-    let res = alice[0].get("/sessions").dispatch().await;
-    assert_eq!(res.status(), Status::Ok);
-    let body = res.into_string().await.unwrap();
+    let body = sessions_page(&alice[0]).await;
     assert!(body.contains("Sessions of alice"), "{body}");
     assert_eq!(body.matches("<tr><td>").count(), 3, "{body}");
     assert_eq!(body.matches("this browser").count(), 1, "{body}");
@@ -192,13 +196,7 @@ async fn the_sessions_page_lists_and_ends_sessions() {
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::SeeOther);
-    let body = alice[0]
-        .get("/sessions")
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .unwrap();
+    let body = sessions_page(&alice[0]).await;
     assert!(body.contains("That session has ended."), "{body}");
     assert_eq!(body.matches("<tr><td>").count(), 2, "{body}");
     let mut alive_count = 0;
@@ -209,13 +207,7 @@ async fn the_sessions_page_lists_and_ends_sessions() {
 
     let res = alice[0].post("/sessions/end-others").dispatch().await;
     assert_eq!(res.status(), Status::SeeOther);
-    let body = alice[0]
-        .get("/sessions")
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .unwrap();
+    let body = sessions_page(&alice[0]).await;
     assert!(body.contains("Ended 1 other sessions."), "{body}");
     assert_eq!(body.matches("<tr><td>").count(), 1, "{body}");
     assert!(alive(&alice[0]).await);

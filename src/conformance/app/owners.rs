@@ -122,6 +122,26 @@ async fn browser(store: &Arc<dyn KeyValueStore>, config: &SessionConfig) -> Clie
         .expect("the conformance app launches")
 }
 
+/// Three browsers of one app.
+async fn three_browsers(store: &Arc<dyn KeyValueStore>, config: &SessionConfig) -> [Client; 3] {
+    [
+        browser(store, config).await,
+        browser(store, config).await,
+        browser(store, config).await,
+    ]
+}
+
+/// Three browsers for alice and one for bob.
+async fn alice_and_bob(
+    store: &Arc<dyn KeyValueStore>,
+    config: &SessionConfig,
+) -> ([Client; 3], Client) {
+    (
+        three_browsers(store, config).await,
+        browser(store, config).await,
+    )
+}
+
 /// Logs `client` in as `user`; returns the session's handle.
 async fn login_as(client: &Client, user: &str) -> String {
     let res = client.post(format!("/owner-login/{user}")).dispatch().await;
@@ -195,12 +215,7 @@ pub async fn owners_revoke_other_sessions(store: Arc<dyn KeyValueStore>) {
         ..config("app-owners-others")
     };
     let prefix = config.key_prefix.clone();
-    let alice = [
-        browser(&store, &config).await,
-        browser(&store, &config).await,
-        browser(&store, &config).await,
-    ];
-    let bob = browser(&store, &config).await;
+    let (alice, bob) = alice_and_bob(&store, &config).await;
     let before = now();
     let mut alice_handles = HashSet::new();
     for client in &alice {
@@ -267,11 +282,7 @@ pub async fn owners_revoke_other_sessions(store: Arc<dyn KeyValueStore>) {
 /// logged out or changed owner; a rotation keeps the handle.
 pub async fn owners_revoke_one_session(store: Arc<dyn KeyValueStore>) {
     let config = config("app-owners-one");
-    let alice = [
-        browser(&store, &config).await,
-        browser(&store, &config).await,
-        browser(&store, &config).await,
-    ];
+    let alice = three_browsers(&store, &config).await;
     let mut hs = Vec::new();
     for client in &alice {
         hs.push(login_as(client, "alice").await);
@@ -335,12 +346,7 @@ pub async fn owners_revoke_one_session(store: Arc<dyn KeyValueStore>) {
 pub async fn owners_revoke_owner(store: Arc<dyn KeyValueStore>) {
     let config = config("app-owners-owner");
     let prefix = config.key_prefix.clone();
-    let alice = [
-        browser(&store, &config).await,
-        browser(&store, &config).await,
-        browser(&store, &config).await,
-    ];
-    let bob = browser(&store, &config).await;
+    let (alice, bob) = alice_and_bob(&store, &config).await;
     for client in &alice {
         login_as(client, "alice").await;
     }
@@ -370,11 +376,7 @@ pub async fn owners_revoke_all(store: Arc<dyn KeyValueStore>) {
         key_prefix: unique_prefix("app-owners-all-other"),
         ..config.clone()
     };
-    let ours = [
-        browser(&store, &config).await,
-        browser(&store, &config).await,
-        browser(&store, &config).await,
-    ];
+    let ours = three_browsers(&store, &config).await;
     login_as(&ours[0], "alice").await;
     login_as(&ours[1], "bob").await;
     assert_eq!(write(&ours[2], "/set/cart/1").await, Status::Ok);
