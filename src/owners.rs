@@ -37,6 +37,11 @@ pub(crate) const INDEX_MARK: &str = "owner_";
 /// At most this many sessions are checked at once when an index is read.
 pub(crate) const CONCURRENCY: usize = 16;
 
+/// At most this many sessions of one owner are live at once: a login beyond
+/// it ends the owner's oldest sessions. It bounds the index (rewritten
+/// whole at every login) and what one account can hold.
+pub(crate) const MAX_SESSIONS_PER_OWNER: usize = 1000;
+
 /// One session named by an owner index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
@@ -282,22 +287,31 @@ pub(crate) async fn modify<S: KeyValueStore + ?Sized>(
     }
 }
 
-/// Names `id` (with its handle) in its owner's index.
+/// Names `id` (with its handle) in its owner's index, unless the index is
+/// full ([`MAX_SESSIONS_PER_OWNER`]): returns whether it did.
 pub(crate) async fn add<S: KeyValueStore + ?Sized>(
     store: &S,
     config: &SessionConfig,
     owner: &Owner,
     id: &SessionId,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
+    let mut added = true;
     modify(store, config, &owner.name, |entries| {
-        if !entries.iter().any(|e| &e.id == id) {
-            entries.push(Entry {
-                id: id.clone(),
-                handle: owner.handle,
-            });
+        added = true;
+        if entries.iter().any(|e| &e.id == id) {
+            return;
         }
+        if entries.len() >= MAX_SESSIONS_PER_OWNER {
+            added = false;
+            return;
+        }
+        entries.push(Entry {
+            id: id.clone(),
+            handle: owner.handle,
+        });
     })
-    .await
+    .await?;
+    Ok(added)
 }
 
 /// Drops `ids` from `owner`'s index.
@@ -359,8 +373,41 @@ async fn gone_entries<S: KeyValueStore + ?Sized>(
 
 impl Engine {
     /// Names `id` in `owner`'s index, before its record is written.
+    ///
+    /// When the owner already has [`MAX_SESSIONS_PER_OWNER`] entries, the
+    /// index is pruned of sessions that are gone, and if it is still full,
+    /// the owner's oldest sessions are ended to make room.
     pub(crate) async fn index(&self, owner: &Owner, id: &SessionId) -> Result<(), Error> {
-        add(&*self.store, &self.config, owner, id).await
+        let (store, config) = (&*self.store, &self.config);
+        if add(store, config, owner, id).await? {
+            return Ok(());
+        }
+        if let Some((index, _)) = read(store, config, &owner.name).await? {
+            let gone = gone_entries(store, config, &index).await?;
+            let live = index.entries.len() - gone.len();
+            remove(store, config, &owner.name, &gone).await?;
+            if live >= MAX_SESSIONS_PER_OWNER {
+                let oldest: Vec<SessionId> = index
+                    .entries
+                    .iter()
+                    .filter(|e| !gone.contains(&e.id))
+                    .take(live + 1 - MAX_SESSIONS_PER_OWNER)
+                    .map(|e| e.id.clone())
+                    .collect();
+                log::info!(
+                    "kvsession: an owner reached {MAX_SESSIONS_PER_OWNER} sessions; \
+                     ending the {} oldest",
+                    oldest.len()
+                );
+                self.revoke_where(&owner.name, &[], |e| oldest.contains(&e.id))
+                    .await?;
+            }
+        }
+        if add(store, config, owner, id).await? {
+            Ok(())
+        } else {
+            Err(Error::Conflict { attempts: 2 })
+        }
     }
 
     /// Drops `ids` from `owner`'s index after they ended; a failure only

@@ -566,7 +566,8 @@ impl Session<'_> {
     ///
     /// Costs one extra write when the session is saved (the owner's index,
     /// which names the session before its record exists); requests that do
-    /// not change the owner pay nothing.
+    /// not change the owner pay nothing. An owner has at most 1,000 live
+    /// sessions: a login beyond that ends the owner's oldest sessions.
     ///
     /// ```rust,no_run
     /// # use rocket::post;

@@ -166,3 +166,53 @@ async fn a_test_session_can_have_an_owner() {
     let res = client.get("/owner").cookie(cookie).dispatch().await;
     assert_eq!(res.status(), Status::NotFound);
 }
+
+/// An owner has at most 1,000 live sessions: a login beyond that first drops
+/// what has ended from the index, then ends the owner's oldest sessions.
+#[rocket::async_test]
+async fn an_owner_keeps_at_most_a_thousand_sessions() {
+    use rocket_kvsession::testing::TestSession;
+    let store = TestStore::new();
+    let client = app(&store).await;
+    let start = || TestSession::new().owner("mallory").create(&client);
+    let first = start().await.expect("stored");
+    let second = start().await.expect("stored");
+    for _ in 2..1000 {
+        start().await.expect("stored");
+    }
+    let manager = client.rocket().state::<SessionManager>().unwrap();
+    assert_eq!(manager.sessions_of("mallory").await.unwrap().len(), 1000);
+
+    // A session that ended without leaving the index (`clear()` ends it;
+    // its entry stays until pruned) makes room.
+    let res = client
+        .post("/clear")
+        .cookie(second.clone())
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+    let newest = start().await.expect("stored");
+    let owner_of = |cookie: rocket::http::Cookie<'static>| {
+        let client = &client;
+        async move {
+            client
+                .get("/owner")
+                .cookie(cookie)
+                .dispatch()
+                .await
+                .status()
+        }
+    };
+    assert_eq!(
+        owner_of(first.clone()).await,
+        Status::Ok,
+        "nothing evicted yet"
+    );
+
+    // Full again: the oldest session ends.
+    let newer = start().await.expect("stored");
+    assert_eq!(owner_of(first).await, Status::NotFound, "the oldest ended");
+    assert_eq!(owner_of(newest).await, Status::Ok);
+    assert_eq!(owner_of(newer).await, Status::Ok);
+    assert_eq!(manager.sessions_of("mallory").await.unwrap().len(), 1000);
+}
