@@ -1,15 +1,16 @@
 //! [`MemoryStore`]: the embedded, in-process store.
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use foldhash::fast::RandomState;
 use futures_util::stream::{self, BoxStream, StreamExt};
-use moka::future::Cache;
-use moka::ops::compute::Op;
 use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
 use moka::Expiry;
 
 use crate::error::StoreError;
@@ -23,6 +24,20 @@ const NAME: &str = "memory";
 /// nodes, reference counts) and the record's version and times. An estimate,
 /// so that many tiny records cannot fill far more memory than `max_bytes`.
 const ENTRY_OVERHEAD: u64 = 256;
+
+/// How many locks the writes are spread over, by the key's hash: writes to
+/// one key wait for each other, writes to keys of different stripes do not.
+const WRITE_STRIPES: usize = 64;
+
+/// What a write does to the record under its key.
+enum Op {
+    /// Leave it as it is.
+    Nop,
+    /// Store this record in its place.
+    Put(Arc<Entry>),
+    /// Remove it.
+    Remove,
+}
 
 /// One stored record. Shared (`Arc`) so that a read clones a pointer, not
 /// the value.
@@ -183,7 +198,11 @@ impl Limits {
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Cache<String, Arc<Entry>>,
+    cache: Cache<String, Arc<Entry>, RandomState>,
+    /// Serialize the writes of one key (see [`write`](Self::write)), chosen
+    /// by the key's hash with `hasher`.
+    stripes: Arc<[Mutex<()>]>,
+    hasher: RandomState,
     versions: Arc<AtomicU64>,
     limits: Limits,
 }
@@ -248,9 +267,11 @@ impl MemoryStore {
             // Sessions are used by recency; TinyLFU, moka's default, could
             // refuse to admit a new session when the store is full.
             .eviction_policy(EvictionPolicy::lru())
-            .build();
+            .build_with_hasher(RandomState::default());
         MemoryStore {
             cache,
+            stripes: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: RandomState::default(),
             versions: Arc::default(),
             limits,
         }
@@ -305,28 +326,28 @@ impl MemoryStore {
     /// absent) while no other write to that key runs, and applies what it
     /// returns. Every write goes through here, so that a delete can never
     /// fall between an update's check and its write.
-    async fn write<T: Send>(
-        &self,
-        key: &str,
-        decide: impl FnOnce(Option<&Entry>, SystemTime) -> (Op<Arc<Entry>>, T) + Send,
-    ) -> T {
-        let mut result = None;
-        let _ = self
-            .cache
-            .entry_by_ref(key)
-            .and_compute_with(|current| {
-                let now = SystemTime::now();
-                let live = current.as_ref().map(|e| e.value()).filter(|e| e.live(now));
-                let (mut op, outcome) = decide(live.map(|e| &**e), now);
-                // Free an expired record that was not replaced.
-                if current.is_some() && live.is_none() && matches!(op, Op::Nop) {
-                    op = Op::Remove;
-                }
-                result = Some(outcome);
-                std::future::ready(op)
-            })
-            .await;
-        result.expect("and_compute_with runs its closure")
+    ///
+    /// The lock is held only for a read and a write of the cache, never
+    /// across an `await`.
+    fn write<T>(&self, key: &str, decide: impl FnOnce(Option<&Entry>, SystemTime) -> (Op, T)) -> T {
+        let stripe = self.hasher.hash_one(key) as usize % self.stripes.len();
+        // The lock guards no data, so a panic elsewhere cannot leave any
+        // half-written: a poisoned lock is as good as a clean one.
+        let _guard = self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = SystemTime::now();
+        let current = self.cache.get(key);
+        let live = current.as_deref().filter(|e| e.live(now));
+        let (op, outcome) = decide(live, now);
+        match op {
+            Op::Put(entry) => self.cache.insert(key.to_owned(), entry),
+            Op::Remove => self.cache.invalidate(key),
+            // Free an expired record that was not replaced.
+            Op::Nop if current.is_some() && live.is_none() => self.cache.invalidate(key),
+            Op::Nop => {}
+        }
+        outcome
     }
 }
 
@@ -349,7 +370,6 @@ impl KeyValueStore for MemoryStore {
         Ok(self
             .cache
             .get(key)
-            .await
             .filter(|e| e.live(now))
             .map(|e| Record::new(e.value.to_vec(), Some(e.version.clone()), e.expires_at)))
     }
@@ -363,18 +383,16 @@ impl KeyValueStore for MemoryStore {
         if self.limits.weight(key, value).is_none() {
             return Err(self.limits.too_large(key, value));
         }
-        let outcome = self
-            .write(key, |current, now| match current {
-                Some(_) => (Op::Nop, CreateOutcome::AlreadyExists),
-                None => {
-                    let version = self.next_version();
-                    (
-                        Op::Put(self.entry(value, version.clone(), expires_at, now)),
-                        CreateOutcome::Created(Some(version)),
-                    )
-                }
-            })
-            .await;
+        let outcome = self.write(key, |current, now| match current {
+            Some(_) => (Op::Nop, CreateOutcome::AlreadyExists),
+            None => {
+                let version = self.next_version();
+                (
+                    Op::Put(self.entry(value, version.clone(), expires_at, now)),
+                    CreateOutcome::Created(Some(version)),
+                )
+            }
+        });
         Ok(outcome)
     }
 
@@ -388,21 +406,19 @@ impl KeyValueStore for MemoryStore {
         if self.limits.weight(key, value).is_none() {
             return Err(self.limits.too_large(key, value));
         }
-        let outcome = self
-            .write(key, |current, now| match current {
-                None => (Op::Nop, UpdateOutcome::Missing),
-                Some(entry) if expected.is_some_and(|v| *v != entry.version) => {
-                    (Op::Nop, UpdateOutcome::Conflict)
-                }
-                Some(_) => {
-                    let version = self.next_version();
-                    (
-                        Op::Put(self.entry(value, version.clone(), expires_at, now)),
-                        UpdateOutcome::Updated(Some(version)),
-                    )
-                }
-            })
-            .await;
+        let outcome = self.write(key, |current, now| match current {
+            None => (Op::Nop, UpdateOutcome::Missing),
+            Some(entry) if expected.is_some_and(|v| *v != entry.version) => {
+                (Op::Nop, UpdateOutcome::Conflict)
+            }
+            Some(_) => {
+                let version = self.next_version();
+                (
+                    Op::Put(self.entry(value, version.clone(), expires_at, now)),
+                    UpdateOutcome::Updated(Some(version)),
+                )
+            }
+        });
         Ok(outcome)
     }
 
@@ -410,31 +426,29 @@ impl KeyValueStore for MemoryStore {
     /// [`list`](KeyValueStore::list) reports, and the sweep reads as
     /// activity); keeps its value and version.
     async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
-        let outcome = self
-            .write(key, |current, now| match current {
-                None => (Op::Nop, UpdateOutcome::Missing),
-                Some(entry) => (
-                    Op::Put(Arc::new(Entry {
-                        value: Arc::clone(&entry.value),
-                        version: entry.version.clone(),
-                        expires_at: Some(expires_at),
-                        modified: now,
-                    })),
-                    UpdateOutcome::Updated(Some(entry.version.clone())),
-                ),
-            })
-            .await;
+        let outcome = self.write(key, |current, now| match current {
+            None => (Op::Nop, UpdateOutcome::Missing),
+            Some(entry) => (
+                Op::Put(Arc::new(Entry {
+                    value: Arc::clone(&entry.value),
+                    version: entry.version.clone(),
+                    expires_at: Some(expires_at),
+                    modified: now,
+                })),
+                UpdateOutcome::Updated(Some(entry.version.clone())),
+            ),
+        });
         Ok(outcome)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.write(key, |_, _| (Op::Remove, ())).await;
+        self.write(key, |_, _| (Op::Remove, ()));
         Ok(())
     }
 
     async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         for key in &keys {
-            self.write(key, |_, _| (Op::Remove, ())).await;
+            self.write(key, |_, _| (Op::Remove, ()));
         }
         Ok(())
     }
@@ -491,7 +505,7 @@ mod tests {
     /// What the store holds once its pending maintenance has run: the number
     /// of records and the bytes of their keys and values.
     async fn held(store: &MemoryStore) -> (u64, u64) {
-        store.cache.run_pending_tasks().await;
+        store.cache.run_pending_tasks();
         store.cache.iter().fold((0, 0), |(n, bytes), (k, e)| {
             (n + 1, bytes + k.len() as u64 + e.value.len() as u64)
         })
