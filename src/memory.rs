@@ -3,7 +3,7 @@
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -28,16 +28,6 @@ const ENTRY_OVERHEAD: u64 = 256;
 /// How many locks the writes are spread over, by the key's hash: writes to
 /// one key wait for each other, writes to keys of different stripes do not.
 const WRITE_STRIPES: usize = 64;
-
-/// What a write does to the record under its key.
-enum Op {
-    /// Leave it as it is.
-    Nop,
-    /// Store this record in its place.
-    Put(Arc<Entry>),
-    /// Remove it.
-    Remove,
-}
 
 /// One stored record. Shared (`Arc`) so that a read clones a pointer, not
 /// the value.
@@ -322,32 +312,30 @@ impl MemoryStore {
         })
     }
 
-    /// Runs `decide` on the live record under `key` (expired ones count as
-    /// absent) while no other write to that key runs, and applies what it
-    /// returns. Every write goes through here, so that a delete can never
-    /// fall between an update's check and its write.
-    ///
-    /// The lock is held only for a read and a write of the cache, never
-    /// across an `await`.
-    fn write<T>(&self, key: &str, decide: impl FnOnce(Option<&Entry>, SystemTime) -> (Op, T)) -> T {
+    /// Takes the write lock of `key` (one of [`WRITE_STRIPES`], by the key's
+    /// hash). Every write holds it from its check of the record to its write
+    /// of the cache, so that a delete can never fall between an update's
+    /// check and its write. It is held only around calls of the cache,
+    /// never across an `await`.
+    fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
         let stripe = self.hasher.hash_one(key) as usize % self.stripes.len();
-        // The lock guards no data, so a panic elsewhere cannot leave any
-        // half-written: a poisoned lock is as good as a clean one.
-        let _guard = self.stripes[stripe]
+        // The lock guards no data, so a panic while it was held cannot have
+        // left anything half-written: a poisoned lock is as good as a clean one.
+        self.stripes[stripe]
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = SystemTime::now();
-        let current = self.cache.get(key);
-        let live = current.as_deref().filter(|e| e.live(now));
-        let (op, outcome) = decide(live, now);
-        match op {
-            Op::Put(entry) => self.cache.insert(key.to_owned(), entry),
-            Op::Remove => self.cache.invalidate(key),
-            // Free an expired record that was not replaced.
-            Op::Nop if current.is_some() && live.is_none() => self.cache.invalidate(key),
-            Op::Nop => {}
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The live record under `key`, removing an expired one the cache still
+    /// holds. Called with the key's [`lock`](Self::lock) held.
+    fn current(&self, key: &str, now: SystemTime) -> Option<Arc<Entry>> {
+        let entry = self.cache.get(key)?;
+        if entry.live(now) {
+            Some(entry)
+        } else {
+            self.cache.invalidate(key);
+            None
         }
-        outcome
     }
 }
 
@@ -383,17 +371,18 @@ impl KeyValueStore for MemoryStore {
         if self.limits.weight(key, value).is_none() {
             return Err(self.limits.too_large(key, value));
         }
-        let outcome = self.write(key, |current, now| match current {
-            Some(_) => (Op::Nop, CreateOutcome::AlreadyExists),
-            None => {
-                let version = self.next_version();
-                (
-                    Op::Put(self.entry(value, version.clone(), expires_at, now)),
-                    CreateOutcome::Created(Some(version)),
-                )
-            }
-        });
-        Ok(outcome)
+        let _lock = self.lock(key);
+        let now = SystemTime::now();
+        // `contains_key` is not a use of the record (a `get` is, and costs a
+        // note in the cache's recency log): a new key, the usual case, is
+        // created without one.
+        if self.cache.contains_key(key) && self.current(key, now).is_some() {
+            return Ok(CreateOutcome::AlreadyExists);
+        }
+        let version = self.next_version();
+        let entry = self.entry(value, version.clone(), expires_at, now);
+        self.cache.insert(key.to_owned(), entry);
+        Ok(CreateOutcome::Created(Some(version)))
     }
 
     async fn update(
@@ -406,49 +395,50 @@ impl KeyValueStore for MemoryStore {
         if self.limits.weight(key, value).is_none() {
             return Err(self.limits.too_large(key, value));
         }
-        let outcome = self.write(key, |current, now| match current {
-            None => (Op::Nop, UpdateOutcome::Missing),
-            Some(entry) if expected.is_some_and(|v| *v != entry.version) => {
-                (Op::Nop, UpdateOutcome::Conflict)
-            }
-            Some(_) => {
-                let version = self.next_version();
-                (
-                    Op::Put(self.entry(value, version.clone(), expires_at, now)),
-                    UpdateOutcome::Updated(Some(version)),
-                )
-            }
-        });
-        Ok(outcome)
+        let _lock = self.lock(key);
+        let now = SystemTime::now();
+        let Some(current) = self.current(key, now) else {
+            return Ok(UpdateOutcome::Missing);
+        };
+        if expected.is_some_and(|v| *v != current.version) {
+            return Ok(UpdateOutcome::Conflict);
+        }
+        let version = self.next_version();
+        let entry = self.entry(value, version.clone(), expires_at, now);
+        self.cache.insert(key.to_owned(), entry);
+        Ok(UpdateOutcome::Updated(Some(version)))
     }
 
     /// Moves the record's expiry and its last-modified time (what
     /// [`list`](KeyValueStore::list) reports, and the sweep reads as
     /// activity); keeps its value and version.
     async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
-        let outcome = self.write(key, |current, now| match current {
-            None => (Op::Nop, UpdateOutcome::Missing),
-            Some(entry) => (
-                Op::Put(Arc::new(Entry {
-                    value: Arc::clone(&entry.value),
-                    version: entry.version.clone(),
-                    expires_at: Some(expires_at),
-                    modified: now,
-                })),
-                UpdateOutcome::Updated(Some(entry.version.clone())),
-            ),
+        let _lock = self.lock(key);
+        let now = SystemTime::now();
+        let Some(current) = self.current(key, now) else {
+            return Ok(UpdateOutcome::Missing);
+        };
+        let version = current.version.clone();
+        let entry = Arc::new(Entry {
+            value: Arc::clone(&current.value),
+            version: version.clone(),
+            expires_at: Some(expires_at),
+            modified: now,
         });
-        Ok(outcome)
+        self.cache.insert(key.to_owned(), entry);
+        Ok(UpdateOutcome::Updated(Some(version)))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.write(key, |_, _| (Op::Remove, ()));
+        let _lock = self.lock(key);
+        self.cache.invalidate(key);
         Ok(())
     }
 
     async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         for key in &keys {
-            self.write(key, |_, _| (Op::Remove, ()));
+            let _lock = self.lock(key);
+            self.cache.invalidate(key);
         }
         Ok(())
     }
