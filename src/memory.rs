@@ -170,8 +170,17 @@ impl Limits {
 /// Eviction and the removal of expired records run in small batches on the
 /// tasks that use the store (after 64 reads or writes, or on the first use
 /// after 0.3 s), never as a scan of the whole store; other tasks go on
-/// reading and writing while a batch runs. A burst of writes may go over the limits by a few hundred
-/// records until the next batch.
+/// reading and writing while a batch runs. A burst of writes may go over the
+/// limits by a few hundred records until the next batch.
+///
+/// # Concurrency
+///
+/// No operation awaits anything: each runs to its end on the calling task.
+/// The writes of one key are serialized by a lock shared with the keys of the
+/// same stripe (one of 64, by the key's hash), held from the write's check
+/// of the record to its write of the cache. A write to another key of the
+/// stripe waits for it, its thread blocked for as long as one cache write
+/// takes (with, now and then, the batch above). Reads take no lock.
 ///
 /// # Expiry
 ///
