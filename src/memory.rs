@@ -764,6 +764,47 @@ mod tests {
         assert_eq!(store.get("old").await.unwrap().unwrap().value, b"new");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn of_parallel_creates_and_updates_of_one_key_exactly_one_wins() {
+        let store = MemoryStore::new();
+        for round in 0..100 {
+            let key = session_key(round);
+            let creates: Vec<_> = (0..8u8)
+                .map(|n| {
+                    let (store, key) = (store.clone(), key.clone());
+                    tokio::spawn(async move { store.create(&key, &[n], in_an_hour()).await })
+                })
+                .collect();
+            let mut created = Vec::new();
+            for task in creates {
+                if let CreateOutcome::Created(Some(v)) = task.await.unwrap().unwrap() {
+                    created.push(v);
+                }
+            }
+            assert_eq!(created.len(), 1, "round {round}");
+            let version = created.pop().unwrap();
+            let updates: Vec<_> = (0..8u8)
+                .map(|n| {
+                    let (store, key, version) = (store.clone(), key.clone(), version.clone());
+                    tokio::spawn(async move {
+                        store.update(&key, &[n], Some(&version), in_an_hour()).await
+                    })
+                })
+                .collect();
+            let mut won = Vec::new();
+            for task in updates {
+                match task.await.unwrap().unwrap() {
+                    UpdateOutcome::Updated(Some(v)) => won.push(v),
+                    UpdateOutcome::Conflict => {}
+                    other => panic!("round {round}: {other:?}"),
+                }
+            }
+            assert_eq!(won.len(), 1, "round {round}");
+            let record = store.get(&key).await.unwrap().unwrap();
+            assert_eq!(record.version, won.pop(), "round {round}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_delete_is_never_undone_by_a_concurrent_update() {
         let store = MemoryStore::new();
