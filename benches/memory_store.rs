@@ -8,6 +8,11 @@
 //! * `--capacity N`: the `MemoryStore`'s capacity in records (default
 //!   `MemoryStore::DEFAULT_MAX_ENTRIES`). Below `fill` + the samples, every
 //!   `create` of the run evicts a record.
+//! * `--profile OP --count N`: no timing; `N` calls of one `MemoryStore`
+//!   operation (`get`, `update`, `create`, `touch`, `delete`, or `-` for none)
+//!   on a filled store, for a profiler. `valgrind --tool=callgrind` of a run
+//!   minus that of `--profile -` with the same `--count`, divided by `N`, is
+//!   the instructions of one call.
 //!
 //! The baseline, `HashMapStore` below, is the `MemoryStore` of before the
 //! capacity bound (one `Mutex<HashMap>`, a purge of expired records every
@@ -28,7 +33,8 @@ use rocket_kvsession_bench::{
     block_on, compare, micros, percentile, record, ArgError, Args, Runtime, Side, StoreSide,
 };
 
-const USAGE: &str = "memory_store [--samples N (>= 100)] [--fill N] [--capacity N (>= 1)]";
+const USAGE: &str = "memory_store [--samples N (>= 100)] [--fill N] [--capacity N (>= 1)] \
+                     [--profile get|update|create|touch|delete|- [--count N]]";
 
 /// How many writes pass between two purges of expired entries.
 const PURGE_EVERY: u64 = 4096;
@@ -181,6 +187,72 @@ struct Options {
     samples: usize,
     fill: u64,
     capacity: u64,
+    profile: Option<String>,
+    count: u64,
+}
+
+/// `count` calls of one operation on a filled `MemoryStore`, untimed, for a
+/// profiler. The keys are made before any call, in every mode, so that a run
+/// of `-` (no calls) subtracts their cost too.
+async fn profile(options: &Options, op: &str) -> Result<(), String> {
+    let store = MemoryStore::with_capacity(options.capacity, MemoryStore::DEFAULT_MAX_BYTES);
+    let ttl = || Some(SystemTime::now() + Duration::from_secs(3600));
+    let value = record(0);
+    for i in 0..options.fill {
+        let _ = store
+            .create(&format!("other_{i:016x}"), &value, ttl())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let keys: Vec<String> = (0..options.count)
+        .map(|i| format!("{i:016x}_6745c1a0"))
+        .collect();
+    let key = "5f0e3c2a9b8d7e6f_6745c1a0";
+    let mut version = match store.create(key, &value, ttl()).await {
+        Ok(CreateOutcome::Created(v)) => v,
+        other => return Err(format!("create: {other:?}")),
+    };
+    let fail = |e: StoreError| e.to_string();
+    match op {
+        "-" => {}
+        "get" => {
+            for _ in 0..options.count {
+                store.get(key).await.map_err(fail)?.ok_or("get: missing")?;
+            }
+        }
+        "update" => {
+            for _ in 0..options.count {
+                match store.update(key, &value, version.as_ref(), ttl()).await {
+                    Ok(UpdateOutcome::Updated(v)) => version = v,
+                    other => return Err(format!("update: {other:?}")),
+                }
+            }
+        }
+        "create" => {
+            for k in &keys {
+                match store.create(k, &value, ttl()).await {
+                    Ok(CreateOutcome::Created(_)) => {}
+                    other => return Err(format!("create: {other:?}")),
+                }
+            }
+        }
+        "touch" => {
+            for _ in 0..options.count {
+                let at = SystemTime::now() + Duration::from_secs(3600);
+                match store.touch(key, at).await {
+                    Ok(UpdateOutcome::Updated(_)) => {}
+                    other => return Err(format!("touch: {other:?}")),
+                }
+            }
+        }
+        "delete" => {
+            for k in &keys {
+                store.delete(k).await.map_err(fail)?;
+            }
+        }
+        _ => return Err(format!("--profile: no operation named {op:?}")),
+    }
+    Ok(())
 }
 
 async fn filled<S: KeyValueStore>(
@@ -199,6 +271,9 @@ async fn filled<S: KeyValueStore>(
 }
 
 async fn run(options: Options) -> Result<(), String> {
+    if let Some(op) = &options.profile {
+        return profile(&options, op).await;
+    }
     let (old_key, new_key) = ("0f0e3c2a9b8d7e6f_6745c1a0", "5f0e3c2a9b8d7e6f_6745c1a0");
     let mut old = filled(HashMapStore::default(), "HashMap", options.fill, old_key).await?;
     let store = MemoryStore::with_capacity(options.capacity, MemoryStore::DEFAULT_MAX_BYTES);
@@ -243,12 +318,16 @@ fn options(args: &mut Args) -> Result<Options, ArgError> {
         samples: 20_000,
         fill: 5_000,
         capacity: MemoryStore::DEFAULT_MAX_ENTRIES,
+        profile: None,
+        count: 1,
     };
     while let Some(arg) = args.next_arg() {
         match arg.as_str() {
             "--samples" => options.samples = args.number("--samples", 100)? as usize,
             "--fill" => options.fill = args.number("--fill", 0)?,
             "--capacity" => options.capacity = args.number("--capacity", 1)?,
+            "--profile" => options.profile = Some(args.value("--profile")?),
+            "--count" => options.count = args.number("--count", 1)?,
             _ => return Err(ArgError::Unknown(arg)),
         }
     }

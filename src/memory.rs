@@ -1,15 +1,16 @@
 //! [`MemoryStore`]: the embedded, in-process store.
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use foldhash::fast::RandomState;
 use futures_util::stream::{self, BoxStream, StreamExt};
-use moka::future::Cache;
-use moka::ops::compute::Op;
 use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
 use moka::Expiry;
 
 use crate::error::StoreError;
@@ -23,6 +24,10 @@ const NAME: &str = "memory";
 /// nodes, reference counts) and the record's version and times. An estimate,
 /// so that many tiny records cannot fill far more memory than `max_bytes`.
 const ENTRY_OVERHEAD: u64 = 256;
+
+/// How many locks the writes are spread over, by the key's hash: writes to
+/// one key wait for each other, writes to keys of different stripes do not.
+const WRITE_STRIPES: usize = 64;
 
 /// One stored record. Shared (`Arc`) so that a read clones a pointer, not
 /// the value.
@@ -165,8 +170,17 @@ impl Limits {
 /// Eviction and the removal of expired records run in small batches on the
 /// tasks that use the store (after 64 reads or writes, or on the first use
 /// after 0.3 s), never as a scan of the whole store; other tasks go on
-/// reading and writing while a batch runs. A burst of writes may go over the limits by a few hundred
-/// records until the next batch.
+/// reading and writing while a batch runs. A burst of writes may go over the
+/// limits by a few hundred records until the next batch.
+///
+/// # Concurrency
+///
+/// No operation awaits anything: each runs to its end on the calling task.
+/// The writes of one key are serialized by a lock shared with the keys of the
+/// same stripe (one of 64, by the key's hash), held from the write's check
+/// of the record to its write of the cache. A write to another key of the
+/// stripe waits for it, its thread blocked for as long as one cache write
+/// takes (with, now and then, the batch above). Reads take no lock.
 ///
 /// # Expiry
 ///
@@ -183,7 +197,11 @@ impl Limits {
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Cache<String, Arc<Entry>>,
+    cache: Cache<String, Arc<Entry>, RandomState>,
+    /// Serialize the writes of one key (see [`write`](Self::write)), chosen
+    /// by the key's hash with `hasher`.
+    stripes: Arc<[Mutex<()>]>,
+    hasher: RandomState,
     versions: Arc<AtomicU64>,
     limits: Limits,
 }
@@ -248,9 +266,11 @@ impl MemoryStore {
             // Sessions are used by recency; TinyLFU, moka's default, could
             // refuse to admit a new session when the store is full.
             .eviction_policy(EvictionPolicy::lru())
-            .build();
+            .build_with_hasher(RandomState::default());
         MemoryStore {
             cache,
+            stripes: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: RandomState::default(),
             versions: Arc::default(),
             limits,
         }
@@ -301,32 +321,30 @@ impl MemoryStore {
         })
     }
 
-    /// Runs `decide` on the live record under `key` (expired ones count as
-    /// absent) while no other write to that key runs, and applies what it
-    /// returns. Every write goes through here, so that a delete can never
-    /// fall between an update's check and its write.
-    async fn write<T: Send>(
-        &self,
-        key: &str,
-        decide: impl FnOnce(Option<&Entry>, SystemTime) -> (Op<Arc<Entry>>, T) + Send,
-    ) -> T {
-        let mut result = None;
-        let _ = self
-            .cache
-            .entry_by_ref(key)
-            .and_compute_with(|current| {
-                let now = SystemTime::now();
-                let live = current.as_ref().map(|e| e.value()).filter(|e| e.live(now));
-                let (mut op, outcome) = decide(live.map(|e| &**e), now);
-                // Free an expired record that was not replaced.
-                if current.is_some() && live.is_none() && matches!(op, Op::Nop) {
-                    op = Op::Remove;
-                }
-                result = Some(outcome);
-                std::future::ready(op)
-            })
-            .await;
-        result.expect("and_compute_with runs its closure")
+    /// Takes the write lock of `key` (one of [`WRITE_STRIPES`], by the key's
+    /// hash). Every write holds it from its check of the record to its write
+    /// of the cache, so that a delete can never fall between an update's
+    /// check and its write. It is held only around calls of the cache,
+    /// never across an `await`.
+    fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
+        let stripe = self.hasher.hash_one(key) as usize % self.stripes.len();
+        // The lock guards no data, so a panic while it was held cannot have
+        // left anything half-written: a poisoned lock is as good as a clean one.
+        self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The live record under `key`, removing an expired one the cache still
+    /// holds. Called with the key's [`lock`](Self::lock) held.
+    fn current(&self, key: &str, now: SystemTime) -> Option<Arc<Entry>> {
+        let entry = self.cache.get(key)?;
+        if entry.live(now) {
+            Some(entry)
+        } else {
+            self.cache.invalidate(key);
+            None
+        }
     }
 }
 
@@ -349,7 +367,6 @@ impl KeyValueStore for MemoryStore {
         Ok(self
             .cache
             .get(key)
-            .await
             .filter(|e| e.live(now))
             .map(|e| Record::new(e.value.to_vec(), Some(e.version.clone()), e.expires_at)))
     }
@@ -363,19 +380,18 @@ impl KeyValueStore for MemoryStore {
         if self.limits.weight(key, value).is_none() {
             return Err(self.limits.too_large(key, value));
         }
-        let outcome = self
-            .write(key, |current, now| match current {
-                Some(_) => (Op::Nop, CreateOutcome::AlreadyExists),
-                None => {
-                    let version = self.next_version();
-                    (
-                        Op::Put(self.entry(value, version.clone(), expires_at, now)),
-                        CreateOutcome::Created(Some(version)),
-                    )
-                }
-            })
-            .await;
-        Ok(outcome)
+        let _lock = self.lock(key);
+        let now = SystemTime::now();
+        // `contains_key` is not a use of the record (a `get` is, and costs a
+        // note in the cache's recency log): a new key, the usual case, is
+        // created without one.
+        if self.cache.contains_key(key) && self.current(key, now).is_some() {
+            return Ok(CreateOutcome::AlreadyExists);
+        }
+        let version = self.next_version();
+        let entry = self.entry(value, version.clone(), expires_at, now);
+        self.cache.insert(key.to_owned(), entry);
+        Ok(CreateOutcome::Created(Some(version)))
     }
 
     async fn update(
@@ -388,53 +404,50 @@ impl KeyValueStore for MemoryStore {
         if self.limits.weight(key, value).is_none() {
             return Err(self.limits.too_large(key, value));
         }
-        let outcome = self
-            .write(key, |current, now| match current {
-                None => (Op::Nop, UpdateOutcome::Missing),
-                Some(entry) if expected.is_some_and(|v| *v != entry.version) => {
-                    (Op::Nop, UpdateOutcome::Conflict)
-                }
-                Some(_) => {
-                    let version = self.next_version();
-                    (
-                        Op::Put(self.entry(value, version.clone(), expires_at, now)),
-                        UpdateOutcome::Updated(Some(version)),
-                    )
-                }
-            })
-            .await;
-        Ok(outcome)
+        let _lock = self.lock(key);
+        let now = SystemTime::now();
+        let Some(current) = self.current(key, now) else {
+            return Ok(UpdateOutcome::Missing);
+        };
+        if expected.is_some_and(|v| *v != current.version) {
+            return Ok(UpdateOutcome::Conflict);
+        }
+        let version = self.next_version();
+        let entry = self.entry(value, version.clone(), expires_at, now);
+        self.cache.insert(key.to_owned(), entry);
+        Ok(UpdateOutcome::Updated(Some(version)))
     }
 
     /// Moves the record's expiry and its last-modified time (what
     /// [`list`](KeyValueStore::list) reports, and the sweep reads as
     /// activity); keeps its value and version.
     async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
-        let outcome = self
-            .write(key, |current, now| match current {
-                None => (Op::Nop, UpdateOutcome::Missing),
-                Some(entry) => (
-                    Op::Put(Arc::new(Entry {
-                        value: Arc::clone(&entry.value),
-                        version: entry.version.clone(),
-                        expires_at: Some(expires_at),
-                        modified: now,
-                    })),
-                    UpdateOutcome::Updated(Some(entry.version.clone())),
-                ),
-            })
-            .await;
-        Ok(outcome)
+        let _lock = self.lock(key);
+        let now = SystemTime::now();
+        let Some(current) = self.current(key, now) else {
+            return Ok(UpdateOutcome::Missing);
+        };
+        let version = current.version.clone();
+        let entry = Arc::new(Entry {
+            value: Arc::clone(&current.value),
+            version: version.clone(),
+            expires_at: Some(expires_at),
+            modified: now,
+        });
+        self.cache.insert(key.to_owned(), entry);
+        Ok(UpdateOutcome::Updated(Some(version)))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.write(key, |_, _| (Op::Remove, ())).await;
+        let _lock = self.lock(key);
+        self.cache.invalidate(key);
         Ok(())
     }
 
     async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
         for key in &keys {
-            self.write(key, |_, _| (Op::Remove, ())).await;
+            let _lock = self.lock(key);
+            self.cache.invalidate(key);
         }
         Ok(())
     }
@@ -491,7 +504,7 @@ mod tests {
     /// What the store holds once its pending maintenance has run: the number
     /// of records and the bytes of their keys and values.
     async fn held(store: &MemoryStore) -> (u64, u64) {
-        store.cache.run_pending_tasks().await;
+        store.cache.run_pending_tasks();
         store.cache.iter().fold((0, 0), |(n, bytes), (k, e)| {
             (n + 1, bytes + k.len() as u64 + e.value.len() as u64)
         })
@@ -749,6 +762,47 @@ mod tests {
         // And their keys are free again.
         create(&store, "old", b"new").await;
         assert_eq!(store.get("old").await.unwrap().unwrap().value, b"new");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn of_parallel_creates_and_updates_of_one_key_exactly_one_wins() {
+        let store = MemoryStore::new();
+        for round in 0..100 {
+            let key = session_key(round);
+            let creates: Vec<_> = (0..8u8)
+                .map(|n| {
+                    let (store, key) = (store.clone(), key.clone());
+                    tokio::spawn(async move { store.create(&key, &[n], in_an_hour()).await })
+                })
+                .collect();
+            let mut created = Vec::new();
+            for task in creates {
+                if let CreateOutcome::Created(Some(v)) = task.await.unwrap().unwrap() {
+                    created.push(v);
+                }
+            }
+            assert_eq!(created.len(), 1, "round {round}");
+            let version = created.pop().unwrap();
+            let updates: Vec<_> = (0..8u8)
+                .map(|n| {
+                    let (store, key, version) = (store.clone(), key.clone(), version.clone());
+                    tokio::spawn(async move {
+                        store.update(&key, &[n], Some(&version), in_an_hour()).await
+                    })
+                })
+                .collect();
+            let mut won = Vec::new();
+            for task in updates {
+                match task.await.unwrap().unwrap() {
+                    UpdateOutcome::Updated(Some(v)) => won.push(v),
+                    UpdateOutcome::Conflict => {}
+                    other => panic!("round {round}: {other:?}"),
+                }
+            }
+            assert_eq!(won.len(), 1, "round {round}");
+            let record = store.get(&key).await.unwrap().unwrap();
+            assert_eq!(record.version, won.pop(), "round {round}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
