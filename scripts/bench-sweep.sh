@@ -7,8 +7,8 @@
 # For each COUNT it builds two identical directories of COUNT session files
 # (all expired), times one sweep (in its own process, so its peak RSS is the
 # sweep's alone) on the first and `find -type f -delete` on the second, and
-# prints both times (wall clock, and CPU time in brackets), their ratio and
-# the sweep's peak RSS (VmHWM, read by the sweep process itself). Then it
+# prints both times (wall clock, and user + system CPU time in brackets),
+# their ratios (wall clock, and CPU time) and the sweep's peak RSS (VmHWM, read by the sweep process itself). Then it
 # does the same with only 10% of the sessions expired, against
 # `find DIR -type f -mmin +60 -delete` (the expired files are the ones with an
 # old modification time, so find deletes the same files the sweep does).
@@ -88,14 +88,16 @@ run() {
 import sys
 count, percent, sweep, sweep_cpu, find, find_cpu, rss, left = sys.argv[1:9]
 ratio = float(sweep) / float(find)
+cpu_ratio = float(sweep_cpu) / float(find_cpu) if float(find_cpu) > 0 else float("inf")
 print(f"| {int(count):,} | {percent}% | {float(sweep):.2f} s ({float(sweep_cpu):.2f} s) "
-      f"| {float(find):.2f} s ({float(find_cpu):.2f} s) | {ratio:.2f} | {int(rss) / 1024:.1f} MiB | {int(left):,} |")
+      f"| {float(find):.2f} s ({float(find_cpu):.2f} s) | {ratio:.2f} | {cpu_ratio:.2f} "
+      f"| {int(rss) / 1024:.1f} MiB | {int(left):,} |")
 PY
     rm -rf "$a" "$b"
 }
 
-echo "| sessions | expired | sweep, wall (CPU) | find, wall (CPU) | ratio (wall) | sweep peak RSS | files left |"
-echo "|---:|---:|---:|---:|---:|---:|---:|"
+echo "| sessions | expired | sweep, wall (CPU) | find, wall (CPU) | ratio (wall) | ratio (CPU) | sweep peak RSS | files left |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
 for count in "${counts[@]}"; do
     run "$count" 100
 done

@@ -16,8 +16,8 @@ use rocket_kvsession::{
 use tokio::sync::OnceCell;
 
 use crate::error::convert;
-use crate::keys::{check_key_prefix, key_of, object_path, parse_prefix, STORE_NAME};
-use crate::local_dir::{create_dir, list_dir};
+use crate::keys::{check_key, check_key_prefix, key_of, object_path, parse_prefix, STORE_NAME};
+use crate::local_dir::{create_dir, delete_files, list_dir};
 use crate::locks::KeyLocks;
 use crate::objects;
 use crate::update::{self, UpdateStrategy};
@@ -79,9 +79,12 @@ const DELETE_CHUNK: usize = 256;
 ///   expired sessions are removed by `cleanup_sessions`, which
 ///   [`list`](KeyValueStore::list) (a streamed listing with each object's
 ///   last-modified time) and [`delete_many`](KeyValueStore::delete_many)
-///   (object_store's bulk `delete_stream`: S3's multi-object delete, bounded
-///   parallel unlinks on a local disk) serve in constant memory.
-///   `delete_many` takes the key locks too, a chunk of keys at a time.
+///   (object_store's bulk `delete_stream`, S3's multi-object delete; on a
+///   local directory, batches of unlinks in a few blocking tasks) serve in
+///   constant memory. With [`ProcessLocks`](UpdateStrategy::ProcessLocks)
+///   `delete_many` takes the key locks too, a chunk of keys at a time, so a
+///   concurrent compare-and-swap in this process cannot resurrect a
+///   deleted session.
 ///
 /// Listing filters by key prefix on the client: all objects under the
 /// store prefix are listed, so give each app its own store prefix in a
@@ -282,10 +285,33 @@ impl KeyValueStore for ObjectStoreKv {
         objects::delete(self.backend(), &path).await
     }
 
-    /// Deletes with object_store's bulk `delete_stream` (bounded parallel
-    /// unlinks on a local disk, 1,000-key multi-object deletes on S3). All
-    /// keys are checked before anything is deleted.
+    /// Deletes in bulk; all keys are checked before anything is deleted.
+    ///
+    /// A [`local_dir`](ObjectStoreKv::local_dir) store unlinks the files
+    /// itself, 256 keys at a time under their key locks, each
+    /// chunk in a few blocking tasks rather than one per file. Other
+    /// backends use object_store's bulk `delete_stream` (1,000-key
+    /// multi-object deletes on S3), under the key locks too when updates are
+    /// serialized in process.
     async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
+        if let Some(dir) = &self.inner.local_dir {
+            for key in &keys {
+                check_key(key)?;
+            }
+            let mut keys = keys.into_iter();
+            loop {
+                let chunk: Vec<String> = keys.by_ref().take(DELETE_CHUNK).collect();
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                let _guards = self
+                    .inner
+                    .locks
+                    .lock_many(chunk.iter().map(String::as_str))
+                    .await;
+                delete_files(dir, chunk).await?;
+            }
+        }
         let paths = keys
             .iter()
             .map(|key| self.path_of(key))
