@@ -121,32 +121,13 @@ async fn delete_many_reports_a_file_it_cannot_remove() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_many_reports_a_directory_it_cannot_write() {
+async fn delete_many_reports_a_directory_that_is_not_one() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("sessions");
     let store = ObjectStoreKv::local_dir(&dir).expect("store");
     let keys: Vec<String> = (0..100u64).map(|n| format!("{n:016x}_1")).collect();
     for key in &keys {
         std::fs::write(dir.join(key), b"x").expect("write");
-    }
-
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o500)).expect("chmod");
-        let probe = dir.join("probe");
-        if std::fs::write(&probe, b"x").is_ok() {
-            // Running with the power to ignore permissions (root): the
-            // read-only directory proves nothing here; the case below
-            // fails for everyone.
-            eprintln!("read-only directory case skipped: this user writes it anyway");
-            std::fs::remove_file(&probe).expect("remove probe");
-        } else {
-            let result = store.delete_many(keys.clone()).await;
-            assert_fails_on(result, &dir);
-            assert_eq!(names_in(&dir).len(), keys.len(), "a file was deleted");
-        }
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     }
 
     // The directory replaced by a regular file: no file under it can be
