@@ -284,6 +284,12 @@ pub(crate) async fn modify<S: KeyValueStore + ?Sized>(
         if attempt >= config.save_attempts || started.elapsed() >= seconds(config.save_timeout) {
             return Err(Error::Conflict { attempts: attempt });
         }
+        // Logins of one owner racing on its index: a full-jitter backoff
+        // spreads their retries.
+        let max_ms = 1u64 << attempt.min(8);
+        let jitter =
+            rand_core::TryRngCore::try_next_u64(&mut rand_core::OsRng).unwrap_or(max_ms / 2);
+        tokio::time::sleep(std::time::Duration::from_millis(jitter % max_ms)).await;
     }
 }
 

@@ -216,3 +216,26 @@ async fn an_owner_keeps_at_most_a_thousand_sessions() {
     assert_eq!(owner_of(newer).await, Status::Ok);
     assert_eq!(manager.sessions_of("mallory").await.unwrap().len(), 1000);
 }
+
+/// Fifty logins of one owner at once, on a store with a round trip of a
+/// millisecond: every session is in the owner's index (its compare-and-swap
+/// retries, with backoff, until each login's entry is in).
+#[rocket::async_test]
+async fn concurrent_logins_of_one_owner_are_all_listed() {
+    let store = TestStore::new().with_latency(std::time::Duration::from_millis(1));
+    // Untracked: each request is a new browser, with no cookie.
+    let rocket = rocket::custom(figment())
+        .attach(KvSession::new(store.clone()))
+        .mount("/", routes())
+        .mount("/", owner_routes());
+    let client = Client::untracked(rocket).await.expect("launch");
+    let logins = (0..50).map(|_| {
+        let client = &client;
+        async move { client.post("/owner-login/alice").dispatch().await.status() }
+    });
+    let statuses = futures::future::join_all(logins).await;
+    assert!(statuses.iter().all(|s| *s == Status::Ok), "{statuses:?}");
+    let manager = client.rocket().state::<SessionManager>().unwrap();
+    assert_eq!(manager.sessions_of("alice").await.unwrap().len(), 50);
+    assert_eq!(manager.revoke_owner("alice").await.unwrap(), 50);
+}
