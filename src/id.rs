@@ -20,7 +20,11 @@ pub const MAX_KEY_BITS: u32 = 256;
 /// authenticated cookie, so a client can neither read nor choose one.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SessionId {
-    random: String,
+    /// The random part as lower-case hex ASCII, in the first `random_len`
+    /// bytes (the rest zero), kept inline: ids are cloned and dropped
+    /// several times per request, without touching the heap.
+    random: [u8; (MAX_KEY_BITS / 4) as usize],
+    random_len: u8,
     created: u64,
 }
 
@@ -51,17 +55,21 @@ impl SessionId {
         let bytes = key_bits.clamp(MIN_KEY_BITS, MAX_KEY_BITS).div_ceil(8) as usize;
         let mut buf = [0u8; (MAX_KEY_BITS / 8) as usize];
         rng.fill_bytes(&mut buf[..bytes]);
-        let mut random = String::with_capacity(bytes * 2);
-        for b in &buf[..bytes] {
+        let mut random = [0u8; (MAX_KEY_BITS / 4) as usize];
+        for (i, b) in buf[..bytes].iter().enumerate() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            random.push(HEX[(b >> 4) as usize] as char);
-            random.push(HEX[(b & 0xf) as usize] as char);
+            random[2 * i] = HEX[(b >> 4) as usize];
+            random[2 * i + 1] = HEX[(b & 0xf) as usize];
         }
         let created = created
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        SessionId { random, created }
+        SessionId {
+            random,
+            random_len: (bytes * 2) as u8,
+            created,
+        }
     }
 
     /// The creation time, in Unix seconds.
@@ -77,7 +85,13 @@ impl SessionId {
 
     /// How many random bits the id carries.
     pub fn key_bits(&self) -> u32 {
-        self.random.len() as u32 * 4
+        u32::from(self.random_len) * 4
+    }
+
+    /// The random part, as hex.
+    fn random(&self) -> &str {
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(&self.random[..usize::from(self.random_len)]).unwrap_or_default()
     }
 
     /// When a session with this id ends, given the absolute lifetime.
@@ -126,8 +140,11 @@ impl FromStr for SessionId {
             return Err(ParseIdError::BadCreated);
         }
         let created = u64::from_str_radix(created, 16).map_err(|_| ParseIdError::BadCreated)?;
+        let mut bytes = [0u8; (MAX_KEY_BITS / 4) as usize];
+        bytes[..random.len()].copy_from_slice(random.as_bytes());
         Ok(SessionId {
-            random: random.to_owned(),
+            random: bytes,
+            random_len: random.len() as u8,
             created,
         })
     }
@@ -137,7 +154,7 @@ impl SessionId {
     /// Appends the id's text to `out` without going through `fmt`.
     pub(crate) fn push_to(&self, out: &mut String) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.push_str(&self.random);
+        out.push_str(self.random());
         out.push('_');
         let digits = (64 - self.created.leading_zeros()).div_ceil(4).max(1);
         for shift in (0..digits).rev() {
@@ -148,7 +165,7 @@ impl SessionId {
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = String::with_capacity(self.random.len() + 17);
+        let mut s = String::with_capacity(usize::from(self.random_len) + 17);
         self.push_to(&mut s);
         f.write_str(&s)
     }
@@ -157,7 +174,7 @@ impl fmt::Display for SessionId {
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Ids are bearer secrets: never print the random part in full.
-        write!(f, "SessionId({}…_{:x})", &self.random[..4], self.created)
+        write!(f, "SessionId({}…_{:x})", &self.random()[..4], self.created)
     }
 }
 
