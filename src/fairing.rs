@@ -43,6 +43,9 @@ pub struct KvSession {
     rng: Mutex<Option<SessionRng>>,
     config: Option<SessionConfig>,
     cleanup_interval: Option<Duration>,
+    /// The engine built at ignite (also in Rocket's managed state, where the
+    /// guard finds it): the response fairing reads it from here.
+    engine: std::sync::OnceLock<Arc<Engine>>,
 }
 
 impl fmt::Debug for KvSession {
@@ -68,6 +71,7 @@ impl KvSession {
             rng: Mutex::new(None),
             config: None,
             cleanup_interval: None,
+            engine: std::sync::OnceLock::new(),
         }
     }
 
@@ -187,6 +191,7 @@ impl Fairing for KvSession {
             rng,
         ));
         let manager = SessionManager::new(engine.clone());
+        let _ = self.engine.set(engine.clone());
         Ok(rocket.manage(engine).manage(manager))
     }
 
@@ -227,7 +232,7 @@ impl Fairing for KvSession {
         let Some(cell) = Engine::loaded(req) else {
             return;
         };
-        let Some(engine) = Engine::fetch(req.rocket()) else {
+        let Some(engine) = self.engine.get() else {
             return;
         };
         let cookies = &engine.cookies;
