@@ -4,10 +4,10 @@
 //! error naming its path.
 
 use std::collections::BTreeSet;
-use std::error::Error as _;
 use std::path::Path;
 
 use rocket_kvsession::{KeyValueStore, StoreError};
+use rocket_kvsession_bench::chain;
 use rocket_kvsession_object_store::ObjectStoreKv;
 
 fn names_in(dir: &Path) -> BTreeSet<String> {
@@ -15,18 +15,6 @@ fn names_in(dir: &Path) -> BTreeSet<String> {
         .expect("read dir")
         .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
         .collect()
-}
-
-/// The error's whole source chain, as text.
-fn chain(error: &StoreError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// Asserts that `result` is a backend error whose chain names `path`.

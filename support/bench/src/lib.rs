@@ -28,5 +28,5 @@ pub mod sweep_files;
 pub use args::{block_on, ArgError, Args, Runtime};
 pub use report::{print_comparison, Labels};
 pub use rocket_kvsession::__bench::{decode_record, encode_record, CookieSealer, DecodedRecord};
-pub use side::{compare, measure, sample, Samples, Side, StoreSide};
+pub use side::{chain, compare, measure, sample, Samples, Side, StoreSide};
 pub use stats::{micros, percentile, record};

@@ -124,7 +124,7 @@ impl<S: KeyValueStore> Side for StoreSide<S> {
 }
 
 /// `error` and its sources, separated by colons.
-fn chain(error: &dyn std::error::Error) -> String {
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
