@@ -41,16 +41,21 @@ pub struct CleanupReport {
     pub elapsed: Duration,
 }
 
+/// The session id stored under `key`, if `key` is a session key this
+/// configuration could have written by `now` (its prefix, its `key_bits`, a
+/// plausible creation time): the only keys the sweep and `revoke_all` touch.
+pub(crate) fn own_session_id(key: &str, config: &SessionConfig, now: u64) -> Option<SessionId> {
+    let id: SessionId = key.strip_prefix(&config.key_prefix)?.parse().ok()?;
+    id.could_be_written_by(config, now).then_some(id)
+}
+
 /// Whether the session stored under `info` has ended, judged from the key
 /// (its creation time) and, with an idle timeout, the listing's
 /// last-modified time. `None` if the key is not a session key.
 fn expired(info: &KeyInfo, config: &SessionConfig, now: u64) -> Option<bool> {
-    let id: SessionId = info.key.strip_prefix(&config.key_prefix)?.parse().ok()?;
-    if !id.could_be_written_by(config, now) {
-        // Not a key this configuration writes: another app's, or not a
-        // session at all. Never deleted.
-        return None;
-    }
+    // Not a key this configuration writes (another app's, or not a
+    // session at all): never deleted.
+    let id = own_session_id(&info.key, config, now)?;
     let absolute = id.created_unix().saturating_add(config.lifetime);
     // Times are whole seconds rounded down: a session ends strictly after
     // its lifetime, as in the engine.

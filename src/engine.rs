@@ -104,6 +104,14 @@ pub(crate) enum SaveOutcome {
 
 pub(crate) type SessionRng = Box<dyn RngCore + Send>;
 
+/// The store key of `id` under `config`: the key prefix, then the id.
+pub(crate) fn session_key(config: &SessionConfig, id: &SessionId) -> String {
+    let mut key = String::with_capacity(config.key_prefix.len() + 82);
+    key.push_str(&config.key_prefix);
+    id.push_to(&mut key);
+    key
+}
+
 /// The time a session's activity was last recorded: the envelope's
 /// `last_active`, or later if a touch moved the store's expiry since.
 pub(crate) fn activity(
@@ -232,10 +240,7 @@ impl Engine {
 
     /// The store key of `id`: the configured prefix, then the id.
     pub(crate) fn key(&self, id: &SessionId) -> String {
-        let mut key = String::with_capacity(self.config.key_prefix.len() + 82);
-        key.push_str(&self.config.key_prefix);
-        id.push_to(&mut key);
-        key
+        session_key(&self.config, id)
     }
 
     fn new_session(&self) -> SessionCell {

@@ -8,11 +8,10 @@ use std::time::SystemTime;
 use futures_util::future;
 use futures_util::stream::TryStreamExt;
 
-use crate::cleanup::{cleanup_sessions, CleanupReport};
+use crate::cleanup::{cleanup_sessions, own_session_id, CleanupReport};
 use crate::engine::Engine;
 use crate::envelope::Handle;
 use crate::error::Error;
-use crate::id::SessionId;
 use crate::owners::{Found, CONCURRENCY};
 use crate::state::Origin;
 use crate::time::{from_unix, now_unix};
@@ -167,14 +166,7 @@ impl SessionManager {
             .store
             .list(&config.key_prefix)
             .map_err(Error::from)
-            .try_filter_map(|info| {
-                let id = info
-                    .key
-                    .strip_prefix(&config.key_prefix)
-                    .and_then(|rest| rest.parse::<SessionId>().ok())
-                    .filter(|id| id.could_be_written_by(config, now));
-                future::ready(Ok(id))
-            })
+            .try_filter_map(|info| future::ready(Ok(own_session_id(&info.key, config, now))))
             .map_ok(|id| engine.end_where(Origin { id, version: None }, None))
             .try_buffer_unordered(CONCURRENCY)
             .try_fold(0u64, |total, n| async move { Ok(total + n) })

@@ -21,7 +21,7 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use crate::config::SessionConfig;
-use crate::engine::{activity, deadline, Engine};
+use crate::engine::{activity, deadline, session_key, Engine};
 use crate::envelope::{bad_in, corrupt, take_in, Envelope, Handle, Owner, Stored};
 use crate::error::Error;
 use crate::id::SessionId;
@@ -172,10 +172,7 @@ pub(crate) async fn check<S: KeyValueStore + ?Sized>(
     if now >= entry.id.expires(seconds(config.lifetime)) + ROUNDING {
         return Ok(Found::Gone);
     }
-    let mut key = String::with_capacity(config.key_prefix.len() + 82);
-    key.push_str(&config.key_prefix);
-    entry.id.push_to(&mut key);
-    let Some(record) = store.get(&key).await? else {
+    let Some(record) = store.get(&session_key(config, &entry.id)).await? else {
         return Ok(Found::Gone);
     };
     let Ok(Stored::Live(envelope)) = Stored::decode(&record.value) else {
