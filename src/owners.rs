@@ -361,17 +361,36 @@ async fn gone_entries<S: KeyValueStore + ?Sized>(
     config: &SessionConfig,
     index: &Index,
 ) -> Result<Vec<SessionId>, Error> {
+    let checked = checked(store, config, &index.owner, index.entries.clone()).await?;
+    Ok(gone_of(&checked))
+}
+
+/// Each of `entries` with what its session's record says for `owner`, read
+/// [`CONCURRENCY`] at a time, in order.
+async fn checked<S: KeyValueStore + ?Sized>(
+    store: &S,
+    config: &SessionConfig,
+    owner: &str,
+    entries: Vec<Entry>,
+) -> Result<Vec<(Entry, Found)>, Error> {
     use futures_util::stream::{self, StreamExt, TryStreamExt};
-    let owner = index.owner.as_str();
-    stream::iter(index.entries.clone())
+    stream::iter(entries)
         .map(|entry| async move {
             let found = check(store, config, owner, &entry).await?;
-            Ok::<_, Error>(matches!(found, Found::Gone).then_some(entry.id))
+            Ok::<_, Error>((entry, found))
         })
         .buffered(CONCURRENCY)
-        .try_filter_map(|gone| async move { Ok(gone) })
         .try_collect()
         .await
+}
+
+/// The ids of the checked entries whose sessions are gone.
+fn gone_of(checked: &[(Entry, Found)]) -> Vec<SessionId> {
+    checked
+        .iter()
+        .filter(|(_, found)| matches!(found, Found::Gone))
+        .map(|(entry, _)| entry.id.clone())
+        .collect()
 }
 
 impl Engine {
@@ -424,26 +443,11 @@ impl Engine {
     /// The live sessions of `owner` (with their records), pruning the index
     /// of every entry that is gone.
     pub(crate) async fn owned(&self, owner: &str) -> Result<Vec<(Entry, Found)>, Error> {
-        use futures_util::stream::{self, StreamExt, TryStreamExt};
         let Some((index, _)) = read(&*self.store, &self.config, owner).await? else {
             return Ok(Vec::new());
         };
-        let store = &*self.store;
-        let config = &self.config;
-        let checked: Vec<(Entry, Found)> = stream::iter(index.entries)
-            .map(|entry| async move {
-                let found = check(store, config, owner, &entry).await?;
-                Ok::<_, Error>((entry, found))
-            })
-            .buffered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        let gone: Vec<SessionId> = checked
-            .iter()
-            .filter(|(_, found)| matches!(found, Found::Gone))
-            .map(|(entry, _)| entry.id.clone())
-            .collect();
-        self.unindex(owner, &gone).await;
+        let checked = checked(&*self.store, &self.config, owner, index.entries).await?;
+        self.unindex(owner, &gone_of(&checked)).await;
         Ok(checked
             .into_iter()
             .filter(|(_, found)| matches!(found, Found::Live { .. }))
