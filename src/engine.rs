@@ -29,14 +29,14 @@ const MARKER_GRACE: Duration = Duration::from_secs(600);
 
 /// The retry budget of one save's compare-and-swap loop: at most
 /// `save_attempts` writes and `save_timeout` seconds, backoff included.
-struct Retries {
+pub(crate) struct Retries {
     attempt: u32,
     max: u32,
     deadline: Instant,
 }
 
 impl Retries {
-    fn new(config: &SessionConfig) -> Self {
+    pub(crate) fn new(config: &SessionConfig) -> Self {
         Retries {
             attempt: 1,
             max: config.save_attempts,
@@ -47,8 +47,8 @@ impl Retries {
     /// Called after a conflicting write: fails when the budget is spent
     /// (without sleeping first), else waits a full-jitter exponential
     /// backoff (from the second retry on) that spreads the retries of many
-    /// requests racing on one session.
-    async fn next(&mut self, engine: &Engine) -> Result<(), Error> {
+    /// requests racing on one record. `jitter(max_ms)` draws the wait.
+    pub(crate) async fn next(&mut self, jitter: impl FnOnce(u64) -> Duration) -> Result<(), Error> {
         let now = Instant::now();
         if self.attempt >= self.max || now >= self.deadline {
             return Err(Error::Conflict {
@@ -56,7 +56,7 @@ impl Retries {
             });
         }
         if self.attempt > 1 {
-            let backoff = engine.jitter(1 << self.attempt.min(10));
+            let backoff = jitter(1 << self.attempt.min(10));
             tokio::time::sleep(backoff.min(self.deadline - now)).await;
         }
         self.attempt += 1;
@@ -665,7 +665,7 @@ impl Engine {
                 UpdateOutcome::Updated(_) => return Ok(true),
                 UpdateOutcome::Missing => return Ok(false),
                 UpdateOutcome::Conflict => {
-                    retries.next(self).await?;
+                    retries.next(|max| self.jitter(max)).await?;
                     let Some((merged, current)) = self.remerge(&old_key, snapshot).await? else {
                         return Ok(false);
                     };
@@ -744,7 +744,7 @@ impl Engine {
                 }
                 UpdateOutcome::Missing => return Ok(self.vanished()),
                 UpdateOutcome::Conflict => {
-                    retries.next(self).await?;
+                    retries.next(|max| self.jitter(max)).await?;
                     let Some((merged, current)) = self.remerge(&key, snapshot).await? else {
                         return Ok(self.vanished());
                     };

@@ -21,7 +21,7 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use crate::config::SessionConfig;
-use crate::engine::{activity, deadline, session_key, Engine};
+use crate::engine::{activity, deadline, session_key, Engine, Retries};
 use crate::envelope::{bad_in, corrupt, take_in, Envelope, Handle, Owner, Stored};
 use crate::error::Error;
 use crate::id::SessionId;
@@ -227,10 +227,8 @@ pub(crate) async fn modify<S: KeyValueStore + ?Sized>(
 ) -> Result<(), Error> {
     let key = index_key(config, owner);
     let versioned = store.supports_versioning();
-    let started = std::time::Instant::now();
-    let mut attempt = 0;
+    let mut retries = Retries::new(config);
     loop {
-        attempt += 1;
         let (exists, mut index, version) = match store.get(&key).await? {
             None => (false, Index::new(owner), None),
             Some(record) => match Index::decode(&record.value) {
@@ -278,15 +276,15 @@ pub(crate) async fn modify<S: KeyValueStore + ?Sized>(
         if written {
             return Ok(());
         }
-        if attempt >= config.save_attempts || started.elapsed() >= seconds(config.save_timeout) {
-            return Err(Error::Conflict { attempts: attempt });
-        }
-        // Logins of one owner racing on its index: a full-jitter backoff
-        // spreads their retries.
-        let max_ms = 1u64 << attempt.min(8);
-        let jitter =
-            rand_core::TryRngCore::try_next_u64(&mut rand_core::OsRng).unwrap_or(max_ms / 2);
-        tokio::time::sleep(std::time::Duration::from_millis(jitter % max_ms)).await;
+        // Logins of one owner racing on its index: the save's retry budget
+        // and backoff.
+        retries
+            .next(|max_ms| {
+                let draw = rand_core::TryRngCore::try_next_u64(&mut rand_core::OsRng)
+                    .unwrap_or(max_ms / 2);
+                std::time::Duration::from_millis(draw % max_ms.max(1))
+            })
+            .await?;
     }
 }
 
