@@ -27,7 +27,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use rocket_kvsession::{
-    CreateOutcome, KeyInfo, KeyValueStore, MemoryStore, Record, StoreError, UpdateOutcome, Version,
+    Capabilities, CreateOutcome, Expiry, KeyInfo, KeyValueStore, MemoryStore, Record, StoreError,
+    UpdateOutcome, Version,
 };
 use rocket_kvsession_bench::{
     block_on, compare, micros, percentile, record, ArgError, Args, Runtime, Side, StoreSide,
@@ -89,12 +90,8 @@ impl KeyValueStore for HashMapStore {
         "hashmap"
     }
 
-    fn supports_ttl(&self) -> bool {
-        true
-    }
-
-    fn supports_versioning(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(Expiry::RemovedByBackend).with_compare_and_swap()
     }
 
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
@@ -163,6 +160,21 @@ impl KeyValueStore for HashMapStore {
         };
         self.after_write(&mut map, now);
         Ok(UpdateOutcome::Updated(Some(Version::from(version))))
+    }
+
+    /// As the trait's default `touch` of before: a read, then a
+    /// compare-and-swap writing the value back.
+    async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
+        let Some(record) = self.get(key).await? else {
+            return Ok(UpdateOutcome::Missing);
+        };
+        self.update(
+            key,
+            &record.value,
+            record.version.as_ref(),
+            Some(expires_at),
+        )
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

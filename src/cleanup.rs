@@ -18,7 +18,7 @@ use crate::time::unix;
 pub(crate) const SWEEP_BATCH: usize = 1000;
 /// How many `delete_many` calls run at once during a sweep.
 pub(crate) const SWEEP_CONCURRENCY: usize = 4;
-/// At most how many records one [`KeyValueStore::delete_expired`] statement
+/// At most how many records one [`ExpiredDeletion::delete_expired`](crate::ExpiredDeletion::delete_expired) statement
 /// deletes: small enough that no statement holds its locks for long.
 pub(crate) const NATIVE_SWEEP_BATCH: usize = 10_000;
 
@@ -76,11 +76,12 @@ fn expired(info: &KeyInfo, config: &SessionConfig, now: u64) -> Option<bool> {
 /// stays flat whatever the number of sessions.
 ///
 /// Stores that keep the expiry in a queryable field but do not remove
-/// expired records by themselves (the SQL stores) offer a native path,
-/// [`KeyValueStore::delete_expired`]: the sweep first has the store delete
+/// expired records by themselves (the SQL stores) offer a native path
+/// ([`KeyValueStore::expired_deletion`]),
+/// [`ExpiredDeletion::delete_expired`](crate::ExpiredDeletion::delete_expired): the sweep first has the store delete
 /// every record whose stored expiry has passed, in statements of at most
 /// 10,000 records, and then judges by their keys only the records stored
-/// without an expiry ([`KeyValueStore::list_without_expiry`]). Such records
+/// without an expiry ([`ExpiredDeletion::list_without_expiry`](crate::ExpiredDeletion::list_without_expiry)). Such records
 /// are counted in `scanned`; the natively deleted ones only in `deleted`.
 ///
 /// Stores with TTL expire sessions by themselves; a sweep on them is
@@ -94,21 +95,21 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
     let wall = SystemTime::now();
     let now = unix(wall);
     let mut natively_deleted = 0u64;
-    let mut native = false;
-    while let Some(n) = store
-        .delete_expired(&config.key_prefix, wall, NATIVE_SWEEP_BATCH)
-        .await?
-    {
-        native = true;
-        natively_deleted += n;
-        if n < NATIVE_SWEEP_BATCH as u64 {
-            break;
+    let native = store.expired_deletion();
+    if let Some(native) = native {
+        loop {
+            let n = native
+                .delete_expired(&config.key_prefix, wall, NATIVE_SWEEP_BATCH)
+                .await?;
+            natively_deleted += n;
+            if n < NATIVE_SWEEP_BATCH as u64 {
+                break;
+            }
         }
     }
-    let keys = if native {
-        store.list_without_expiry(&config.key_prefix)
-    } else {
-        store.list(&config.key_prefix)
+    let keys = match native {
+        Some(native) => native.list_without_expiry(&config.key_prefix),
+        None => store.list(&config.key_prefix),
     };
     let scanned = AtomicU64::new(0);
     let skipped = AtomicU64::new(0);
@@ -145,7 +146,7 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
         .try_buffer_unordered(SWEEP_CONCURRENCY)
         .try_fold(0u64, |total, n| future::ready(Ok::<_, Error>(total + n)))
         .await?;
-    if native {
+    if native.is_some() {
         // Owner indexes carry an expiry, so the listing above skipped them.
         let indexes = format!("{}{}", config.key_prefix, owners::INDEX_MARK);
         store

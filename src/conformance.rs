@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-use crate::store::{CreateOutcome, KeyValueStore, UpdateOutcome};
+use crate::store::{CreateOutcome, DeleteOutcome, Expiry, KeyValueStore, UpdateOutcome};
 
 pub mod app;
 
@@ -37,6 +37,19 @@ pub fn unique_prefix(case: &str) -> String {
         .as_nanos();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("conf-{case}-{:x}{:x}{n:x}-", nanos, std::process::id())
+}
+
+/// A random session id of `key_bits` bits in this crate's layout
+/// (`{random hex}_{created hex}`), created at `created`: for tests that
+/// write records a sweep must judge by their keys.
+pub fn session_id_created_at(key_bits: u32, created: SystemTime) -> String {
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_os_rng();
+    crate::id::SessionId::generate(&mut rng, key_bits, created).to_string()
+}
+
+/// Whether `text` is a session id in this crate's layout.
+pub fn is_session_id(text: &str) -> bool {
+    text.parse::<crate::id::SessionId>().is_ok()
 }
 
 /// A key shaped like a session key: the prefix, then `{hex}_{hex}`.
@@ -96,6 +109,7 @@ macro_rules! conformance_cases {
             concurrent_creates,
             concurrent_versioned_updates,
             native_expiry_sweep,
+            compare_and_delete,
         );
     };
 }
@@ -188,7 +202,7 @@ pub async fn update_of_vanished_record(store: &dyn KeyValueStore) {
 /// Compare-and-swap, for stores that support versioning: an update with a
 /// stale version conflicts and writes nothing; with the current one it succeeds.
 pub async fn versioned_update(store: &dyn KeyValueStore) {
-    if !store.supports_versioning() {
+    if !store.capabilities().compare_and_swap {
         return;
     }
     let key = session_key(&unique_prefix("cas"), 5);
@@ -226,7 +240,7 @@ pub async fn versioned_update(store: &dyn KeyValueStore) {
 /// For TTL stores: a record past its expiry is invisible to `get`, cannot be
 /// updated, and its key can be created again. Stores without TTL skip this.
 pub async fn expiry_invisible_on_read(store: &dyn KeyValueStore) {
-    if !store.supports_ttl() {
+    if !store.capabilities().expiry.is_kept() {
         return;
     }
     let prefix = unique_prefix("expiry");
@@ -283,7 +297,7 @@ pub async fn touch_keeps_value(store: &dyn KeyValueStore) {
     assert!(matches!(outcome, UpdateOutcome::Updated(_)), "{outcome:?}");
     let record = store.get(&key).await.expect("get").expect("record");
     assert_eq!(record.value, b"keep me");
-    if store.supports_ttl() {
+    if store.capabilities().expiry.is_kept() {
         if let Some(at) = record.expires_at {
             assert!(
                 at > soon + Duration::from_secs(3000),
@@ -536,7 +550,7 @@ pub async fn concurrent_creates(store: &dyn KeyValueStore) {
 /// on one record, each adding its own byte and retrying on conflict, lose no
 /// update.
 pub async fn concurrent_versioned_updates(store: &dyn KeyValueStore) {
-    if !store.supports_versioning() {
+    if !store.capabilities().compare_and_swap {
         return;
     }
     let key = session_key(&unique_prefix("cas-race"), 10);
@@ -580,12 +594,13 @@ pub async fn concurrent_versioned_updates(store: &dyn KeyValueStore) {
     store.delete(&key).await.expect("delete");
 }
 
-/// For stores with a native expiry sweep ([`KeyValueStore::delete_expired`]):
-/// it deletes exactly the records under the prefix whose stored expiry is
-/// at or before the given time, at most `limit` per call, and leaves records
-/// stored without an expiry to [`KeyValueStore::list_without_expiry`], which
-/// lists exactly those. Every store lists its records stored without an
-/// expiry there; stores without the native path skip the rest.
+/// For stores with a native expiry sweep ([`KeyValueStore::expired_deletion`]):
+/// [`ExpiredDeletion::delete_expired`](crate::ExpiredDeletion::delete_expired)
+/// deletes exactly the records under its prefix whose stored expiry is at or
+/// before the given time, at most `limit` per call, and leaves records
+/// stored without an expiry to
+/// [`list_without_expiry`](crate::ExpiredDeletion::list_without_expiry),
+/// which lists exactly those. Stores without the native path skip this.
 pub async fn native_expiry_sweep(store: &dyn KeyValueStore) {
     let prefix = unique_prefix("native-sweep");
     let other = unique_prefix("native-sweep-other");
@@ -610,7 +625,18 @@ pub async fn native_expiry_sweep(store: &dyn KeyValueStore) {
             "{created:?}"
         );
     }
-    let without: HashSet<String> = store
+    let Some(native) = store.expired_deletion() else {
+        let everything: Vec<String> = listed(store, &prefix).await.into_iter().collect();
+        store.delete_many(everything).await.expect("delete_many");
+        store.delete(&foreign).await.expect("delete");
+        return;
+    };
+    assert_eq!(
+        store.capabilities().expiry,
+        Expiry::FilteredOnRead,
+        "a store with a native expiry sweep keeps expiries but does not act on them"
+    );
+    let without: HashSet<String> = native
         .list_without_expiry(&prefix)
         .map_ok(|info| info.key)
         .try_collect()
@@ -627,33 +653,23 @@ pub async fn native_expiry_sweep(store: &dyn KeyValueStore) {
         "{without:?}"
     );
 
-    let everything: Vec<String> = listed(store, &prefix).await.into_iter().collect();
     let sweep_at = now + Duration::from_secs(120);
-    let Some(first) = store
+    let first = native
         .delete_expired(&prefix, sweep_at, 3)
         .await
-        .expect("delete_expired")
-    else {
-        store.delete_many(everything).await.expect("delete_many");
-        store.delete(&foreign).await.expect("delete");
-        return;
-    };
-    assert!(
-        store.supports_ttl(),
-        "a store with a native expiry sweep must take expiries (supports_ttl)"
-    );
+        .expect("delete_expired");
     // `first` already ran at sweep_at; nothing had expired before it.
     assert_eq!(first, 3, "at most `limit` records per call");
-    let second = store
+    let second = native
         .delete_expired(&prefix, sweep_at, 3)
         .await
         .expect("delete_expired");
-    assert_eq!(second, Some(2));
-    let third = store
+    assert_eq!(second, 2);
+    let third = native
         .delete_expired(&prefix, sweep_at, 3)
         .await
         .expect("delete_expired");
-    assert_eq!(third, Some(0));
+    assert_eq!(third, 0);
     let expected: HashSet<String> = staying.iter().chain(&unexpiring).cloned().collect();
     assert_eq!(listed(store, &prefix).await, expected);
     assert_eq!(
@@ -665,14 +681,73 @@ pub async fn native_expiry_sweep(store: &dyn KeyValueStore) {
         store.get(&foreign).await.expect("get").is_some(),
         "the sweep crossed prefixes"
     );
-    let live_now = store
+    let live_now = native
         .delete_expired(&other, now, 100)
         .await
         .expect("delete_expired");
-    assert_eq!(live_now, Some(0), "a record was deleted before its expiry");
+    assert_eq!(live_now, 0, "a record was deleted before its expiry");
     store
         .delete_many(expected.into_iter().chain([foreign]).collect())
         .await
         .expect("delete_many");
+    assert!(listed(store, &prefix).await.is_empty());
+}
+
+/// For stores with a compare-and-delete ([`KeyValueStore::compare_and_delete`]):
+/// a delete with a stale version conflicts and keeps the record, one with
+/// the current version removes it, and a missing key says so. Such a store
+/// must also have compare-and-swap updates (the versions come from them).
+/// Stores without it skip this.
+pub async fn compare_and_delete(store: &dyn KeyValueStore) {
+    let Some(cad) = store.compare_and_delete() else {
+        return;
+    };
+    assert!(
+        store.capabilities().compare_and_swap,
+        "a store with compare-and-delete must version its records"
+    );
+    let prefix = unique_prefix("cad");
+    let key = session_key(&prefix, 9);
+    let v1 = match store.create(&key, b"v1", Some(far_future())).await {
+        Ok(CreateOutcome::Created(Some(v))) => v,
+        other => panic!("a versioning store must return a version on create: {other:?}"),
+    };
+    let v2 = match store
+        .update(&key, b"v2", Some(&v1), Some(far_future()))
+        .await
+    {
+        Ok(UpdateOutcome::Updated(Some(v))) => v,
+        other => panic!("update with the current version: {other:?}"),
+    };
+    let stale = cad.delete_if(&key, &v1).await.expect("delete_if");
+    assert_eq!(stale, DeleteOutcome::Conflict, "deleted over a newer version");
+    let kept = store.get(&key).await.expect("get").expect("record kept");
+    assert_eq!(kept.value, b"v2");
+    let deleted = cad.delete_if(&key, &v2).await.expect("delete_if");
+    assert_eq!(deleted, DeleteOutcome::Deleted);
+    assert_eq!(store.get(&key).await.expect("get"), None);
+    let missing = cad.delete_if(&key, &v2).await.expect("delete_if");
+    assert_eq!(missing, DeleteOutcome::Missing);
+    // After a touch, the version a read returns deletes the record.
+    let created = store.create(&key, b"v3", Some(far_future())).await;
+    assert!(
+        matches!(created, Ok(CreateOutcome::Created(_))),
+        "{created:?}"
+    );
+    let touched = store
+        .touch(&key, far_future() + Duration::from_secs(60))
+        .await
+        .expect("touch");
+    assert!(matches!(touched, UpdateOutcome::Updated(_)), "{touched:?}");
+    let current = store
+        .get(&key)
+        .await
+        .expect("get")
+        .and_then(|r| r.version)
+        .expect("a versioned record");
+    assert_eq!(
+        cad.delete_if(&key, &current).await.expect("delete_if"),
+        DeleteOutcome::Deleted
+    );
     assert!(listed(store, &prefix).await.is_empty());
 }

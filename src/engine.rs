@@ -265,7 +265,7 @@ impl Engine {
 
     /// The expiry handed to the store on a write, if the store takes one.
     fn store_expiry(&self, id: &SessionId, activity: u64) -> Option<SystemTime> {
-        (self.config.set_ttl && self.store.supports_ttl()).then(|| self.deadline(id, activity))
+        (self.config.set_ttl && self.store.capabilities().expiry.is_kept()).then(|| self.deadline(id, activity))
     }
 
     /// Loads the session named by the request's cookie, or a new one.
@@ -390,7 +390,7 @@ impl Engine {
                 continue;
             }
             let key = self.key(&id);
-            let versioned = self.store.supports_versioning();
+            let versioned = self.store.capabilities().compare_and_swap;
             if only.is_some() {
                 // Check the owner before ending anything.
                 expected = None;
@@ -719,7 +719,7 @@ impl Engine {
         if let Some(owner) = snapshot.changes.new_owner() {
             self.index(owner, id).await?;
         }
-        let versioned = self.store.supports_versioning();
+        let versioned = self.store.capabilities().compare_and_swap;
         let mut envelope = snapshot.written();
         let mut version = snapshot.version.clone();
         let mut retries = Retries::new(&self.config);
@@ -805,7 +805,7 @@ impl Engine {
                 let expected = untouched
                     .version
                     .as_ref()
-                    .filter(|_| self.store.supports_versioning());
+                    .filter(|_| self.store.capabilities().compare_and_swap);
                 let envelope = cell.lock().snapshot(now).written();
                 self.store
                     .update(&key, &envelope.encode(), expected, None)

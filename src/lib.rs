@@ -33,7 +33,10 @@ pub use id::{ParseIdError, SessionId, MAX_KEY_BITS, MIN_KEY_BITS};
 pub use manager::{SessionInfo, SessionManager};
 pub use memory::MemoryStore;
 pub use session::Session;
-pub use store::{CreateOutcome, KeyInfo, KeyValueStore, Record, UpdateOutcome, Version};
+pub use store::{
+    Capabilities, CompareAndDelete, CreateOutcome, DeleteOutcome, ExpiredDeletion, Expiry, KeyInfo,
+    KeyValueStore, Record, UpdateOutcome, Version,
+};
 
 /// Access to internals for this repository's benchmarks. Not part of the
 /// public API: it may change or go away in any release.

@@ -11,10 +11,13 @@ use foldhash::fast::RandomState;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
-use moka::Expiry;
+use moka::Expiry as CacheExpiry;
 
 use crate::error::StoreError;
-use crate::store::{CreateOutcome, KeyInfo, KeyValueStore, Record, UpdateOutcome, Version};
+use crate::store::{
+    Capabilities, CompareAndDelete, CreateOutcome, DeleteOutcome, Expiry, KeyInfo, KeyValueStore,
+    Record, UpdateOutcome, Version,
+};
 
 /// The store's name in errors and logs.
 const NAME: &str = "memory";
@@ -59,7 +62,7 @@ impl Entry {
 /// expires (from a timer wheel, without scanning the other entries).
 struct EntryExpiry;
 
-impl Expiry<String, Arc<Entry>> for EntryExpiry {
+impl CacheExpiry<String, Arc<Entry>> for EntryExpiry {
     fn expire_after_create(
         &self,
         _key: &String,
@@ -354,12 +357,8 @@ impl KeyValueStore for MemoryStore {
         NAME
     }
 
-    fn supports_ttl(&self) -> bool {
-        true
-    }
-
-    fn supports_versioning(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(Expiry::RemovedByBackend).with_compare_and_swap()
     }
 
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
@@ -452,6 +451,10 @@ impl KeyValueStore for MemoryStore {
         Ok(())
     }
 
+    fn compare_and_delete(&self) -> Option<&dyn CompareAndDelete> {
+        Some(self)
+    }
+
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
         // A snapshot of the matching keys (at most the store's capacity);
         // listing does not count as use for eviction.
@@ -463,6 +466,21 @@ impl KeyValueStore for MemoryStore {
             .map(|(k, e)| KeyInfo::new(k.as_str(), Some(e.modified)))
             .collect();
         stream::iter(keys.into_iter().map(Ok)).boxed()
+    }
+}
+
+#[async_trait]
+impl CompareAndDelete for MemoryStore {
+    async fn delete_if(&self, key: &str, expected: &Version) -> Result<DeleteOutcome, StoreError> {
+        let _lock = self.lock(key);
+        let Some(current) = self.current(key, SystemTime::now()) else {
+            return Ok(DeleteOutcome::Missing);
+        };
+        if current.version != *expected {
+            return Ok(DeleteOutcome::Conflict);
+        }
+        self.cache.invalidate(key);
+        Ok(DeleteOutcome::Deleted)
     }
 }
 

@@ -226,7 +226,7 @@ pub(crate) async fn modify<S: KeyValueStore + ?Sized>(
     mut change: impl FnMut(&mut Vec<Entry>),
 ) -> Result<(), Error> {
     let key = index_key(config, owner);
-    let versioned = store.supports_versioning();
+    let versioned = store.capabilities().compare_and_swap;
     let mut retries = Retries::new(config);
     loop {
         let (exists, mut index, version) = match store.get(&key).await? {
@@ -251,7 +251,7 @@ pub(crate) async fn modify<S: KeyValueStore + ?Sized>(
         if exists && index.entries == before {
             return Ok(());
         }
-        let expiry = (config.set_ttl && store.supports_ttl()).then(|| {
+        let expiry = (config.set_ttl && store.capabilities().expiry.is_kept()).then(|| {
             index
                 .entries
                 .iter()

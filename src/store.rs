@@ -11,7 +11,7 @@ use crate::error::StoreError;
 
 /// An opaque version token of a stored record.
 ///
-/// Stores that support compare-and-swap ([`KeyValueStore::supports_versioning`])
+/// Stores that support compare-and-swap ([`Capabilities::compare_and_swap`])
 /// return a new version on every write; an update that names the version it
 /// loaded only succeeds while the stored record still has that version. What
 /// the token holds is the store's business (a counter, an ETag, ...); the
@@ -121,46 +121,146 @@ impl KeyInfo {
     }
 }
 
+/// What a store does with the expiry it is handed on a write: the one place
+/// a store says how its records end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Expiry {
+    /// The store keeps no expiry: the engine hands it none (`expires_at` is
+    /// always `None`), records live until they are deleted, and
+    /// [`cleanup_sessions`](crate::cleanup_sessions) deletes expired
+    /// sessions by their keys (the creation time in the id, and the
+    /// listing's last-modified time for an idle timeout). A directory of
+    /// files, an object store bucket.
+    Ignored,
+    /// The store keeps the expiry and never returns a record past it, but its
+    /// backend does not delete expired records by itself: they stay until a
+    /// sweep. A store of this kind usually offers a native sweep
+    /// ([`KeyValueStore::expired_deletion`]). A SQL table with an
+    /// `expires_at` column.
+    FilteredOnRead,
+    /// The store keeps the expiry, never returns a record past it, and its
+    /// backend deletes expired records by itself: no sweep is needed. A Redis
+    /// TTL, a MongoDB TTL index, the embedded [`MemoryStore`](crate::MemoryStore).
+    RemovedByBackend,
+}
+
+impl Expiry {
+    /// Whether the store keeps the expiry it is handed (so the engine hands
+    /// it one, with `set_ttl`).
+    pub fn is_kept(self) -> bool {
+        !matches!(self, Expiry::Ignored)
+    }
+
+    /// Whether expired records stay until a sweep deletes them (schedule
+    /// one with `cleanup_interval`).
+    pub fn needs_sweep(self) -> bool {
+        !matches!(self, Expiry::RemovedByBackend)
+    }
+}
+
+/// What a store can do, said once: how it treats expiries and whether its
+/// updates can be conditional. The optional operations that come with
+/// methods of their own are sub-traits a store hands out
+/// ([`KeyValueStore::compare_and_delete`], [`KeyValueStore::expired_deletion`]).
+///
+/// ```
+/// use rocket_kvsession::{Capabilities, Expiry};
+///
+/// let caps = Capabilities::new(Expiry::RemovedByBackend).with_compare_and_swap();
+/// assert!(caps.compare_and_swap && caps.expiry.is_kept());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// What the store does with the expiry it is handed.
+    pub expiry: Expiry,
+    /// Whether [`KeyValueStore::update`] honours an expected version
+    /// (compare-and-swap). Without it, concurrent saves of one session can
+    /// overwrite each other's changes, and a logout racing a save can lose.
+    pub compare_and_swap: bool,
+}
+
+impl Capabilities {
+    /// A store that treats expiries as `expiry` and has no compare-and-swap.
+    pub const fn new(expiry: Expiry) -> Self {
+        Capabilities {
+            expiry,
+            compare_and_swap: false,
+        }
+    }
+
+    /// The same, with compare-and-swap updates.
+    pub const fn with_compare_and_swap(mut self) -> Self {
+        self.compare_and_swap = true;
+        self
+    }
+}
+
+/// What [`CompareAndDelete::delete_if`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum DeleteOutcome {
+    /// The record had the expected version and is gone.
+    Deleted,
+    /// No record has that key (it expired or was deleted); nothing changed.
+    Missing,
+    /// The record exists but its version is not the expected one; it is kept.
+    Conflict,
+}
+
 /// A pluggable, asynchronous key-value store for session records.
 ///
-/// Keys are the session key prefix followed by a session id (ASCII: lower-case
-/// hex digits and `_`, plus whatever the prefix holds). Values are opaque bytes.
+/// Keys are the session key prefix followed by a session id or an owner
+/// index name (the prefix as configured, then ASCII lower-case hex digits,
+/// `_` and `owner_`). Values are opaque bytes. The trait is object safe; the
+/// engine holds stores as `Arc<dyn KeyValueStore>`.
 ///
-/// The contract, checked for every store by the `conformance` suite:
+/// # The contract
 ///
+/// Checked for every store by the `conformance` suite (feature
+/// `conformance`, [`conformance::run_all`](crate::conformance)):
+///
+/// * [`capabilities`](Self::capabilities) says, once, what the store does
+///   with expiries ([`Expiry`]) and whether updates are compare-and-swap.
 /// * [`create`](Self::create) writes only if no live record has the key
 ///   (insert-if-absent) and says [`CreateOutcome::AlreadyExists`] otherwise.
 /// * [`update`](Self::update) never creates: a vanished record gives
 ///   [`UpdateOutcome::Missing`], so a session that was logged out elsewhere is
-///   never brought back. With an expected version, on stores that
-///   [support versioning](Self::supports_versioning), it is a compare-and-swap.
-/// * Stores that [support TTL](Self::supports_ttl) are handed the expiry on
-///   every write, and must never return a record past its expiry, even if the
-///   backend has not removed it yet.
+///   never brought back. With an expected version, on stores with
+///   [`compare_and_swap`](Capabilities::compare_and_swap), it writes only
+///   over that version.
+/// * Every write returns the record's new version (on stores with
+///   compare-and-swap); [`touch`](Self::touch) keeps it.
+/// * A store whose [`Expiry`] keeps expiries is handed one on every write and
+///   must never return a record past it, even if the backend has not deleted
+///   it yet; a store that ignores them is handed none.
+/// * [`delete`](Self::delete) and [`delete_many`](Self::delete_many) of absent
+///   keys are not errors.
 /// * [`list`](Self::list) streams every key under a prefix without loading the
 ///   values, so a sweep over millions of sessions runs in constant memory.
+/// * Optional: [`compare_and_delete`](Self::compare_and_delete), a delete
+///   conditional on the version (the engine then removes ended records and
+///   emptied owner indexes instead of leaving markers behind), and
+///   [`expired_deletion`](Self::expired_deletion), the native sweep of a
+///   store whose backend keeps expiries but does not act on them.
 ///
-/// The trait is object safe; the engine holds stores as `Arc<dyn KeyValueStore>`.
+/// # Implementing a store
+///
+/// Every method without a default must be written; the defaults are safe
+/// (no preparation, every key accepted, deletes one by one, no optional
+/// operation). A wrapper that forwards to another store should forward every
+/// method, defaults included (this crate's own `Arc<S>` forwarding is
+/// checked with `clippy::missing_trait_methods`), or it silently loses the
+/// inner store's optional operations.
 #[async_trait]
 pub trait KeyValueStore: Send + Sync + 'static {
     /// A short name for logs and errors (`"memory"`, `"mongodb"`, ...).
     fn name(&self) -> &'static str;
 
-    /// Whether the store takes the expiry it is handed on every write and
-    /// never returns a record past it. Stores without TTL are swept by
-    /// [`cleanup_sessions`](crate::cleanup_sessions) from the keys alone.
-    ///
-    /// A TTL-capable store whose backend removes expired records by itself
-    /// (a Redis TTL, a MongoDB TTL index) needs no sweep; one that only
-    /// filters them out on read (a SQL table with an expiry column) offers
-    /// [`delete_expired`](Self::delete_expired), which the sweep uses.
-    fn supports_ttl(&self) -> bool;
-
-    /// Whether [`update`](Self::update) honours an expected version
-    /// (compare-and-swap). Defaults to `false`.
-    fn supports_versioning(&self) -> bool {
-        false
-    }
+    /// What the store can do: how it treats expiries and whether updates are
+    /// compare-and-swap.
+    fn capabilities(&self) -> Capabilities;
 
     /// Prepares the store (creates indexes, directories, ...). Called once when
     /// the fairing ignites; must be idempotent. Defaults to doing nothing.
@@ -191,10 +291,10 @@ pub trait KeyValueStore: Send + Sync + 'static {
 
     /// Rewrites an existing record; never creates one.
     ///
-    /// With `expected` set and a store that supports versioning, the write
+    /// With `expected` set and a store with compare-and-swap, the write
     /// happens only if the stored version equals `expected`
-    /// ([`UpdateOutcome::Conflict`] otherwise). Stores without versioning
-    /// ignore `expected`.
+    /// ([`UpdateOutcome::Conflict`] otherwise). Stores without
+    /// compare-and-swap ignore `expected`.
     async fn update(
         &self,
         key: &str,
@@ -203,26 +303,13 @@ pub trait KeyValueStore: Send + Sync + 'static {
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError>;
 
-    /// Moves an existing record's expiry without changing its value.
-    ///
-    /// TTL stores should override this to rewrite only the expiry (and keep
-    /// the version, since the value did not change). The default reads the
-    /// record and writes it back unchanged with a compare-and-swap, which
-    /// also refreshes its last-modified time.
-    async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
-        match self.get(key).await? {
-            None => Ok(UpdateOutcome::Missing),
-            Some(record) => {
-                self.update(
-                    key,
-                    &record.value,
-                    record.version.as_ref(),
-                    Some(expires_at),
-                )
-                .await
-            }
-        }
-    }
+    /// Moves an existing record's expiry without changing its value, and
+    /// refreshes its last-modified time (what [`list`](Self::list)
+    /// reports). The version stays where the backend can keep it; a store
+    /// that cannot rewrite the expiry alone reads the record and writes it
+    /// back unchanged with a compare-and-swap. The engine calls it only on
+    /// stores that keep expiries.
+    async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError>;
 
     /// Deletes a record. Deleting a key that does not exist is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
@@ -243,51 +330,72 @@ pub trait KeyValueStore: Send + Sync + 'static {
     /// particular order, without reading the values.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>>;
 
+    /// The store's delete conditional on a record's version, if its backend
+    /// has one (`Some(self)`); `None` (the default) if not. With it, a logout
+    /// deletes the record it ended in one step and an emptied owner index
+    /// is removed; without it, ended records become small markers first.
+    fn compare_and_delete(&self) -> Option<&dyn CompareAndDelete> {
+        None
+    }
+
+    /// The store's native sweep, for a store whose backend keeps expiries
+    /// but does not delete expired records ([`Expiry::FilteredOnRead`]):
+    /// `Some(self)` if it has one, `None` (the default) to be swept by
+    /// listing its keys.
+    fn expired_deletion(&self) -> Option<&dyn ExpiredDeletion> {
+        None
+    }
+}
+
+/// A delete conditional on the record's version: the optional
+/// compare-and-delete of a [`KeyValueStore`], handed out by
+/// [`KeyValueStore::compare_and_delete`].
+#[async_trait]
+pub trait CompareAndDelete: Send + Sync {
+    /// Deletes the record under `key` only if its version is `expected`:
+    /// [`DeleteOutcome::Conflict`] (and the record kept) if it has another
+    /// version, [`DeleteOutcome::Missing`] if there is none (or it expired).
+    async fn delete_if(&self, key: &str, expected: &Version) -> Result<DeleteOutcome, StoreError>;
+}
+
+/// The native sweep of a store that keeps the expiry it is handed in a
+/// queryable field but whose backend does not delete expired records (a SQL
+/// table with an `expires_at` column), handed out by
+/// [`KeyValueStore::expired_deletion`]. Its two methods work together:
+/// [`cleanup_sessions`](crate::cleanup_sessions) has the store delete what
+/// has expired, then judges by their keys only the records that hold no
+/// expiry.
+#[async_trait]
+pub trait ExpiredDeletion: Send + Sync {
     /// Deletes, in one statement, at most `limit` records under `prefix`
     /// whose stored expiry is at or before `now`, and returns how many it
-    /// deleted; `Ok(None)` if the store cannot do this (the default).
-    ///
-    /// This is the native path of [`cleanup_sessions`](crate::cleanup_sessions)
-    /// for stores that keep the expiry they are handed in a queryable field
-    /// but whose backend does not remove expired records by itself (a SQL
-    /// table with an `expires_at` column). The sweep calls it repeatedly
-    /// until a call deletes fewer than `limit` records, so that no single
-    /// statement holds its locks for long. Records written without an expiry
-    /// are left alone: the sweep finds them through
-    /// [`list_without_expiry`](Self::list_without_expiry) and judges them by
-    /// their key. A store that overrides this must override that too.
+    /// deleted. The sweep calls it repeatedly until a call deletes fewer
+    /// than `limit` records, so that no single statement holds its locks for
+    /// long. Records written without an expiry are left alone.
     async fn delete_expired(
         &self,
         prefix: &str,
         now: SystemTime,
         limit: usize,
-    ) -> Result<Option<u64>, StoreError> {
-        let _ = (prefix, now, limit);
-        Ok(None)
-    }
+    ) -> Result<u64, StoreError>;
 
-    /// Streams the keys under `prefix` whose records hold no expiry that
-    /// [`delete_expired`](Self::delete_expired) acts on, like
-    /// [`list`](Self::list). The default lists every key under the prefix,
-    /// which is right for every store without a native expiry sweep.
+    /// Streams the keys under `prefix` whose records hold no expiry (exactly
+    /// those [`delete_expired`](Self::delete_expired) leaves alone), like
+    /// [`KeyValueStore::list`].
     fn list_without_expiry<'a>(
         &'a self,
         prefix: &'a str,
-    ) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
-        self.list(prefix)
-    }
+    ) -> BoxStream<'a, Result<KeyInfo, StoreError>>;
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl<S: KeyValueStore + ?Sized> KeyValueStore for Arc<S> {
     fn name(&self) -> &'static str {
         (**self).name()
     }
-    fn supports_ttl(&self) -> bool {
-        (**self).supports_ttl()
-    }
-    fn supports_versioning(&self) -> bool {
-        (**self).supports_versioning()
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
     }
     async fn init(&self) -> Result<(), StoreError> {
         (**self).init().await
@@ -327,18 +435,10 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Arc<S> {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
         (**self).list(prefix)
     }
-    async fn delete_expired(
-        &self,
-        prefix: &str,
-        now: SystemTime,
-        limit: usize,
-    ) -> Result<Option<u64>, StoreError> {
-        (**self).delete_expired(prefix, now, limit).await
+    fn compare_and_delete(&self) -> Option<&dyn CompareAndDelete> {
+        (**self).compare_and_delete()
     }
-    fn list_without_expiry<'a>(
-        &'a self,
-        prefix: &'a str,
-    ) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
-        (**self).list_without_expiry(prefix)
+    fn expired_deletion(&self) -> Option<&dyn ExpiredDeletion> {
+        (**self).expired_deletion()
     }
 }

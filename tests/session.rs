@@ -511,8 +511,8 @@ async fn sweep_keeps_running_after_a_failed_sweep() {
         fn name(&self) -> &'static str {
             "failing-list"
         }
-        fn supports_ttl(&self) -> bool {
-            false
+        fn capabilities(&self) -> rocket_kvsession::Capabilities {
+            self.0.capabilities()
         }
         async fn get(
             &self,
@@ -536,6 +536,13 @@ async fn sweep_keeps_running_after_a_failed_sweep() {
             at: Option<std::time::SystemTime>,
         ) -> Result<rocket_kvsession::UpdateOutcome, rocket_kvsession::StoreError> {
             self.0.update(key, value, v, at).await
+        }
+        async fn touch(
+            &self,
+            key: &str,
+            at: std::time::SystemTime,
+        ) -> Result<rocket_kvsession::UpdateOutcome, rocket_kvsession::StoreError> {
+            self.0.touch(key, at).await
         }
         async fn delete(&self, key: &str) -> Result<(), rocket_kvsession::StoreError> {
             self.0.delete(key).await

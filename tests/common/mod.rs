@@ -12,8 +12,8 @@ use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::{Build, Rocket};
 use rocket_kvsession::conformance::app;
 use rocket_kvsession::{
-    CreateOutcome, KeyInfo, KeyValueStore, KvSession, MemoryStore, Record, SessionConfig,
-    StoreError, UpdateOutcome, Version,
+    Capabilities, CreateOutcome, Expiry, KeyInfo, KeyValueStore, KvSession, MemoryStore, Record,
+    SessionConfig, StoreError, UpdateOutcome, Version,
 };
 
 /// Operation counters of a [`TestStore`].
@@ -121,11 +121,18 @@ impl KeyValueStore for TestStore {
     fn name(&self) -> &'static str {
         "test"
     }
-    fn supports_ttl(&self) -> bool {
-        self.ttl
-    }
-    fn supports_versioning(&self) -> bool {
-        self.versioning
+    fn capabilities(&self) -> Capabilities {
+        let expiry = if self.ttl {
+            Expiry::RemovedByBackend
+        } else {
+            Expiry::Ignored
+        };
+        let caps = Capabilities::new(expiry);
+        if self.versioning {
+            caps.with_compare_and_swap()
+        } else {
+            caps
+        }
     }
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         self.counters.gets.fetch_add(1, SeqCst);
