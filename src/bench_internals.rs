@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::envelope::Envelope;
+use crate::record::Envelope;
 
 /// A stored session record decoded as the engine decodes it: the header,
 /// and an index of the keys and values over the record's bytes.
@@ -62,7 +62,7 @@ pub fn encode_record(
     permanent: bool,
     data: &BTreeMap<String, Vec<u8>>,
 ) -> Vec<u8> {
-    crate::envelope::encode_parts(last_active, permanent, data, None)
+    crate::record::encode_parts(last_active, permanent, data, None)
 }
 
 /// Decodes a stored session record as the engine does; the record keeps

@@ -11,12 +11,12 @@ use rocket::{Phase, Request, Rocket};
 
 use crate::config::SessionConfig;
 use crate::cookie::{self, CookieSettings};
-use crate::envelope::{Envelope, Handle, Stored};
+use crate::record::{Envelope, Handle, Stored};
 use crate::error::Error;
 use crate::id::SessionId;
 use crate::seal::CookieCipher;
 use crate::state::{CookieSpec, Origin, SessionState, Snapshot, Untouched};
-use crate::store::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
+use crate::store::{CreateOutcome, DeleteOutcome, KeyValueStore, UpdateOutcome, Version};
 use crate::time::{from_unix, now_unix, seconds, unix, ROUNDING};
 
 /// How many rotations a logout follows from the id it ended (a session
@@ -437,6 +437,24 @@ impl Engine {
                     ended += 1;
                     break;
                 }
+                if let (Some(cad), Some(version)) =
+                    (self.store.compare_and_delete(), expected.as_ref())
+                {
+                    // One conditional delete ends the record: a rotation
+                    // racing it finds its source missing, as it would find
+                    // the "ended" marker.
+                    match cad.delete_if(&key, version).await? {
+                        DeleteOutcome::Deleted => {
+                            ended += 1;
+                            break;
+                        }
+                        DeleteOutcome::Missing => break,
+                        DeleteOutcome::Conflict => {
+                            expected = None;
+                            continue;
+                        }
+                    }
+                }
                 let expiry = self.store_expiry(&id, now_unix());
                 match self
                     .store
@@ -567,7 +585,7 @@ impl Engine {
             last_active: now_unix(),
             permanent,
             data: data.into(),
-            owner: owner.map(|name| crate::envelope::Owner {
+            owner: owner.map(|name| crate::record::Owner {
                 name,
                 handle: self.new_handle(),
             }),
@@ -734,8 +752,18 @@ impl Engine {
                 UpdateOutcome::Updated(new_version) => {
                     if envelope.is_empty() {
                         // Every key was removed (and no concurrent request
-                        // added one): an empty session is not kept.
-                        self.store.delete(&key).await?;
+                        // added one): an empty session is not kept. Where
+                        // the store can, only the record just written goes,
+                        // not one a concurrent request wrote since.
+                        match (self.store.compare_and_delete(), new_version.as_ref()) {
+                            (Some(cad), Some(written)) => {
+                                if cad.delete_if(&key, written).await? == DeleteOutcome::Conflict {
+                                    cell.lock().saved(envelope, new_version);
+                                    return Ok(SaveOutcome::Done);
+                                }
+                            }
+                            _ => self.store.delete(&key).await?,
+                        }
                         cell.lock().reset(self.config.permanent);
                         return Ok(SaveOutcome::RemoveCookie);
                     }

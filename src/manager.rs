@@ -10,7 +10,7 @@ use futures_util::stream::TryStreamExt;
 
 use crate::cleanup::{cleanup_sessions, own_session_id, CleanupReport};
 use crate::engine::Engine;
-use crate::envelope::Handle;
+use crate::record::Handle;
 use crate::error::Error;
 use crate::owners::{Found, CONCURRENCY};
 use crate::state::Origin;

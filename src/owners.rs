@@ -22,14 +22,11 @@ use sha2::{Digest, Sha256};
 
 use crate::config::SessionConfig;
 use crate::engine::{activity, deadline, session_key, Engine, Retries};
-use crate::envelope::{bad_in, corrupt, take_in, Envelope, Handle, Owner, Stored};
+use crate::record::{Envelope, Handle, Index, IndexEntry as Entry, Owner, Stored};
 use crate::error::Error;
 use crate::id::SessionId;
-use crate::store::{CreateOutcome, KeyValueStore, UpdateOutcome, Version};
+use crate::store::{CreateOutcome, DeleteOutcome, KeyValueStore, UpdateOutcome, Version};
 use crate::time::{now_unix, seconds, ROUNDING};
-
-/// The format tag of an owner index.
-const FORMAT_INDEX: u8 = 3;
 
 /// What follows the key prefix in the key of an owner index.
 pub(crate) const INDEX_MARK: &str = "owner_";
@@ -41,95 +38,6 @@ pub(crate) const CONCURRENCY: usize = 16;
 /// it ends the owner's oldest sessions. It bounds the index (rewritten
 /// whole at every login) and what one account can hold.
 pub(crate) const MAX_SESSIONS_PER_OWNER: usize = 1000;
-
-/// One session named by an owner index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub(crate) id: SessionId,
-    pub(crate) handle: Handle,
-}
-
-/// An owner index as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Index {
-    pub(crate) owner: String,
-    pub(crate) entries: Vec<Entry>,
-}
-
-const CONTEXT: &str = "owner index";
-
-fn take<'a>(rd: &mut &'a [u8], len: u32, what: &'static str) -> Result<&'a [u8], Error> {
-    take_in(rd, len, CONTEXT, what)
-}
-
-fn bad<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
-    bad_in(CONTEXT, what)
-}
-
-impl Index {
-    fn new(owner: &str) -> Self {
-        Index {
-            owner: owner.to_owned(),
-            entries: Vec::new(),
-        }
-    }
-
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + self.owner.len() + self.entries.len() * 64);
-        out.push(FORMAT_INDEX);
-        let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
-            rmp::encode::write_array_len(out, 2)?;
-            rmp::encode::write_str(out, &self.owner)?;
-            rmp::encode::write_array_len(out, self.entries.len() as u32)?;
-            for entry in &self.entries {
-                rmp::encode::write_array_len(out, 2)?;
-                rmp::encode::write_str(out, &entry.id.to_string())?;
-                rmp::encode::write_bin(out, &entry.handle.0)?;
-            }
-            Ok(())
-        };
-        write(&mut out).expect("in-memory MessagePack encoding");
-        out
-    }
-
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        let Some((&FORMAT_INDEX, body)) = bytes.split_first() else {
-            return Err(corrupt("not an owner index"));
-        };
-        let rd = &mut &body[..];
-        if rmp::decode::read_array_len(rd).map_err(bad("header"))? != 2 {
-            return Err(corrupt("owner index: bad header"));
-        }
-        let len = rmp::decode::read_str_len(rd).map_err(bad("owner"))?;
-        let owner = std::str::from_utf8(take(rd, len, "owner")?)
-            .map_err(bad("owner"))?
-            .to_owned();
-        let count = rmp::decode::read_array_len(rd).map_err(bad("entries"))?;
-        let mut entries = Vec::with_capacity((count as usize).min(rd.len() / 8));
-        for _ in 0..count {
-            if rmp::decode::read_array_len(rd).map_err(bad("entry"))? != 2 {
-                return Err(corrupt("owner index: bad entry"));
-            }
-            let len = rmp::decode::read_str_len(rd).map_err(bad("id"))?;
-            let id = std::str::from_utf8(take(rd, len, "id")?)
-                .ok()
-                .and_then(|id| id.parse().ok())
-                .ok_or_else(|| corrupt("owner index: bad id"))?;
-            let len = rmp::decode::read_bin_len(rd).map_err(bad("handle"))?;
-            let handle = take(rd, len, "handle")?
-                .try_into()
-                .map_err(|_| corrupt("owner index: handle is not 16 bytes"))?;
-            entries.push(Entry {
-                id,
-                handle: Handle(handle),
-            });
-        }
-        if !rd.is_empty() {
-            return Err(corrupt("owner index: trailing bytes"));
-        }
-        Ok(Index { owner, entries })
-    }
-}
 
 /// The store key of `owner`'s index.
 pub(crate) fn index_key(config: &SessionConfig, owner: &str) -> String {
@@ -251,6 +159,21 @@ pub(crate) async fn modify<S: KeyValueStore + ?Sized>(
         if exists && index.entries == before {
             return Ok(());
         }
+        if let (true, Some(cad), Some(current)) = (
+            index.entries.is_empty() && exists,
+            store.compare_and_delete(),
+            version.as_ref(),
+        ) {
+            // An emptied index goes, unless a login added to it meanwhile
+            // (then its version moved on, and the change is made again).
+            match cad.delete_if(&key, current).await? {
+                DeleteOutcome::Deleted | DeleteOutcome::Missing => return Ok(()),
+                DeleteOutcome::Conflict => {
+                    retries.next(|max_ms| jitter_ms(max_ms)).await?;
+                    continue;
+                }
+            }
+        }
         let expiry = (config.set_ttl && store.capabilities().expiry.is_kept()).then(|| {
             index
                 .entries
@@ -278,14 +201,13 @@ pub(crate) async fn modify<S: KeyValueStore + ?Sized>(
         }
         // Logins of one owner racing on its index: the save's retry budget
         // and backoff.
-        retries
-            .next(|max_ms| {
-                let draw = rand_core::TryRngCore::try_next_u64(&mut rand_core::OsRng)
-                    .unwrap_or(max_ms / 2);
-                std::time::Duration::from_millis(draw % max_ms.max(1))
-            })
-            .await?;
+        retries.next(|max_ms| jitter_ms(max_ms)).await?;
     }
+}
+
+fn jitter_ms(max_ms: u64) -> std::time::Duration {
+    let draw = rand_core::TryRngCore::try_next_u64(&mut rand_core::OsRng).unwrap_or(max_ms / 2);
+    std::time::Duration::from_millis(draw % max_ms.max(1))
 }
 
 /// Names `id` (with its handle) in its owner's index, unless the index is
@@ -501,68 +423,3 @@ impl Engine {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn id(n: u64) -> SessionId {
-        format!("{n:016x}_6745c1a0").parse().unwrap()
-    }
-
-    #[test]
-    fn index_round_trip_and_strictness() {
-        let index = Index {
-            owner: "alice@example.com".into(),
-            entries: vec![
-                Entry {
-                    id: id(1),
-                    handle: Handle([1; 16]),
-                },
-                Entry {
-                    id: id(2),
-                    handle: Handle([2; 16]),
-                },
-            ],
-        };
-        let bytes = index.encode();
-        assert_eq!(bytes[0], FORMAT_INDEX);
-        assert_eq!(Index::decode(&bytes).unwrap(), index);
-        for cut in 0..bytes.len() {
-            assert!(Index::decode(&bytes[..cut]).is_err(), "cut at {cut}");
-        }
-        let mut trailing = bytes.clone();
-        trailing.push(0);
-        assert!(Index::decode(&trailing).is_err());
-        // A session record is not an index.
-        assert!(Index::decode(&Envelope::default().encode()).is_err());
-    }
-
-    #[test]
-    fn index_keys_hide_the_owner_and_are_recognised() {
-        let config = SessionConfig::default();
-        let key = index_key(&config, "alice");
-        assert!(key.starts_with("session:owner_"));
-        assert!(!key.contains("alice"));
-        assert_eq!(key.len(), "session:owner_".len() + 32);
-        assert_ne!(key, index_key(&config, "bob"));
-        assert!(is_index_key(&config, &key));
-        assert!(!is_index_key(&config, "session:owner_xyz"));
-        assert!(!is_index_key(&config, &format!("session:{}", id(1))));
-        // Not a session id: the sweep never takes an index for a session.
-        assert!(key
-            .strip_prefix("session:")
-            .unwrap()
-            .parse::<SessionId>()
-            .is_err());
-    }
-
-    proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
-            let mut tagged = vec![FORMAT_INDEX];
-            tagged.extend(bytes);
-            let _ = Index::decode(&tagged);
-        }
-    }
-}

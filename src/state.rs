@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::envelope::{Data, Envelope, Owner};
+use crate::record::{Data, Envelope, Owner};
 use crate::id::SessionId;
 use crate::store::Version;
 
@@ -283,7 +283,7 @@ impl SessionState {
     pub(crate) fn set_owner(
         &mut self,
         name: String,
-        handle: impl FnOnce() -> crate::envelope::Handle,
+        handle: impl FnOnce() -> crate::record::Handle,
     ) -> bool {
         if self.envelope.owner.as_ref().is_some_and(|o| o.name == name) {
             return false;
@@ -604,7 +604,7 @@ mod tests {
     /// merge onto a newer loaded record keeps its keys.
     #[test]
     fn a_loaded_record_saves_like_a_map() {
-        use crate::envelope::encode_parts;
+        use crate::record::encode_parts;
         let data = BTreeMap::from([
             ("a".to_owned(), b"1".to_vec()),
             ("b".to_owned(), b"2".to_vec()),

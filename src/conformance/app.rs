@@ -42,7 +42,7 @@ use rocket::{get, post, routes, Build, Rocket, State};
 use super::unique_prefix;
 
 mod owners;
-use crate::envelope::Stored;
+use crate::record::Stored;
 use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig, SessionId};
 pub use owners::*;
 

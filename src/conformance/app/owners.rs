@@ -12,7 +12,8 @@ use rocket::{get, post, routes, Build, Rocket, State};
 use super::{
     app_with, config, live_sessions, read, stored_keys, unique_prefix, within, write, Gate,
 };
-use crate::owners::{index_key, Index};
+use crate::keys::Keys;
+use crate::record::Index;
 use crate::{Error, KeyValueStore, Session, SessionConfig, SessionManager};
 
 /// Logs in as `user` with an owner: regenerates, sets the owner and the
@@ -189,7 +190,7 @@ fn handles(list: &[(String, u64, u64, u64, bool)]) -> HashSet<String> {
 
 /// The entries `user`'s index names, read from the store.
 async fn index_entries(store: &dyn KeyValueStore, config: &SessionConfig, user: &str) -> usize {
-    match store.get(&index_key(config, user)).await.expect("get") {
+    match store.get(&Keys::of(config).index(user)).await.expect("get") {
         Some(record) => Index::decode(&record.value)
             .expect("an index")
             .entries

@@ -1,35 +1,25 @@
-//! The stored form of a session: a one-byte format tag, then MessagePack.
+//! Format 1, a live session: the MessagePack array
+//! `[last_active, permanent, data]` where `data` maps each session key to
+//! its value's own MessagePack bytes. Values are kept encoded so a request
+//! only decodes what it reads, and so a save can merge another request's
+//! changes key by key without knowing the types. A session with an owner
+//! (`Session::set_owner`) appends two fields, the owner's name and the
+//! session's 16-byte handle: `[last_active, permanent, data, owner, handle]`.
 //!
-//! Format 1 is the MessagePack array `[last_active, permanent, data]` where
-//! `data` maps each session key to its value's own MessagePack bytes. Values
-//! are kept encoded so a request only decodes what it reads, and so a save
-//! can merge another request's changes key by key without knowing the types.
-//! A session with an owner (`Session::set_owner`) appends two fields, the
-//! owner's name and the session's 16-byte handle:
-//! `[last_active, permanent, data, owner, handle]`.
-//!
-//! Decoding is lazy: a loaded envelope keeps the record's bytes (shared, not
-//! copied) and an index of where each key and value lies in them ([`Data`]).
-//! Nothing is allocated per key or value; a save of keys the request did not
-//! change copies their bytes as they are.
-//!
-//! Format 2 marks a session that ended: a logout, or a rotation to a new id
-//! (`regenerate()`), whose id follows the tag as ASCII text. An ended record
-//! only lives between the compare-and-swap that ends the session and the
-//! delete that follows it; it lets a logout and a rotation racing on one
-//! session see each other (see `Engine::end`).
+//! Decoding is lazy: a loaded envelope keeps the record's bytes and an index
+//! of where each key and value lies in them ([`Data`]).
 
-use std::borrow::Cow;
+#[cfg(any(test, feature = "bench-internals"))]
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::data::{Data, Entry, Loaded, RecordBytes, Span};
+use super::msgpack::{bad_in, bin_header, corrupt, map_header, str_header, take_in};
+#[cfg(any(test, feature = "bench-internals"))]
+use super::msgpack::write_map;
+use super::owner::{Handle, Owner};
+use super::FORMAT_SESSION;
 use crate::error::Error;
-use crate::id::SessionId;
-
-/// The format tag of the current envelope.
-const FORMAT_V1: u8 = 1;
-/// The format tag of an ended session.
-const FORMAT_ENDED: u8 = 2;
 
 /// A session's data as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,431 +32,6 @@ pub(crate) struct Envelope {
     pub(crate) data: Data,
     /// Whose session this is, if the app said so.
     pub(crate) owner: Option<Owner>,
-}
-
-/// The bytes of a stored record, as a store returned them. Converting a
-/// `Vec<u8>` moves it (the engine's loads); a slice is copied.
-#[derive(Debug, Clone)]
-pub(crate) enum RecordBytes {
-    Owned(Vec<u8>),
-    Shared(Arc<Vec<u8>>),
-}
-
-impl RecordBytes {
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            RecordBytes::Owned(bytes) => bytes,
-            RecordBytes::Shared(bytes) => bytes,
-        }
-    }
-}
-
-impl From<Vec<u8>> for RecordBytes {
-    fn from(bytes: Vec<u8>) -> Self {
-        RecordBytes::Owned(bytes)
-    }
-}
-
-impl From<Arc<Vec<u8>>> for RecordBytes {
-    fn from(bytes: Arc<Vec<u8>>) -> Self {
-        RecordBytes::Shared(bytes)
-    }
-}
-
-impl From<&[u8]> for RecordBytes {
-    fn from(bytes: &[u8]) -> Self {
-        RecordBytes::Owned(bytes.to_vec())
-    }
-}
-
-impl<const N: usize> From<&[u8; N]> for RecordBytes {
-    fn from(bytes: &[u8; N]) -> Self {
-        RecordBytes::from(bytes.as_slice())
-    }
-}
-
-impl From<&Vec<u8>> for RecordBytes {
-    fn from(bytes: &Vec<u8>) -> Self {
-        RecordBytes::from(bytes.as_slice())
-    }
-}
-
-/// Where a key or a value lies in the loaded record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
-    start: usize,
-    end: usize,
-}
-
-impl Span {
-    fn of(self, record: &[u8]) -> &[u8] {
-        // Every span was cut from this record when it was decoded.
-        &record[self.start..self.end]
-    }
-}
-
-/// One key and its encoded value.
-#[derive(Debug, Clone)]
-enum Entry {
-    /// Both still lie in the loaded record.
-    Loaded { key: Span, value: Span },
-    /// Set since the record was loaded.
-    Owned { key: String, value: Vec<u8> },
-}
-
-impl Entry {
-    /// The key's bytes; `record` is the record a loaded entry was cut from.
-    fn key<'a>(&'a self, record: &'a [u8]) -> &'a [u8] {
-        match self {
-            Entry::Loaded { key, .. } => key.of(record),
-            Entry::Owned { key, .. } => key.as_bytes(),
-        }
-    }
-
-    /// The encoded value's bytes (see [`Entry::key`]).
-    fn value<'a>(&'a self, record: &'a [u8]) -> &'a [u8] {
-        match self {
-            Entry::Loaded { value, .. } => value.of(record),
-            Entry::Owned { value, .. } => value,
-        }
-    }
-}
-
-/// A session's keys and their MessagePack-encoded values, in key order:
-/// an index over the loaded record's bytes, plus what was set since.
-///
-/// Both parts are shared: a copy (a save's snapshot) costs two reference
-/// counts, and a change after a copy copies the index, never the values.
-#[derive(Clone, Default)]
-pub(crate) struct Data {
-    /// The loaded record and its index, as decoded.
-    loaded: Option<Arc<Loaded>>,
-    /// The entries since the first change; `None`: exactly the loaded
-    /// index. Sorted by key (byte order, which is `str` order), keys unique.
-    changed: Option<Arc<Vec<Entry>>>,
-}
-
-/// A record as decoded.
-#[derive(Debug)]
-struct Loaded {
-    record: RecordBytes,
-    /// Only [`Entry::Loaded`], sorted, keys unique.
-    index: Vec<Entry>,
-    /// The encoded map inside `record` if it is what [`Envelope::encode`]
-    /// would write for `index`: an unchanged save copies it whole.
-    verbatim: Option<Span>,
-}
-
-impl Data {
-    fn record(&self) -> &[u8] {
-        self.loaded.as_deref().map_or(&[], |l| l.record.as_slice())
-    }
-
-    fn entries(&self) -> &[Entry] {
-        match (&self.changed, &self.loaded) {
-            (Some(changed), _) => changed,
-            (None, Some(loaded)) => &loaded.index,
-            (None, None) => &[],
-        }
-    }
-
-    fn entries_mut(&mut self) -> &mut Vec<Entry> {
-        let loaded = &self.loaded;
-        let changed = self.changed.get_or_insert_with(|| {
-            Arc::new(loaded.as_ref().map_or(Vec::new(), |l| l.index.clone()))
-        });
-        Arc::make_mut(changed)
-    }
-
-    /// The encoded map to copy whole, while nothing changed.
-    fn verbatim(&self) -> Option<&[u8]> {
-        let loaded = self.loaded.as_deref().filter(|_| self.changed.is_none())?;
-        Some(loaded.verbatim?.of(loaded.record.as_slice()))
-    }
-
-    fn key_bytes<'a>(&'a self, entry: &'a Entry) -> &'a [u8] {
-        entry.key(self.record())
-    }
-
-    fn value_bytes<'a>(&'a self, entry: &'a Entry) -> &'a [u8] {
-        entry.value(self.record())
-    }
-
-    fn find(&self, key: &str) -> Result<usize, usize> {
-        self.entries()
-            .binary_search_by(|entry| self.key_bytes(entry).cmp(key.as_bytes()))
-    }
-
-    /// The encoded value of `key`.
-    pub(crate) fn get(&self, key: &str) -> Option<&[u8]> {
-        let at = self.find(key).ok()?;
-        Some(self.value_bytes(&self.entries()[at]))
-    }
-
-    pub(crate) fn contains_key(&self, key: &str) -> bool {
-        self.find(key).is_ok()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.entries().len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries().is_empty()
-    }
-
-    /// Every key and its encoded value, in key order.
-    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
-        self.entries().iter().map(|entry| {
-            // Loaded keys were checked to be UTF-8 when the record was decoded.
-            let key =
-                std::str::from_utf8(self.key_bytes(entry)).expect("keys are checked at decode");
-            (key, self.value_bytes(entry))
-        })
-    }
-
-    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> + '_ {
-        self.iter().map(|(key, _)| key)
-    }
-
-    /// Sets `key` to the encoded `value`.
-    pub(crate) fn insert(&mut self, key: String, value: Vec<u8>) {
-        match self.find(&key) {
-            Ok(at) => self.entries_mut()[at] = Entry::Owned { key, value },
-            Err(at) => self.entries_mut().insert(at, Entry::Owned { key, value }),
-        }
-    }
-
-    /// Removes `key`; returns whether it was there.
-    pub(crate) fn remove(&mut self, key: &str) -> bool {
-        match self.find(key) {
-            Ok(at) => {
-                self.entries_mut().remove(at);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Removes every key. The loaded record is let go.
-    pub(crate) fn clear(&mut self) {
-        *self = Data::default();
-    }
-
-    /// Writes the map as format 1 stores it.
-    fn write(&self, out: &mut Vec<u8>) -> Result<(), rmp::encode::ValueWriteError> {
-        if let Some(map) = self.verbatim() {
-            out.extend_from_slice(map);
-            return Ok(());
-        }
-        let record = self.record();
-        write_map(
-            out,
-            self.len(),
-            self.entries()
-                .iter()
-                .map(|e| (e.key(record), e.value(record))),
-        )
-    }
-
-    /// The bytes [`Data::write`] adds, about.
-    fn encoded_len(&self) -> usize {
-        match self.verbatim() {
-            Some(map) => map.len(),
-            None => {
-                let record = self.record();
-                self.entries()
-                    .iter()
-                    .map(|e| e.key(record).len() + e.value(record).len() + 10)
-                    .sum()
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for Data {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
-    }
-}
-
-impl PartialEq for Data {
-    fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
-    }
-}
-
-impl Eq for Data {}
-
-impl From<BTreeMap<String, Vec<u8>>> for Data {
-    fn from(map: BTreeMap<String, Vec<u8>>) -> Self {
-        Data {
-            loaded: None,
-            changed: (!map.is_empty()).then(|| {
-                Arc::new(
-                    map.into_iter()
-                        .map(|(key, value)| Entry::Owned { key, value })
-                        .collect(),
-                )
-            }),
-        }
-    }
-}
-
-impl FromIterator<(String, Vec<u8>)> for Data {
-    fn from_iter<I: IntoIterator<Item = (String, Vec<u8>)>>(iter: I) -> Self {
-        Data::from(iter.into_iter().collect::<BTreeMap<_, _>>())
-    }
-}
-
-/// Writes a format 1 data map of `len` entries; every key is UTF-8.
-fn write_map<'a>(
-    out: &mut Vec<u8>,
-    len: usize,
-    entries: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-) -> Result<(), rmp::encode::ValueWriteError> {
-    rmp::encode::write_map_len(out, len as u32)?;
-    for (key, value) in entries {
-        push_str_header(out, key.len() as u32);
-        out.extend_from_slice(key);
-        push_bin_header(out, value.len() as u32);
-        out.extend_from_slice(value);
-    }
-    Ok(())
-}
-
-/// Writes the header `rmp::encode::write_str_len` writes, without its
-/// generic writer (a save writes two headers per key).
-fn push_str_header(out: &mut Vec<u8>, len: u32) {
-    match len {
-        0..32 => out.push(0xa0 | len as u8),
-        32..256 => out.extend_from_slice(&[0xd9, len as u8]),
-        256..=0xffff => {
-            out.push(0xda);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0xdb);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-    }
-}
-
-/// Writes the header `rmp::encode::write_bin_len` writes.
-fn push_bin_header(out: &mut Vec<u8>, len: u32) {
-    match len {
-        0..256 => out.extend_from_slice(&[0xc4, len as u8]),
-        256..=0xffff => {
-            out.push(0xc5);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0xc6);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-    }
-}
-
-/// The size of the headers `rmp` writes for a string, a binary and a map of
-/// `len` (the smallest each can be).
-fn str_header(len: u32) -> usize {
-    match len {
-        0..32 => 1,
-        32..256 => 2,
-        256..=0xffff => 3,
-        _ => 5,
-    }
-}
-
-fn bin_header(len: u32) -> usize {
-    match len {
-        0..256 => 2,
-        256..=0xffff => 3,
-        _ => 5,
-    }
-}
-
-fn map_header(len: u32) -> usize {
-    match len {
-        0..16 => 1,
-        16..=0xffff => 3,
-        _ => 5,
-    }
-}
-
-/// The owner of a session and the session's handle: a random name for the
-/// session that is not its id, shown on a "your sessions" page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Owner {
-    pub(crate) name: String,
-    pub(crate) handle: Handle,
-}
-
-/// A session's handle: 128 random bits, drawn when the session gets an
-/// owner and kept when its id rotates.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Handle(pub(crate) [u8; 16]);
-
-impl Handle {
-    /// The handle as 32 lower-case hex digits.
-    pub(crate) fn to_hex(self) -> String {
-        use std::fmt::Write;
-        let mut out = String::with_capacity(32);
-        for byte in self.0 {
-            let _ = write!(out, "{byte:02x}");
-        }
-        out
-    }
-
-    /// Parses the output of [`Handle::to_hex`].
-    pub(crate) fn from_hex(text: &str) -> Option<Handle> {
-        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let mut out = [0u8; 16];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(Handle(out))
-    }
-}
-
-impl std::fmt::Debug for Handle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Handle({})", self.to_hex())
-    }
-}
-
-/// A record that cannot be read.
-pub(crate) fn corrupt(reason: impl Into<Cow<'static, str>>) -> Error {
-    Error::CorruptRecord {
-        reason: reason.into(),
-    }
-}
-
-/// Splits `len` bytes off the front of `rd`; `context` (the record's kind)
-/// and `what` name them in the error.
-pub(crate) fn take_in<'a>(
-    rd: &mut &'a [u8],
-    len: u32,
-    context: &'static str,
-    what: &'static str,
-) -> Result<&'a [u8], Error> {
-    let len = len as usize;
-    if rd.len() < len {
-        return Err(corrupt(format!("{context}: truncated {what}")));
-    }
-    let (head, tail) = rd.split_at(len);
-    *rd = tail;
-    Ok(head)
-}
-
-/// The error of a field `what` of a `context` record that does not decode.
-pub(crate) fn bad_in<E: std::fmt::Display>(
-    context: &'static str,
-    what: &'static str,
-) -> impl FnOnce(E) -> Error {
-    move |e| corrupt(format!("{context}: {what}: {e}"))
 }
 
 fn take<'a>(rd: &mut &'a [u8], len: u32, what: &'static str) -> Result<&'a [u8], Error> {
@@ -505,7 +70,7 @@ impl Envelope {
         let bytes = record.as_slice();
         let body = match bytes.split_first() {
             None => return Err(corrupt("empty record")),
-            Some((&FORMAT_V1, body)) => body,
+            Some((&FORMAT_SESSION, body)) => body,
             Some((tag, _)) => return Err(corrupt(format!("unknown format {tag}"))),
         };
         let rd = &mut &body[..];
@@ -604,41 +169,6 @@ impl Envelope {
     }
 }
 
-/// What a stored record holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Stored {
-    /// A live session.
-    Live(Envelope),
-    /// A session that ended; if it was rotated, the id it moved to.
-    Ended(Option<SessionId>),
-}
-
-impl Stored {
-    /// Decodes any record format. A live session's envelope keeps the
-    /// bytes: pass the store's `Vec<u8>` to move it rather than copy it.
-    pub(crate) fn decode(bytes: impl Into<RecordBytes>) -> Result<Self, Error> {
-        let bytes = bytes.into();
-        match bytes.as_slice().split_first() {
-            Some((&FORMAT_ENDED, [])) => Ok(Stored::Ended(None)),
-            Some((&FORMAT_ENDED, rest)) => std::str::from_utf8(rest)
-                .ok()
-                .and_then(|id| id.parse().ok())
-                .map(|id| Stored::Ended(Some(id)))
-                .ok_or_else(|| corrupt("format 2: bad successor id")),
-            _ => Envelope::decode(bytes).map(Stored::Live),
-        }
-    }
-
-    /// The record of a session that ended, moved to `successor` if any.
-    pub(crate) fn ended(successor: Option<&SessionId>) -> Vec<u8> {
-        let mut out = vec![FORMAT_ENDED];
-        if let Some(id) = successor {
-            out.extend_from_slice(id.to_string().as_bytes());
-        }
-        out
-    }
-}
-
 /// Encodes format 1 around a data map written by `data` (`payload`: about
 /// how many bytes it writes).
 fn encode_with(
@@ -650,7 +180,7 @@ fn encode_with(
 ) -> Vec<u8> {
     let payload = payload + owner.map_or(0, |o| o.name.len() + 32);
     let mut out = Vec::with_capacity(16 + payload);
-    out.push(FORMAT_V1);
+    out.push(FORMAT_SESSION);
     // Writing into a Vec cannot fail, and every length fits a u32
     // (session values are far below 4 GiB).
     let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
@@ -704,7 +234,7 @@ mod tests {
             .insert("user".into(), rmp_serde::to_vec("alice").unwrap());
         env.data.insert("empty".into(), vec![]);
         let bytes = env.encode();
-        assert_eq!(bytes[0], FORMAT_V1);
+        assert_eq!(bytes[0], FORMAT_SESSION);
         assert_eq!(Envelope::decode(&bytes).unwrap(), env);
     }
 
@@ -731,7 +261,7 @@ mod tests {
                 .map(|(k, v)| (k, serde_bytes::Bytes::new(v)))
                 .collect(),
         );
-        let mut expected = vec![FORMAT_V1];
+        let mut expected = vec![FORMAT_SESSION];
         expected.extend(rmp_serde::to_vec(&wire).unwrap());
         assert_eq!(env.encode(), expected);
         let (last_active, permanent, data): (u64, bool, BTreeMap<String, serde_bytes::ByteBuf>) =
@@ -840,7 +370,7 @@ mod tests {
     type Eager = (u64, bool, BTreeMap<String, Vec<u8>>, Option<Owner>);
 
     fn eager_decode(bytes: &[u8]) -> Option<Eager> {
-        let (&FORMAT_V1, body) = bytes.split_first()? else {
+        let (&FORMAT_SESSION, body) = bytes.split_first()? else {
             return None;
         };
         let rd = &mut &body[..];
@@ -908,7 +438,7 @@ mod tests {
     /// allowed), each header in its smallest form or, if `wide`, in the
     /// 32-bit form `rmp` never writes for short lengths.
     fn hand_written(entries: &[(String, Vec<u8>, bool)], wide_map: bool) -> Vec<u8> {
-        let mut out = vec![FORMAT_V1, 0x93, 0x07, 0xc3];
+        let mut out = vec![FORMAT_SESSION, 0x93, 0x07, 0xc3];
         if wide_map {
             out.push(0xdf);
             out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
