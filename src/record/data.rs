@@ -143,7 +143,7 @@ impl Data {
     }
 
     /// The encoded map to copy whole, while nothing changed.
-    fn verbatim(&self) -> Option<&[u8]> {
+    pub(super) fn verbatim(&self) -> Option<&[u8]> {
         let loaded = self.loaded.as_deref().filter(|_| self.changed.is_none())?;
         Some(loaded.verbatim?.of(loaded.record.as_slice()))
     }

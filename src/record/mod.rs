@@ -63,3 +63,30 @@ impl Stored {
         marker::encode(successor)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ended_records_round_trip() {
+        let id: SessionId = "00112233445566778899aabbccddeeff_6745c1a0".parse().unwrap();
+        assert_eq!(
+            Stored::decode(Stored::ended(Some(&id))).unwrap(),
+            Stored::Ended(Some(id))
+        );
+        assert_eq!(
+            Stored::decode(Stored::ended(None)).unwrap(),
+            Stored::Ended(None)
+        );
+        assert!(Stored::decode(&[FORMAT_MARKER, b'x']).is_err());
+        let live = Envelope::default();
+        assert_eq!(Stored::decode(live.encode()).unwrap(), Stored::Live(live));
+    }
+
+    #[test]
+    fn an_owner_index_is_not_a_session() {
+        let index = Index::new("alice").encode();
+        assert!(Stored::decode(index).is_err());
+    }
+}

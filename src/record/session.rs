@@ -219,6 +219,7 @@ pub(crate) fn encode_parts(
 
 #[cfg(test)]
 mod tests {
+    use super::super::msgpack::{push_bin_header, push_str_header};
     use super::*;
     use proptest::prelude::*;
 
@@ -314,22 +315,6 @@ mod tests {
         assert_eq!(Handle::from_hex(&hex), Some(Handle([0xab; 16])));
         assert_eq!(Handle::from_hex("ab"), None);
         assert_eq!(Handle::from_hex(&"zz".repeat(16)), None);
-    }
-
-    #[test]
-    fn ended_records_round_trip() {
-        let id: SessionId = "00112233445566778899aabbccddeeff_6745c1a0".parse().unwrap();
-        assert_eq!(
-            Stored::decode(Stored::ended(Some(&id))).unwrap(),
-            Stored::Ended(Some(id))
-        );
-        assert_eq!(
-            Stored::decode(Stored::ended(None)).unwrap(),
-            Stored::Ended(None)
-        );
-        assert!(Stored::decode(&[FORMAT_ENDED, b'x']).is_err());
-        let live = Envelope::default();
-        assert_eq!(Stored::decode(live.encode()).unwrap(), Stored::Live(live));
     }
 
     proptest! {
