@@ -9,8 +9,11 @@ use futures_util::stream::TryStreamExt;
 
 use crate::config::SessionConfig;
 use crate::error::Error;
-use crate::id::SessionId;
-use crate::owners;
+use crate::keys::Keys;
+use crate::lifetime::{Lifetime, StoreExpiry};
+use crate::owners::{OwnerIndex, CONCURRENCY};
+use crate::retry::RetryPolicy;
+use crate::rng::SharedRng;
 use crate::store::{KeyInfo, KeyValueStore};
 use crate::time::unix;
 
@@ -18,7 +21,8 @@ use crate::time::unix;
 pub(crate) const SWEEP_BATCH: usize = 1000;
 /// How many `delete_many` calls run at once during a sweep.
 pub(crate) const SWEEP_CONCURRENCY: usize = 4;
-/// At most how many records one [`ExpiredDeletion::delete_expired`](crate::ExpiredDeletion::delete_expired) statement
+/// At most how many records one native
+/// [`delete_expired`](crate::ExpiredDeletion::delete_expired) statement
 /// deletes: small enough that no statement holds its locks for long.
 pub(crate) const NATIVE_SWEEP_BATCH: usize = 10_000;
 
@@ -41,29 +45,14 @@ pub struct CleanupReport {
     pub elapsed: Duration,
 }
 
-/// The session id stored under `key`, if `key` is a session key this
-/// configuration could have written by `now` (its prefix, its `key_bits`, a
-/// plausible creation time): the only keys the sweep and `revoke_all` touch.
-pub(crate) fn own_session_id(key: &str, config: &SessionConfig, now: u64) -> Option<SessionId> {
-    let id: SessionId = key.strip_prefix(&config.key_prefix)?.parse().ok()?;
-    id.could_be_written_by(config, now).then_some(id)
-}
-
 /// Whether the session stored under `info` has ended, judged from the key
 /// (its creation time) and, with an idle timeout, the listing's
-/// last-modified time. `None` if the key is not a session key.
-fn expired(info: &KeyInfo, config: &SessionConfig, now: u64) -> Option<bool> {
+/// last-modified time. `None` if the key is not a session key of this app.
+fn expired(info: &KeyInfo, keys: &Keys, rules: &Lifetime, now: u64) -> Option<bool> {
     // Not a key this configuration writes (another app's, or not a
     // session at all): never deleted.
-    let id = own_session_id(&info.key, config, now)?;
-    let absolute = id.created_unix().saturating_add(config.lifetime);
-    // Times are whole seconds rounded down: a session ends strictly after
-    // its lifetime, as in the engine.
-    let idle = match (config.idle_timeout, info.last_modified) {
-        (Some(idle), Some(modified)) => unix(modified).saturating_add(idle) < now,
-        _ => false,
-    };
-    Some(absolute < now || idle)
+    let id = keys.own_session_id(&info.key, now)?;
+    Some(rules.swept(&id, info.last_modified, now))
 }
 
 /// One sweep: deletes every expired session under the app's `key_prefix`
@@ -91,6 +80,30 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
     store: &S,
     config: &SessionConfig,
 ) -> Result<CleanupReport, Error> {
+    // A sweep without an engine draws its retry jitter from a generator of
+    // its own (owner index writes only).
+    let rng = SharedRng::new(Box::new(
+        <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_os_rng(),
+    ));
+    let keys = Keys::of(config);
+    let retry = RetryPolicy::new(config, std::sync::Arc::new(rng));
+    let owners = OwnerIndex {
+        store,
+        keys: &keys,
+        rules: Lifetime::of(config),
+        expiry: StoreExpiry::new(config, store.capabilities().expiry.is_kept()),
+        retry: &retry,
+    };
+    sweep(&owners).await
+}
+
+/// [`cleanup_sessions`] over the owner indexes (and so the store, keys and
+/// rules) of an app: the engine's own sweep.
+pub(crate) async fn sweep<S: KeyValueStore + ?Sized>(
+    owners: &OwnerIndex<'_, S>,
+) -> Result<CleanupReport, Error> {
+    let (store, keys, rules) = (owners.store, owners.keys, owners.rules);
+    let prefix = keys.prefix();
     let started = std::time::Instant::now();
     let wall = SystemTime::now();
     let now = unix(wall);
@@ -99,7 +112,7 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
     if let Some(native) = native {
         loop {
             let n = native
-                .delete_expired(&config.key_prefix, wall, NATIVE_SWEEP_BATCH)
+                .delete_expired(prefix, wall, NATIVE_SWEEP_BATCH)
                 .await?;
             natively_deleted += n;
             if n < NATIVE_SWEEP_BATCH as u64 {
@@ -107,27 +120,28 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
             }
         }
     }
-    let keys = match native {
-        Some(native) => native.list_without_expiry(&config.key_prefix),
-        None => store.list(&config.key_prefix),
+    let listed = match native {
+        Some(native) => native.list_without_expiry(prefix),
+        None => store.list(prefix),
     };
     let scanned = AtomicU64::new(0);
     let skipped = AtomicU64::new(0);
     let pruned = AtomicU64::new(0);
     let (scanned_ref, skipped_ref, pruned_ref) = (&scanned, &skipped, &pruned);
-    let deleted = keys
+    let rules = &rules;
+    let deleted = listed
         .map_err(Error::from)
         .map_ok(|info| -> BoxFuture<'_, Result<Option<String>, Error>> {
             Box::pin(async move {
                 scanned_ref.fetch_add(1, Relaxed);
-                match expired(&info, config, now) {
+                match expired(&info, keys, rules, now) {
                     Some(true) => Ok(Some(info.key)),
                     Some(false) => Ok(None),
                     None => {
                         skipped_ref.fetch_add(1, Relaxed);
-                        if owners::is_index_key(config, &info.key) {
+                        if keys.is_index(&info.key) {
                             // An owner index: drop what it names that is gone.
-                            let n = owners::prune_key(store, config, &info.key).await?;
+                            let n = owners.prune_key(&info.key).await?;
                             pruned_ref.fetch_add(n, Relaxed);
                         }
                         Ok(None)
@@ -135,7 +149,7 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
                 }
             })
         })
-        .try_buffered(owners::CONCURRENCY)
+        .try_buffered(CONCURRENCY)
         .try_filter_map(|doomed| future::ready(Ok(doomed)))
         .try_chunks(SWEEP_BATCH)
         .map_err(|e| e.1)
@@ -148,13 +162,13 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
         .await?;
     if native.is_some() {
         // Owner indexes carry an expiry, so the listing above skipped them.
-        let indexes = format!("{}{}", config.key_prefix, owners::INDEX_MARK);
+        let indexes = keys.index_prefix();
         store
             .list(&indexes)
             .map_err(Error::from)
-            .try_filter(|info| future::ready(owners::is_index_key(config, &info.key)))
-            .map_ok(|info| async move { owners::prune_key(store, config, &info.key).await })
-            .try_buffer_unordered(owners::CONCURRENCY)
+            .try_filter(|info| future::ready(keys.is_index(&info.key)))
+            .map_ok(|info| async move { owners.prune_key(&info.key).await })
+            .try_buffer_unordered(CONCURRENCY)
             .try_for_each(|n| {
                 pruned.fetch_add(n, Relaxed);
                 future::ready(Ok(()))
@@ -173,6 +187,7 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::SessionId;
     use crate::store::KeyValueStore;
     use crate::MemoryStore;
     use rand_chacha::ChaCha20Rng;
@@ -275,8 +290,9 @@ mod tests {
         let idle = KeyInfo::new(key.clone(), Some(long_ago));
         let unknown = KeyInfo::new(key, None);
         let now = unix(SystemTime::now());
-        assert_eq!(expired(&fresh, &config, now), Some(false));
-        assert_eq!(expired(&idle, &config, now), Some(true));
-        assert_eq!(expired(&unknown, &config, now), Some(false));
+        let (keys, rules) = (Keys::of(&config), Lifetime::of(&config));
+        assert_eq!(expired(&fresh, &keys, &rules, now), Some(false));
+        assert_eq!(expired(&idle, &keys, &rules, now), Some(true));
+        assert_eq!(expired(&unknown, &keys, &rules, now), Some(false));
     }
 }

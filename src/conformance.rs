@@ -720,7 +720,11 @@ pub async fn compare_and_delete(store: &dyn KeyValueStore) {
         other => panic!("update with the current version: {other:?}"),
     };
     let stale = cad.delete_if(&key, &v1).await.expect("delete_if");
-    assert_eq!(stale, DeleteOutcome::Conflict, "deleted over a newer version");
+    assert_eq!(
+        stale,
+        DeleteOutcome::Conflict,
+        "deleted over a newer version"
+    );
     let kept = store.get(&key).await.expect("get").expect("record kept");
     assert_eq!(kept.value, b"v2");
     let deleted = cad.delete_if(&key, &v2).await.expect("delete_if");

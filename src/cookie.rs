@@ -1,14 +1,12 @@
 //! The session cookie: building it, removing it, and taking it back out of
 //! a response whose session was not stored.
 
-use std::time::SystemTime;
+use std::time::Duration;
 
 use rocket::http::{Cookie, SameSite};
 use rocket::Response;
 
 use crate::config::{SameSitePolicy, SessionConfig};
-use crate::state::CookieSpec;
-use crate::time::seconds;
 
 /// The session cookie's attributes, resolved once at ignite.
 #[derive(Debug, Clone)]
@@ -21,7 +19,6 @@ pub(crate) struct CookieSettings {
     secure: Option<bool>,
     http_only: bool,
     same_site: SameSite,
-    lifetime: u64,
 }
 
 impl CookieSettings {
@@ -46,7 +43,6 @@ impl CookieSettings {
             secure,
             http_only: config.cookie_http_only,
             same_site: config.cookie_same_site.into(),
-            lifetime: config.lifetime,
         }
     }
 
@@ -56,28 +52,26 @@ impl CookieSettings {
     }
 }
 
-/// The cookie that carries `spec.id` as `sealed` (the id sealed by the
-/// engine's cipher), with the configured attributes. Permanent sessions get
-/// `Max-Age` (and `Expires`) of their remaining lifetime; others a
-/// browser-session cookie.
+/// The cookie that carries a session id as `sealed` (the id sealed by the
+/// engine's cipher), with the configured attributes. A permanent session's
+/// cookie gets `Max-Age` (and `Expires`) of `max_age`, the rest of its
+/// lifetime; `None` makes a browser-session cookie.
 pub(crate) fn session_cookie(
     settings: &CookieSettings,
-    spec: &CookieSpec,
+    max_age: Option<Duration>,
     sealed: String,
 ) -> Cookie<'static> {
     let mut cookie = base(settings, sealed);
-    if spec.permanent {
-        let remaining = spec
-            .id
-            .expires(seconds(settings.lifetime))
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        let remaining = rocket::time::Duration::seconds(remaining.as_secs() as i64);
-        cookie.set_max_age(remaining);
-        cookie.set_expires(rocket::time::OffsetDateTime::now_utc() + remaining);
-    } else {
+    match max_age {
+        Some(remaining) => {
+            let remaining = rocket::time::Duration::seconds(
+                i64::try_from(remaining.as_secs()).unwrap_or(i64::MAX),
+            );
+            cookie.set_max_age(remaining);
+            cookie.set_expires(rocket::time::OffsetDateTime::now_utc().saturating_add(remaining));
+        }
         // A browser-session cookie.
-        cookie.set_expires(None);
+        None => cookie.set_expires(None),
     }
     cookie
 }
@@ -142,24 +136,13 @@ mod tests {
         CookieSettings::resolve(config, false)
     }
 
-    fn spec(permanent: bool) -> CookieSpec {
-        CookieSpec {
-            id: format!("{:016x}_{:x}", 1, crate::time::now_unix())
-                .parse()
-                .unwrap(),
-            permanent,
-        }
-    }
-
     #[test]
-    fn permanent_cookies_live_for_the_rest_of_the_lifetime() {
-        let config = SessionConfig {
-            lifetime: 3600,
-            ..SessionConfig::default()
-        };
-        let cookie = session_cookie(&settings(&config), &spec(true), "sealed".into());
-        let max_age = cookie.max_age().expect("Max-Age").whole_seconds();
-        assert!((3590..=3600).contains(&max_age), "{max_age}");
+    fn permanent_cookies_carry_their_max_age() {
+        let config = SessionConfig::default();
+        let max_age = Some(Duration::from_secs(3599));
+        let cookie = session_cookie(&settings(&config), max_age, "sealed".into());
+        assert_eq!(cookie.max_age().expect("Max-Age").whole_seconds(), 3599);
+        assert!(cookie.expires().is_some_and(|e| e.datetime().is_some()));
         assert_eq!(cookie.http_only(), Some(true));
         assert_eq!(cookie.same_site(), Some(SameSite::Lax));
         assert_eq!(cookie.path(), Some("/"));
@@ -167,11 +150,7 @@ mod tests {
 
     #[test]
     fn browser_session_cookies_have_no_expiry() {
-        let cookie = session_cookie(
-            &settings(&SessionConfig::default()),
-            &spec(false),
-            "sealed".into(),
-        );
+        let cookie = session_cookie(&settings(&SessionConfig::default()), None, "sealed".into());
         assert_eq!(cookie.max_age(), None);
         assert!(cookie.expires().is_some_and(|e| e.datetime().is_none()));
     }
@@ -216,7 +195,7 @@ mod tests {
         }
         let cookie = session_cookie(
             &CookieSettings::resolve(&unset, true),
-            &spec(true),
+            Some(Duration::from_secs(60)),
             "sealed".into(),
         );
         assert_eq!(cookie.secure(), None, "Rocket decides (Secure under TLS)");

@@ -11,12 +11,13 @@ use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::{ContentType, Status};
 use rocket::{Build, Orbit, Request, Response, Rocket};
 
-use crate::cleanup::cleanup_sessions;
+use crate::cleanup::sweep;
 use crate::config::SessionConfig;
 use crate::cookie::{self, CookieSettings};
-use crate::engine::{Engine, SaveOutcome, SessionRng};
+use crate::engine::{Engine, SaveOutcome};
 use crate::error::chain;
 use crate::manager::SessionManager;
+use crate::rng::{SessionRng, SharedRng};
 use crate::seal::CookieCipher;
 use crate::store::KeyValueStore;
 use crate::time::seconds;
@@ -89,7 +90,7 @@ impl KvSession {
         self
     }
 
-    /// Runs [`cleanup_sessions`] every `interval` from liftoff to shutdown,
+    /// Runs [`cleanup_sessions`](crate::cleanup_sessions) every `interval` from liftoff to shutdown,
     /// overriding `cleanup_interval` from the configuration.
     pub fn cleanup_interval(mut self, interval: Duration) -> Self {
         self.cleanup_interval = Some(interval);
@@ -134,14 +135,14 @@ impl Fairing for KvSession {
         let Ok(config) = self.read_config(&rocket) else {
             return Err(rocket);
         };
-        // The longest key this configuration writes (until the year 2106).
-        let sample = format!(
-            "{}{}_{:x}",
-            config.key_prefix,
-            "0".repeat(config.key_bits as usize / 4),
-            u32::MAX
-        );
-        if let Err(e) = self.store.check_key(&sample) {
+        // The longest keys this configuration writes (sessions until the
+        // year 2106, and owner indexes).
+        let keys = crate::keys::Keys::of(&config);
+        if let Some(e) = keys
+            .longest()
+            .iter()
+            .find_map(|key| self.store.check_key(key).err())
+        {
             log::error!(
                 "kvsession: invalid `kvsession` configuration: `key_prefix` {:?} makes keys \
                  the {} store cannot hold: {}",
@@ -165,6 +166,7 @@ impl Fairing for KvSession {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .unwrap_or_else(|| Box::new(ChaCha20Rng::from_os_rng()));
+        let rng = SharedRng::new(rng);
         let debug = rocket.figment().profile() == rocket::Config::DEBUG_PROFILE;
         let cookies = CookieSettings::resolve(&config, debug);
         if !debug && !cookies.always_secure() {
@@ -213,7 +215,8 @@ impl Fairing for KvSession {
                     _ = &mut shutdown => break,
                     _ = ticks.tick() => {}
                 }
-                let sweep = cleanup_sessions(&*engine.store, &engine.config);
+                let owners = engine.owners();
+                let sweep = sweep(&owners);
                 rocket::tokio::select! {
                     _ = &mut shutdown => break,
                     result = sweep => match result {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand_core::RngCore;
 
@@ -93,32 +93,6 @@ impl SessionId {
         // Only ASCII hex digits are ever stored.
         std::str::from_utf8(&self.random[..usize::from(self.random_len)]).unwrap_or_default()
     }
-
-    /// When a session with this id ends, given the absolute lifetime.
-    pub fn expires(&self, lifetime: Duration) -> SystemTime {
-        let created = self.created();
-        created.checked_add(lifetime).unwrap_or(created)
-    }
-}
-
-/// The earliest creation time an id of this crate can carry: 2020-01-01.
-/// A key claiming to be older was not written by it.
-const EARLIEST_CREATED: u64 = 1_577_836_800;
-
-/// How far in the future a creation time may lie (clock skew between app
-/// servers) before the key is taken as not written by this crate.
-const CLOCK_SKEW: u64 = 24 * 3600;
-
-impl SessionId {
-    /// Whether an engine with `config` could have drawn this id by `now`
-    /// (Unix seconds): exactly `key_bits` random bits and a plausible
-    /// creation time. The sweep deletes only such ids, so keys of another
-    /// app sharing the store are never touched.
-    pub(crate) fn could_be_written_by(&self, config: &crate::SessionConfig, now: u64) -> bool {
-        self.key_bits() == config.key_bits
-            && self.created >= EARLIEST_CREATED
-            && self.created <= now.saturating_add(CLOCK_SKEW)
-    }
 }
 
 impl FromStr for SessionId {
@@ -184,6 +158,7 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
     use std::collections::HashSet;
+    use std::time::Duration;
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
@@ -272,10 +247,7 @@ mod tests {
     fn times_near_the_integer_limits_do_not_panic() {
         let id: SessionId = "0123456789abcdef_ffffffffffffffff".parse().unwrap();
         let _ = id.created();
-        let _ = id.expires(Duration::from_secs(u64::MAX));
-        let _ = id.expires(Duration::from_secs(100 * 365 * 24 * 3600));
-        let config = crate::SessionConfig::default();
-        assert!(!id.could_be_written_by(&config, crate::time::now_unix()));
+        assert_eq!(id.created_unix(), u64::MAX);
     }
 
     #[test]

@@ -78,9 +78,9 @@ impl Lifetime {
     /// activity it recorded).
     pub(crate) fn activity(&self, last_active: u64, record_expires_at: Option<SystemTime>) -> u64 {
         match (self.idle_timeout, record_expires_at) {
-            (Some(idle), Some(at)) => last_active.max(
-                unix(at).saturating_sub(idle.saturating_add(ROUNDING)),
-            ),
+            (Some(idle), Some(at)) => {
+                last_active.max(unix(at).saturating_sub(idle.saturating_add(ROUNDING)))
+            }
             _ => last_active,
         }
     }
@@ -121,7 +121,12 @@ impl Lifetime {
     /// its record: by its creation time and, with an idle timeout, by the
     /// store's last-modified time of the record as its activity (where the
     /// store knows it).
-    pub(crate) fn swept(&self, id: &SessionId, last_modified: Option<SystemTime>, now: u64) -> bool {
+    pub(crate) fn swept(
+        &self,
+        id: &SessionId,
+        last_modified: Option<SystemTime>,
+        now: u64,
+    ) -> bool {
         match (self.idle_timeout, last_modified) {
             (Some(_), Some(modified)) => now >= self.end(id, unix(modified)),
             _ => self.outlived(id, now),
@@ -160,7 +165,12 @@ impl StoreExpiry {
 
     /// The expiry of the "moved to" marker a rotation leaves under the old
     /// id: the old session's, but at most [`MARKER_GRACE`] from `now`.
-    pub(crate) fn marker(&self, id: &SessionId, activity: u64, now: SystemTime) -> Option<SystemTime> {
+    pub(crate) fn marker(
+        &self,
+        id: &SessionId,
+        activity: u64,
+        now: SystemTime,
+    ) -> Option<SystemTime> {
         self.session(id, activity)
             .map(|at| at.min(now + MARKER_GRACE))
     }
@@ -215,7 +225,12 @@ mod tests {
         assert!(!r.outlived(&id, CREATED + 100));
         assert!(r.outlived(&id, CREATED + 101));
         assert_eq!(r.end(&id, CREATED), CREATED + 101);
-        assert!(r.is_live(&id, CREATED, None, at(CREATED + 100) + Duration::from_millis(999)));
+        assert!(r.is_live(
+            &id,
+            CREATED,
+            None,
+            at(CREATED + 100) + Duration::from_millis(999)
+        ));
         assert!(!r.is_live(&id, CREATED, None, at(CREATED + 101)));
     }
 

@@ -8,11 +8,11 @@ use std::time::SystemTime;
 use futures_util::future;
 use futures_util::stream::TryStreamExt;
 
-use crate::cleanup::{cleanup_sessions, own_session_id, CleanupReport};
+use crate::cleanup::{sweep, CleanupReport};
 use crate::engine::Engine;
-use crate::record::Handle;
 use crate::error::Error;
 use crate::owners::{Found, CONCURRENCY};
+use crate::record::Handle;
 use crate::state::Origin;
 use crate::time::{from_unix, now_unix};
 
@@ -115,12 +115,13 @@ impl SessionManager {
                 else {
                     return None;
                 };
-                let (active, ends) = self.engine.times(&entry.id, &envelope, expires_at);
+                let rules = &self.engine.rules;
+                let active = rules.activity(envelope.last_active, expires_at);
                 Some(SessionInfo {
                     handle: entry.handle.to_hex(),
                     created: from_unix(entry.id.created_unix()),
-                    last_active: from_unix(active),
-                    expires_at: ends,
+                    last_active: from_unix(active.min(now_unix())),
+                    expires_at: rules.expires_at(&entry.id, envelope.last_active, expires_at),
                     permanent: envelope.permanent,
                 })
             })
@@ -160,22 +161,22 @@ impl SessionManager {
     /// created while it runs may survive it.
     pub async fn revoke_all(&self) -> Result<u64, Error> {
         let engine = &*self.engine;
-        let config = &engine.config;
+        let keys = &engine.keys;
         let now = now_unix();
         engine
             .store
-            .list(&config.key_prefix)
+            .list(keys.prefix())
             .map_err(Error::from)
-            .try_filter_map(|info| future::ready(Ok(own_session_id(&info.key, config, now))))
+            .try_filter_map(|info| future::ready(Ok(keys.own_session_id(&info.key, now))))
             .map_ok(|id| engine.end_where(Origin { id, version: None }, None))
             .try_buffer_unordered(CONCURRENCY)
             .try_fold(0u64, |total, n| async move { Ok(total + n) })
             .await
     }
 
-    /// One sweep now (see [`cleanup_sessions`]): expired sessions deleted,
-    /// owner indexes pruned.
+    /// One sweep now (see [`cleanup_sessions`](crate::cleanup_sessions)):
+    /// expired sessions deleted, owner indexes pruned.
     pub async fn cleanup(&self) -> Result<CleanupReport, Error> {
-        cleanup_sessions(&*self.engine.store, &self.engine.config).await
+        sweep(&self.engine.owners()).await
     }
 }

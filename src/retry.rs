@@ -106,7 +106,11 @@ mod tests {
         let mut retries = policy.start();
         let started = tokio::time::Instant::now();
         retries.next().await.expect("first retry");
-        assert_eq!(started.elapsed(), Duration::ZERO, "no wait before the first retry");
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no wait before the first retry"
+        );
         for attempt in 2..20u32 {
             let before = tokio::time::Instant::now();
             retries.next().await.expect("within the budget");

@@ -220,22 +220,21 @@ impl Session<'_> {
     /// }
     /// ```
     pub fn get_or_discard<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let mut st = self.cell.lock();
-        let result = decode::<T>(key, st.value(key)?);
-        match result {
-            Ok(value) => Some(value),
-            // The decoder's message can quote the stored value: not logged.
-            Err(_) => {
-                log::warn!(
-                    "kvsession: session value {key:?} does not decode as {}; removed",
-                    std::any::type_name::<T>()
-                );
-                if st.remove(key) {
-                    self.sync_cookie(&mut st);
+        self.change(|st| {
+            let result = decode::<T>(key, st.value(key)?);
+            match result {
+                Ok(value) => Some(value),
+                // The decoder's message can quote the stored value: not logged.
+                Err(_) => {
+                    log::warn!(
+                        "kvsession: session value {key:?} does not decode as {}; removed",
+                        std::any::type_name::<T>()
+                    );
+                    st.remove(key);
+                    None
                 }
-                None
             }
-        }
+        })
     }
 
     /// Reads a value and removes it: `Ok(None)` if the key is absent.
@@ -256,15 +255,14 @@ impl Session<'_> {
     /// }
     /// ```
     pub fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        let mut st = self.cell.lock();
-        let Some(bytes) = st.value(key) else {
-            return Ok(None);
-        };
-        let value = decode(key, bytes)?;
-        if st.remove(key) {
-            self.sync_cookie(&mut st);
-        }
-        Ok(Some(value))
+        self.change(|st| {
+            let Some(bytes) = st.value(key) else {
+                return Ok(None);
+            };
+            let value = decode(key, bytes)?;
+            st.remove(key);
+            Ok(Some(value))
+        })
     }
 
     /// Queues a flash message for a later request: the next page that
@@ -291,20 +289,19 @@ impl Session<'_> {
     /// }
     /// ```
     pub fn flash(&self, kind: impl Into<String>, message: impl Into<String>) -> Result<(), Error> {
-        let mut st = self.cell.lock();
-        let mut queue: FlashQueue = match st.value(FLASH_KEY) {
-            Some(bytes) => decode(FLASH_KEY, bytes).unwrap_or_else(|_| {
-                log::warn!("kvsession: unreadable flash messages dropped");
-                FlashQueue::new()
-            }),
-            None => FlashQueue::new(),
-        };
-        queue.push((kind.into(), message.into()));
-        let bytes = encode(FLASH_KEY, &queue)?;
-        if st.insert(FLASH_KEY.to_owned(), bytes) {
-            self.sync_cookie(&mut st);
-        }
-        Ok(())
+        let (kind, message) = (kind.into(), message.into());
+        self.change(|st| {
+            let mut queue: FlashQueue = match st.value(FLASH_KEY) {
+                Some(bytes) => decode(FLASH_KEY, bytes).unwrap_or_else(|_| {
+                    log::warn!("kvsession: unreadable flash messages dropped");
+                    FlashQueue::new()
+                }),
+                None => FlashQueue::new(),
+            };
+            queue.push((kind, message));
+            st.insert(FLASH_KEY.to_owned(), encode(FLASH_KEY, &queue)?);
+            Ok(())
+        })
     }
 
     /// Takes the queued flash messages, oldest first: they are removed from
@@ -416,10 +413,7 @@ impl Session<'_> {
     pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<(), Error> {
         let key = key.into();
         let bytes = encode(&key, &value)?;
-        let mut st = self.cell.lock();
-        if st.insert(key, bytes) {
-            self.sync_cookie(&mut st);
-        }
+        self.change(|st| st.insert(key, bytes));
         Ok(())
     }
 
@@ -435,12 +429,7 @@ impl Session<'_> {
     /// }
     /// ```
     pub fn remove(&self, key: &str) -> bool {
-        let mut st = self.cell.lock();
-        let removed = st.remove(key);
-        if removed {
-            self.sync_cookie(&mut st);
-        }
-        removed
+        self.change(|st| st.remove(key))
     }
 
     /// Removes every key. The session is then empty, so it is deleted from
@@ -458,10 +447,7 @@ impl Session<'_> {
     /// }
     /// ```
     pub fn clear(&self) {
-        let mut st = self.cell.lock();
-        if st.clear() {
-            self.sync_cookie(&mut st);
-        }
+        self.change(SessionState::clear);
     }
 
     /// Makes the session permanent (a cookie with `Max-Age` of the remaining
@@ -478,10 +464,7 @@ impl Session<'_> {
     /// }
     /// ```
     pub fn set_permanent(&self, permanent: bool) {
-        let mut st = self.cell.lock();
-        if st.set_permanent(permanent) {
-            self.sync_cookie(&mut st);
-        }
+        self.change(|st| st.set_permanent(permanent));
     }
 
     /// Whether the session is permanent.
@@ -526,8 +509,7 @@ impl Session<'_> {
     /// }
     /// ```
     pub async fn regenerate(&self) -> Result<(), Error> {
-        self.engine.regenerate(self.cell);
-        self.sync_cookie(&mut self.cell.lock());
+        self.change(SessionState::rotate);
         Ok(())
     }
 
@@ -582,10 +564,8 @@ impl Session<'_> {
     /// }
     /// ```
     pub fn set_owner(&self, owner: impl Into<String>) {
-        let mut st = self.cell.lock();
-        if st.set_owner(owner.into(), || self.engine.new_handle()) {
-            self.sync_cookie(&mut st);
-        }
+        let owner = owner.into();
+        self.change(|st| st.set_owner(owner, || self.engine.new_handle()));
     }
 
     /// The session's owner, if [`set_owner`](Self::set_owner) gave it one.
@@ -622,8 +602,18 @@ impl Session<'_> {
         self.engine.revoke_others(self.cell).await
     }
 
-    /// Puts the cookie the session now needs, if any, into the jar, while
-    /// the handler can still set cookies.
+    /// Changes the session with `change`, then puts the cookie the session
+    /// now needs (if any) into the jar, while the handler can still set
+    /// cookies: every mutator goes through here, so no change can leave the
+    /// browser's cookie behind.
+    fn change<R>(&self, change: impl FnOnce(&mut SessionState) -> R) -> R {
+        let mut st = self.cell.lock();
+        let result = change(&mut st);
+        self.sync_cookie(&mut st);
+        result
+    }
+
+    /// Puts the cookie the session now needs, if any, into the jar.
     fn sync_cookie(&self, st: &mut SessionState) {
         if let Some(spec) = st.cookie_due(|| self.engine.new_id()) {
             self.jar.add(self.engine.session_cookie(&spec));

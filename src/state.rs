@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::record::{Data, Envelope, Owner};
 use crate::id::SessionId;
+use crate::record::{Data, Envelope, Owner};
 use crate::store::Version;
 
 /// What one request changed, to be merged onto the newest stored record.
@@ -110,25 +110,71 @@ pub(crate) struct SessionState {
     rotated_from: Option<Origin>,
 }
 
-/// What a save needs of a request's session, taken once under the lock.
+/// What a save writes of a request's session, taken once under the lock.
 #[derive(Debug, Clone)]
 pub(crate) struct Snapshot {
     /// When the snapshot was taken, in Unix seconds: the activity time of
     /// whatever the save writes.
     pub(crate) now: u64,
-    pub(crate) id: Option<SessionId>,
-    pub(crate) stored: bool,
+    /// The id the session is written under.
+    pub(crate) id: SessionId,
+    /// The version of the record this request loaded or last wrote.
     pub(crate) version: Option<Version>,
     /// The session as the request sees it, with the activity time loaded.
     pub(crate) envelope: Envelope,
+    /// What the request changed, to merge onto a newer record.
     pub(crate) changes: Changes,
     /// Whether a cookie for an id that has no record yet went into the
-    /// response (a new or rotated session).
+    /// response (a new or rotated session): it must not reach the browser
+    /// if the save fails.
     pub(crate) new_cookie: bool,
-    /// Whether this request put any session cookie into the jar.
-    pub(crate) cookie_issued: bool,
-    /// The record a rotated session moves away from.
-    pub(crate) rotated_from: Option<Origin>,
+}
+
+/// What a response must write for its session, decided by
+/// [`SessionState::plan`] from the request's session alone (no store, no
+/// Rocket); the engine carries it out, one store operation per arm.
+#[derive(Debug)]
+pub(crate) enum SavePlan {
+    /// Nothing to write, nothing to change in the response.
+    Nothing,
+    /// Nothing is written, and the new session's cookie must not reach the
+    /// browser: its id has no record.
+    DropCookie,
+    /// A stored session the request neither changed nor rotated: refresh
+    /// its activity, if that is due.
+    Touch(Untouched),
+    /// The first record of a new session (insert-if-absent).
+    Create(Snapshot),
+    /// A rotated session: its record under the new id, then the old record
+    /// ended with a compare-and-swap to a "moved to" marker.
+    Rotate(Snapshot, Origin),
+    /// The stored session, with this request's changes merged onto the
+    /// newest record (compare-and-swap).
+    Update(Snapshot),
+    /// The session was emptied: it ends, and the cookie goes as [`Ending`] says.
+    End(Origin, Ending),
+}
+
+/// What becomes of the browser's cookie when a save ends the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// A rotated session emptied in the same request: the new cookie is
+    /// dropped (the browser keeps the old one, whose id opens nothing).
+    DropCookie,
+    /// A stored session emptied by `clear()`: the cookie is removed.
+    RemoveCookie,
+}
+
+impl SavePlan {
+    /// Whether the response carries a cookie for an id that has no record
+    /// yet, which must be dropped if carrying out the plan fails.
+    pub(crate) fn issues_new_cookie(&self) -> bool {
+        match self {
+            SavePlan::Create(snapshot) | SavePlan::Rotate(snapshot, _) => snapshot.new_cookie,
+            SavePlan::End(_, Ending::DropCookie) => true,
+            _ => false,
+        }
+    }
 }
 
 /// What a save needs of a request that changed nothing (the common
@@ -147,17 +193,6 @@ impl Snapshot {
         let mut envelope = self.envelope.clone();
         envelope.last_active = self.now;
         envelope
-    }
-
-    /// Whether anything needs saving.
-    pub(crate) fn is_modified(&self) -> bool {
-        !self.changes.is_empty()
-    }
-
-    /// Whether the request emptied the session with `clear()` (and set
-    /// nothing since): the record is deleted, whatever others wrote.
-    pub(crate) fn cleared_empty(&self) -> bool {
-        self.changes.cleared && self.envelope.is_empty()
     }
 }
 
@@ -401,19 +436,94 @@ impl SessionState {
         })
     }
 
-    /// Everything a save needs, taken at `now` (Unix seconds).
-    pub(crate) fn snapshot(&self, now: u64) -> Snapshot {
-        Snapshot {
+    /// What a save writes, taken at `now` (Unix seconds); `None` for a
+    /// session that has no id yet.
+    fn snapshot(&self, now: u64) -> Option<Snapshot> {
+        Some(Snapshot {
             now,
-            id: self.id.clone(),
-            stored: self.stored,
+            id: self.id.clone()?,
             version: self.version.clone(),
             envelope: self.envelope.clone(),
             changes: self.changes.clone(),
             new_cookie: self.cookie_issued && !self.stored,
-            cookie_issued: self.cookie_issued,
-            rotated_from: self.rotated_from.clone(),
+        })
+    }
+
+    /// The session's data as a rewrite at `now` stores it, unchanged but
+    /// for its activity time (a touch on a store that keeps no expiry).
+    pub(crate) fn written_at(&self, now: u64) -> Envelope {
+        let mut envelope = self.envelope.clone();
+        envelope.last_active = now;
+        envelope
+    }
+
+    /// What the response must write, at `now` (Unix seconds). `persist` is
+    /// false for a response whose changes are not kept (a 5xx without
+    /// `save_on_error`); `cookie_sent` tells whether the response carries
+    /// the cookie this request issued (a catcher's response does not).
+    ///
+    /// The rules: a read-only request only touches, and only if its
+    /// response persists; a response that does not persist writes nothing,
+    /// and a new cookie must not reach the browser; a catcher's response
+    /// (the handler's cookie dropped) writes nothing; a rotated session is
+    /// moved, or ended if it was emptied; a new session is created unless
+    /// it is empty (never stored, its cookie dropped); a stored session's
+    /// changes are merged in, and a `clear()` that left it empty ends it.
+    pub(crate) fn plan(&self, now: u64, persist: bool, cookie_sent: bool) -> SavePlan {
+        if let Some(untouched) = self.untouched() {
+            return if persist {
+                SavePlan::Touch(untouched)
+            } else {
+                SavePlan::Nothing
+            };
         }
+        let new_cookie = self.cookie_issued && !self.stored;
+        let unsaved = if new_cookie {
+            SavePlan::DropCookie
+        } else {
+            SavePlan::Nothing
+        };
+        if !persist {
+            // Nothing of this request is written, a rotation included: the
+            // browser keeps the cookie it had, which still works.
+            return unsaved;
+        }
+        if self.cookie_issued && !cookie_sent {
+            // A catcher answered: the request failed, nothing is written.
+            return SavePlan::Nothing;
+        }
+        let Some(snapshot) = self.snapshot(now) else {
+            return SavePlan::Nothing;
+        };
+        if let Some(origin) = &self.rotated_from {
+            return if self.envelope.is_empty() {
+                SavePlan::End(origin.clone(), Ending::DropCookie)
+            } else {
+                SavePlan::Rotate(snapshot, origin.clone())
+            };
+        }
+        if !self.stored {
+            // Never store an empty new session.
+            return if self.envelope.is_empty() {
+                unsaved
+            } else {
+                SavePlan::Create(snapshot)
+            };
+        }
+        if self.changes.is_empty() {
+            // Only a cookie was re-issued (same id, same permanence).
+            return SavePlan::Nothing;
+        }
+        if self.changes.cleared && self.envelope.is_empty() {
+            // clear() is a whole-session operation: the session ends,
+            // whatever concurrent requests did meanwhile.
+            let origin = Origin {
+                id: snapshot.id,
+                version: None,
+            };
+            return SavePlan::End(origin, Ending::RemoveCookie);
+        }
+        SavePlan::Update(snapshot)
     }
 
     /// The record of this session was written as `envelope` with `version`
@@ -490,7 +600,7 @@ mod tests {
         st.insert("a".into(), b"2".to_vec());
         st.remove("b");
         let newest = record(&[("a", b"1"), ("b", b"1"), ("c", b"other")]);
-        let merged = st.snapshot(5).changes.merge_onto(newest);
+        let merged = st.snapshot(5).unwrap().changes.merge_onto(newest);
         assert_eq!(merged, record(&[("a", b"2"), ("c", b"other")]));
     }
 
@@ -500,8 +610,9 @@ mod tests {
         assert!(st.clear());
         st.insert("z".into(), b"mine".to_vec());
         let newest = record(&[("a", b"1"), ("c", b"other")]);
-        let snapshot = st.snapshot(5);
-        assert!(!snapshot.cleared_empty());
+        let SavePlan::Update(snapshot) = st.plan(5, true, true) else {
+            panic!("a cleared session with a key set again is updated");
+        };
         assert_eq!(
             snapshot.changes.merge_onto(newest),
             record(&[("z", b"mine")])
@@ -512,7 +623,11 @@ mod tests {
     fn a_permanence_change_merges_too() {
         let mut st = loaded(&[("a", b"1")]);
         assert!(st.set_permanent(false));
-        let merged = st.snapshot(5).changes.merge_onto(record(&[("a", b"1")]));
+        let merged = st
+            .snapshot(5)
+            .unwrap()
+            .changes
+            .merge_onto(record(&[("a", b"1")]));
         assert!(!merged.permanent);
         assert!(!st.set_permanent(false));
     }
@@ -528,7 +643,7 @@ mod tests {
         assert_eq!((spec.id, spec.permanent), (id(7), false));
         st.insert("b".into(), b"1".to_vec());
         assert_eq!(st.cookie_due(|| id(8)), None, "the same cookie stands");
-        assert!(st.snapshot(1).new_cookie);
+        assert!(st.snapshot(1).unwrap().new_cookie);
     }
 
     #[test]
@@ -539,7 +654,7 @@ mod tests {
         st.set_permanent(false);
         let spec = st.cookie_due(|| unreachable!()).expect("a cookie");
         assert_eq!((spec.id, spec.permanent), (id(1), false));
-        assert!(!st.snapshot(1).new_cookie, "the session is stored");
+        assert!(!st.snapshot(1).unwrap().new_cookie, "the session is stored");
     }
 
     #[test]
@@ -557,8 +672,10 @@ mod tests {
         // A second rotation in the same request keeps the first origin.
         st.rotate();
         assert_eq!(st.cookie_due(|| id(3)).map(|c| c.id), Some(id(3)));
-        let snapshot = st.snapshot(9);
-        assert_eq!(snapshot.rotated_from, Some(origin));
+        let SavePlan::Rotate(snapshot, from) = st.plan(9, true, true) else {
+            panic!("a rotated session is moved");
+        };
+        assert_eq!(from, origin);
         assert!(snapshot.new_cookie);
         st.saved(snapshot.written(), None);
         assert_eq!(st.origin().map(|o| o.id), Some(id(3)));
@@ -591,8 +708,11 @@ mod tests {
     fn a_saved_session_has_nothing_pending() {
         let mut st = SessionState::fresh(true);
         st.insert("a".into(), b"1".to_vec());
-        let snapshot = st.snapshot(3);
-        assert!(snapshot.is_modified());
+        assert!(st.snapshot(3).is_none(), "no id drawn yet");
+        assert_eq!(st.cookie_due(|| id(4)).map(|c| c.id), Some(id(4)));
+        let SavePlan::Create(snapshot) = st.plan(3, true, true) else {
+            panic!("a new session with data is created");
+        };
         assert_eq!(snapshot.written().last_active, 3);
         st.saved(snapshot.written(), Some(Version::from(1u64)));
         assert!(st.is_stored());
@@ -613,7 +733,7 @@ mod tests {
         let bytes = encode_parts(4, true, &data, None);
         let envelope = Envelope::decode(bytes.clone()).unwrap();
         let mut st = SessionState::loaded(id(1), envelope, None, None);
-        assert_eq!(st.snapshot(4).written().encode(), bytes);
+        assert_eq!(st.snapshot(4).unwrap().written().encode(), bytes);
         assert_eq!(st.value("b"), Some(&b"2"[..]));
         st.insert("b".into(), b"20".to_vec());
         st.remove("c");
@@ -622,7 +742,7 @@ mod tests {
         model.insert("b".into(), b"20".to_vec());
         model.remove("c");
         model.insert("d".into(), b"4".to_vec());
-        let snapshot = st.snapshot(6);
+        let snapshot = st.snapshot(6).unwrap();
         assert_eq!(
             snapshot.written().encode(),
             encode_parts(6, true, &model, None)
@@ -634,5 +754,97 @@ mod tests {
         merged.last_active = 6;
         model.insert("e".into(), b"5".to_vec());
         assert_eq!(merged.encode(), encode_parts(6, true, &model, None));
+    }
+
+    #[test]
+    fn a_read_only_request_only_touches_and_only_if_it_persists() {
+        let st = loaded(&[("a", b"1")]);
+        assert!(matches!(st.plan(5, true, false), SavePlan::Touch(u) if u.id == id(1)));
+        assert!(matches!(st.plan(5, false, false), SavePlan::Nothing));
+        assert!(matches!(
+            SessionState::fresh(true).plan(5, true, false),
+            SavePlan::Nothing
+        ));
+    }
+
+    #[test]
+    fn a_failed_response_writes_nothing_and_drops_a_new_cookie() {
+        let mut new = SessionState::fresh(true);
+        new.insert("a".into(), b"1".to_vec());
+        new.cookie_due(|| id(2));
+        assert!(matches!(new.plan(5, false, true), SavePlan::DropCookie));
+        let mut changed = loaded(&[("a", b"1")]);
+        changed.insert("b".into(), b"1".to_vec());
+        assert!(matches!(changed.plan(5, false, true), SavePlan::Nothing));
+        let mut rotated = loaded(&[("a", b"1")]);
+        rotated.rotate();
+        rotated.cookie_due(|| id(3));
+        assert!(matches!(rotated.plan(5, false, true), SavePlan::DropCookie));
+    }
+
+    #[test]
+    fn a_catchers_response_writes_nothing() {
+        let mut new = SessionState::fresh(true);
+        new.insert("a".into(), b"1".to_vec());
+        new.cookie_due(|| id(2));
+        assert!(matches!(new.plan(5, true, false), SavePlan::Nothing));
+        let mut rotated = loaded(&[("a", b"1")]);
+        rotated.rotate();
+        rotated.cookie_due(|| id(3));
+        assert!(matches!(rotated.plan(5, true, false), SavePlan::Nothing));
+        // A stored session changed without a new cookie is saved.
+        let mut changed = loaded(&[("a", b"1")]);
+        changed.insert("b".into(), b"1".to_vec());
+        assert!(matches!(changed.plan(5, true, false), SavePlan::Update(_)));
+    }
+
+    #[test]
+    fn an_emptied_session_ends() {
+        let mut cleared = loaded(&[("a", b"1")]);
+        cleared.clear();
+        cleared.cookie_due(|| unreachable!());
+        let plan = cleared.plan(5, true, true);
+        assert!(
+            matches!(&plan, SavePlan::End(o, Ending::RemoveCookie) if o.id == id(1) && o.version.is_none()),
+            "{plan:?}"
+        );
+        assert!(!plan.issues_new_cookie());
+        let mut rotated = loaded(&[("a", b"1")]);
+        rotated.rotate();
+        rotated.clear();
+        rotated.cookie_due(|| id(3));
+        let plan = rotated.plan(5, true, true);
+        assert!(
+            matches!(&plan, SavePlan::End(o, Ending::DropCookie) if o.id == id(1)),
+            "{plan:?}"
+        );
+        assert!(plan.issues_new_cookie());
+        // Removing the last key one by one is an update: it merges first.
+        let mut removed = loaded(&[("a", b"1")]);
+        removed.remove("a");
+        assert!(matches!(removed.plan(5, true, true), SavePlan::Update(_)));
+    }
+
+    #[test]
+    fn an_empty_new_session_is_never_stored() {
+        let mut st = SessionState::fresh(true);
+        st.insert("a".into(), b"1".to_vec());
+        st.cookie_due(|| id(2));
+        st.remove("a");
+        assert!(matches!(st.plan(5, true, true), SavePlan::DropCookie));
+        let mut created = SessionState::fresh(true);
+        created.insert("a".into(), b"1".to_vec());
+        created.cookie_due(|| id(2));
+        let plan = created.plan(5, true, true);
+        assert!(matches!(&plan, SavePlan::Create(s) if s.id == id(2) && s.now == 5));
+        assert!(plan.issues_new_cookie());
+    }
+
+    #[test]
+    fn a_reissued_cookie_alone_writes_nothing() {
+        let mut st = loaded(&[("a", b"1")]);
+        st.reissue_cookie();
+        assert!(st.cookie_due(|| unreachable!()).is_some());
+        assert!(matches!(st.plan(5, true, true), SavePlan::Nothing));
     }
 }

@@ -2,11 +2,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Slack for times kept in whole seconds: creation and activity times are
-/// rounded down, so one second is added wherever they decide an expiry. A
-/// session never ends before its full lifetime, and at most a second after.
-pub(crate) const ROUNDING: Duration = Duration::from_secs(1);
-
 /// `t` in whole Unix seconds, rounded down; 0 for times before 1970.
 pub(crate) fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -48,7 +43,7 @@ mod tests {
     fn huge_times_saturate_instead_of_panicking() {
         let latest = from_unix(u64::MAX);
         assert_eq!(latest, from_unix(LATEST));
-        assert!(latest.checked_add(ROUNDING).is_some());
+        assert!(latest.checked_add(Duration::from_secs(1)).is_some());
     }
 
     #[test]

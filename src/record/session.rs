@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::data::{Data, Entry, Loaded, RecordBytes, Span};
-use super::msgpack::{bad_in, bin_header, corrupt, map_header, str_header, take_in};
 #[cfg(any(test, feature = "bench-internals"))]
 use super::msgpack::write_map;
+use super::msgpack::{bad_in, bin_header, corrupt, map_header, str_header, take_in};
 use super::owner::{Handle, Owner};
 use super::FORMAT_SESSION;
 use crate::error::Error;

@@ -1,0 +1,251 @@
+//! Ending sessions: logout, revocation, and the compare-and-swap that ends
+//! one record and follows the rotations it finds.
+//!
+//! On stores with compare-and-swap, a record is ended conditionally on the
+//! version read: deleted with the store's compare-and-delete where it has
+//! one, else replaced by an "ended" marker and then deleted. A rotation does
+//! the same with a "moved to" marker, so whichever of the two comes second
+//! sees the other: a logout that finds a "moved to" marker ends the new
+//! record too, and a rotation that finds its source ended (or gone) deletes
+//! the record it just wrote.
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+use super::{Engine, SessionCell};
+use crate::error::Error;
+use crate::id::SessionId;
+use crate::owners::CONCURRENCY;
+use crate::record::{Envelope, IndexEntry, Stored};
+use crate::state::Origin;
+use crate::store::{DeleteOutcome, UpdateOutcome, Version};
+use crate::time::now_unix;
+
+/// How many rotations a logout follows from the id it ended (a session
+/// rotated again while the logout ran).
+const MAX_SUCCESSORS: usize = 4;
+
+/// Which sessions a revocation may end: those of `owner`, except the ids in
+/// `exclude` (the revoking request's own session).
+#[derive(Debug)]
+pub(crate) struct Only<'a> {
+    pub(crate) owner: &'a str,
+    pub(crate) exclude: &'a [SessionId],
+}
+
+impl Only<'_> {
+    fn allows(&self, envelope: &Envelope) -> bool {
+        envelope
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.name == self.owner)
+    }
+
+    fn excludes(&self, id: &SessionId) -> bool {
+        self.exclude.contains(id)
+    }
+}
+
+/// What ending one record did.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// A live record was ended.
+    Ended,
+    /// There was no live record: missing, unreadable, or an "ended" marker.
+    Gone,
+    /// The record was left alone: another owner's, or (a marker pointing
+    /// to) a session the revocation excludes.
+    Skipped,
+    /// The record had moved to this id (a rotation); its marker is gone.
+    MovedTo(SessionId),
+}
+
+impl Engine {
+    /// Ends the session now (see [`Engine::end`]) and drops it from its
+    /// owner's index; the request goes on with a new, empty session. If the
+    /// session was rotated meanwhile (a login in another request), the
+    /// record it moved to is ended too: a logout always stays a logout.
+    pub(crate) async fn destroy(&self, cell: &SessionCell) -> Result<(), Error> {
+        let (origin, owner) = {
+            let st = cell.lock();
+            (st.origin(), st.owner().map(|o| o.name.clone()))
+        };
+        if let Some(origin) = origin {
+            let id = origin.id.clone();
+            self.end(origin).await?;
+            if let Some(owner) = owner {
+                self.unindex(&owner, &[id]).await;
+            }
+        }
+        cell.lock().reset(self.config.permanent);
+        Ok(())
+    }
+
+    /// Ends every other session of this session's owner; returns how many.
+    pub(crate) async fn revoke_others(&self, cell: &SessionCell) -> Result<u64, Error> {
+        let (owner, exclude) = {
+            let st = cell.lock();
+            let Some(owner) = st.owner() else {
+                return Ok(0);
+            };
+            let mut exclude: Vec<SessionId> = st.id().cloned().into_iter().collect();
+            exclude.extend(st.origin().map(|o| o.id));
+            (owner.name.clone(), exclude)
+        };
+        self.revoke_where(&owner, &exclude, |_| true).await
+    }
+
+    /// Ends every session in `owner`'s index that `pick` selects (and is
+    /// not in `exclude`), with the compare-and-swap of a logout; drops them
+    /// from the index. Returns how many live sessions ended.
+    pub(crate) async fn revoke_where(
+        &self,
+        owner: &str,
+        exclude: &[SessionId],
+        pick: impl Fn(&IndexEntry) -> bool,
+    ) -> Result<u64, Error> {
+        let Some((index, _)) = self.owners().read(owner).await? else {
+            return Ok(0);
+        };
+        let chosen: Vec<SessionId> = index
+            .entries
+            .into_iter()
+            .filter(|e| !exclude.contains(&e.id) && pick(e))
+            .map(|e| e.id)
+            .collect();
+        let only = &Only { owner, exclude };
+        let ended: u64 = stream::iter(chosen.clone())
+            .map(|id| async move {
+                self.end_where(Origin { id, version: None }, Some(only))
+                    .await
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_fold(0, |total, n| async move { Ok(total + n) })
+            .await?;
+        self.owners().remove(owner, &chosen).await?;
+        Ok(ended)
+    }
+
+    /// Ends the stored session `origin` and whatever it was rotated to.
+    pub(crate) async fn end(&self, origin: Origin) -> Result<(), Error> {
+        self.end_where(origin, None).await.map(drop)
+    }
+
+    /// [`Engine::end`], for a revocation too: with `only`, a record is
+    /// ended only if it is a live session of that owner (read first), and
+    /// the ids it excludes are neither ended nor followed to. Works through
+    /// the record and its successors (at most [`MAX_SUCCESSORS`]); returns
+    /// how many live records were ended.
+    pub(crate) async fn end_where(
+        &self,
+        origin: Origin,
+        only: Option<&Only<'_>>,
+    ) -> Result<u64, Error> {
+        let mut work = vec![(origin.id, origin.version)];
+        let mut followed = 0;
+        let mut ended = 0;
+        while let Some((id, expected)) = work.pop() {
+            match self.end_one(&id, expected, only).await? {
+                Step::Ended => ended += 1,
+                Step::MovedTo(next) if followed < MAX_SUCCESSORS => {
+                    followed += 1;
+                    work.push((next, None));
+                }
+                Step::MovedTo(_) | Step::Gone | Step::Skipped => {}
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Ends the record of `id`, expected at version `expected` (`None`:
+    /// read it first), within the retry budget.
+    async fn end_one(
+        &self,
+        id: &SessionId,
+        mut expected: Option<Version>,
+        only: Option<&Only<'_>>,
+    ) -> Result<Step, Error> {
+        if only.is_some_and(|o| o.excludes(id)) {
+            return Ok(Step::Skipped);
+        }
+        let key = self.keys.session(id);
+        let versioned = self.store.capabilities().compare_and_swap;
+        if only.is_some() {
+            // Check the owner before ending anything.
+            expected = None;
+        } else if !versioned {
+            self.store.delete(&key).await?;
+            return Ok(Step::Ended);
+        }
+        let mut retries = self.retry.start();
+        loop {
+            if expected.is_none() {
+                // A successor, a revocation, or a conflict: read the record
+                // first, it may have moved on again.
+                let Some(current) = self.store.get(&key).await? else {
+                    return Ok(Step::Gone);
+                };
+                match Stored::decode(current.value) {
+                    Ok(Stored::Live(envelope)) => {
+                        if only.is_some_and(|o| !o.allows(&envelope)) {
+                            return Ok(Step::Skipped);
+                        }
+                        expected = current.version;
+                    }
+                    Ok(Stored::Ended(successor)) => {
+                        if let Some(next) = &successor {
+                            if only.is_some_and(|o| o.excludes(next)) {
+                                // The revoking session's own old id: its
+                                // marker stays.
+                                return Ok(Step::Skipped);
+                            }
+                        }
+                        self.store.delete(&key).await?;
+                        return Ok(successor.map_or(Step::Gone, Step::MovedTo));
+                    }
+                    Err(_) => {
+                        self.store.delete(&key).await?;
+                        return Ok(Step::Gone);
+                    }
+                }
+            }
+            if !versioned {
+                self.store.delete(&key).await?;
+                return Ok(Step::Ended);
+            }
+            match self.end_record(&key, id, expected.as_ref()).await? {
+                DeleteOutcome::Deleted => return Ok(Step::Ended),
+                DeleteOutcome::Missing => return Ok(Step::Gone),
+                DeleteOutcome::Conflict => {
+                    retries.next().await?;
+                    expected = None;
+                }
+            }
+        }
+    }
+
+    /// One conditional end of the record under `key` at `expected`: the
+    /// store's compare-and-delete where it has one, else the "ended" marker
+    /// written with a compare-and-swap, then the delete.
+    async fn end_record(
+        &self,
+        key: &str,
+        id: &SessionId,
+        expected: Option<&Version>,
+    ) -> Result<DeleteOutcome, Error> {
+        if let (Some(cad), Some(version)) = (self.store.compare_and_delete(), expected) {
+            return Ok(cad.delete_if(key, version).await?);
+        }
+        let marker = Stored::ended(None);
+        let expiry = self.expiry.session(id, now_unix());
+        Ok(
+            match self.store.update(key, &marker, expected, expiry).await? {
+                UpdateOutcome::Updated(_) => {
+                    self.store.delete(key).await?;
+                    DeleteOutcome::Deleted
+                }
+                UpdateOutcome::Missing => DeleteOutcome::Missing,
+                UpdateOutcome::Conflict => DeleteOutcome::Conflict,
+            },
+        )
+    }
+}

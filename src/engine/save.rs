@@ -1,0 +1,371 @@
+//! Saving a request's session after its response: the engine carries out
+//! the [`SavePlan`] the session's state decided, one function per arm.
+
+use std::time::SystemTime;
+
+use rocket::http::Status;
+
+use super::{Engine, SessionCell};
+use crate::error::Error;
+use crate::id::SessionId;
+use crate::record::{Envelope, Stored};
+use crate::state::{Ending, Origin, SavePlan, Snapshot, Untouched};
+use crate::store::{CreateOutcome, DeleteOutcome, UpdateOutcome, Version};
+use crate::time::now_unix;
+
+/// What the fairing must do to the response after a save.
+#[derive(Debug)]
+pub(crate) enum SaveOutcome {
+    /// Nothing to change.
+    Done,
+    /// The new session was not stored: drop its `Set-Cookie` header.
+    DropCookie,
+    /// The session is gone: drop any `Set-Cookie` for it and remove the cookie.
+    RemoveCookie,
+    /// The save failed: answer 503; `drop_cookie` if a new session's cookie
+    /// must not reach the client.
+    Failed { error: Error, drop_cookie: bool },
+}
+
+impl Engine {
+    /// Persists the request's session after the response was built.
+    /// `cookie_sent` tells whether the response carries the session's
+    /// `Set-Cookie`: Rocket drops the handler's cookies when a catcher
+    /// answers instead, and a session whose new cookie never reaches the
+    /// browser is not saved (its record would be unreachable, or a rotation
+    /// would strand the browser on the old id).
+    pub(crate) async fn save(
+        &self,
+        cell: &SessionCell,
+        status: Status,
+        cookie_sent: bool,
+    ) -> SaveOutcome {
+        let persist = status.code < 500 || self.config.save_on_error;
+        let plan = cell.lock().plan(now_unix(), persist, cookie_sent);
+        let drop_cookie = plan.issues_new_cookie();
+        let result = match plan {
+            SavePlan::Nothing => Ok(SaveOutcome::Done),
+            SavePlan::DropCookie => Ok(SaveOutcome::DropCookie),
+            SavePlan::Touch(untouched) => {
+                self.touch_if_due(cell, &untouched).await;
+                Ok(SaveOutcome::Done)
+            }
+            SavePlan::Create(snapshot) => self.save_new(cell, snapshot).await,
+            SavePlan::Rotate(snapshot, origin) => self.save_rotated(cell, snapshot, &origin).await,
+            SavePlan::Update(snapshot) => self.save_existing(cell, snapshot).await,
+            SavePlan::End(origin, ending) => self.end(origin).await.map(|()| match ending {
+                Ending::DropCookie => SaveOutcome::DropCookie,
+                Ending::RemoveCookie => SaveOutcome::RemoveCookie,
+            }),
+        };
+        result.unwrap_or_else(|error| SaveOutcome::Failed { error, drop_cookie })
+    }
+
+    /// Writes the first record of a new session (insert-if-absent).
+    async fn save_new(&self, cell: &SessionCell, snapshot: Snapshot) -> Result<SaveOutcome, Error> {
+        let envelope = snapshot.written();
+        if let Some(owner) = &envelope.owner {
+            // Indexed before it exists: an owner's index names every
+            // session of the owner.
+            self.index(owner, &snapshot.id).await?;
+        }
+        let version = self.create(&snapshot.id, &envelope).await?;
+        cell.lock().saved(envelope, version);
+        Ok(SaveOutcome::Done)
+    }
+
+    /// Creates the record of `id`. Its cookie is already sealed into the
+    /// response and cannot be replaced from here, so on a collision the id
+    /// cannot change: the save is refused rather than hand out someone
+    /// else's session.
+    async fn create(&self, id: &SessionId, envelope: &Envelope) -> Result<Option<Version>, Error> {
+        let expiry = self.expiry.session(id, envelope.last_active);
+        match self
+            .store
+            .create(&self.keys.session(id), &envelope.encode(), expiry)
+            .await?
+        {
+            CreateOutcome::Created(version) => Ok(version),
+            CreateOutcome::AlreadyExists => Err(Error::IdCollision),
+        }
+    }
+
+    /// Stores a new session holding `data`, under a freshly drawn id (drawn
+    /// again on a collision), as the first save of a session would: same
+    /// key, envelope and expiry. For `rocket_kvsession::testing`.
+    #[cfg(feature = "testing")]
+    pub(crate) async fn create_session(
+        &self,
+        data: std::collections::BTreeMap<String, Vec<u8>>,
+        permanent: bool,
+        owner: Option<String>,
+    ) -> Result<SessionId, Error> {
+        const ATTEMPTS: u32 = 8;
+        let envelope = Envelope {
+            last_active: now_unix(),
+            permanent,
+            data: data.into(),
+            owner: owner.map(|name| crate::record::Owner {
+                name,
+                handle: self.new_handle(),
+            }),
+        };
+        for _ in 0..ATTEMPTS {
+            let id = self.new_id();
+            if let Some(owner) = &envelope.owner {
+                self.index(owner, &id).await?;
+            }
+            match self.create(&id, &envelope).await {
+                Err(Error::IdCollision) => continue,
+                result => return result.map(|_| id),
+            }
+        }
+        Err(Error::IdExhausted { attempts: ATTEMPTS })
+    }
+
+    /// Moves a rotated session from `origin` to its new id: writes the new
+    /// record, then replaces the old one by a "moved to" marker with a
+    /// compare-and-swap on the version this request loaded (the marker
+    /// stays until the store's expiry, at most ten minutes, or the old
+    /// session's expiry). If the old record was ended meanwhile (a logout),
+    /// the new record is deleted and the session stays ended; if another
+    /// request changed it, this request's changes are merged onto the
+    /// newest data and the swap is tried again.
+    async fn save_rotated(
+        &self,
+        cell: &SessionCell,
+        snapshot: Snapshot,
+        origin: &Origin,
+    ) -> Result<SaveOutcome, Error> {
+        let id = &snapshot.id;
+        let mut envelope = snapshot.written();
+        if let Some(owner) = &envelope.owner {
+            self.index(owner, id).await?;
+        }
+        let mut version = self.create(id, &envelope).await?;
+        match self
+            .move_record(&snapshot, origin, &mut envelope, &mut version)
+            .await
+        {
+            Ok(true) => {
+                cell.lock().saved(envelope, version);
+                Ok(SaveOutcome::Done)
+            }
+            // The session was logged out first: it stays logged out. The
+            // browser keeps its old cookie, whose id opens nothing.
+            Ok(false) => {
+                self.store.delete(&self.keys.session(id)).await?;
+                log::info!("kvsession: session ended before its rotation was saved");
+                Ok(SaveOutcome::DropCookie)
+            }
+            Err(e) => {
+                // Leave the session where it was; the new record goes.
+                if let Err(cleanup) = self.store.delete(&self.keys.session(id)).await {
+                    log::warn!("kvsession: could not delete an unused rotated record: {cleanup}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The compare-and-swap loop of [`Engine::save_rotated`]: `Ok(false)`
+    /// if the old record ended first.
+    async fn move_record(
+        &self,
+        snapshot: &Snapshot,
+        origin: &Origin,
+        envelope: &mut Envelope,
+        version: &mut Option<Version>,
+    ) -> Result<bool, Error> {
+        let id = &snapshot.id;
+        let old_key = self.keys.session(&origin.id);
+        let marker = Stored::ended(Some(id));
+        let mut expected = origin.version.clone();
+        let mut retries = self.retry.start();
+        loop {
+            let expiry = self
+                .expiry
+                .marker(&origin.id, snapshot.now, SystemTime::now());
+            match self
+                .store
+                .update(&old_key, &marker, expected.as_ref(), expiry)
+                .await?
+            {
+                // The marker stays until the old session would have ended
+                // (on stores that keep expiries, at most ten minutes): a
+                // logout that loaded the old session before this rotation
+                // and ends it later follows it to the new record.
+                UpdateOutcome::Updated(_) => return Ok(true),
+                UpdateOutcome::Missing => return Ok(false),
+                UpdateOutcome::Conflict => {
+                    retries.next().await?;
+                    let Some((merged, current)) = self.remerge(&old_key, snapshot).await? else {
+                        return Ok(false);
+                    };
+                    if let Some(owner) = merged
+                        .owner
+                        .as_ref()
+                        .filter(|o| Some(*o) != envelope.owner.as_ref())
+                    {
+                        // Another request gave the session an owner meanwhile.
+                        self.index(owner, id).await?;
+                    }
+                    *envelope = merged;
+                    let expiry = self.expiry.session(id, snapshot.now);
+                    match self
+                        .store
+                        .update(
+                            &self.keys.session(id),
+                            &envelope.encode(),
+                            version.as_ref(),
+                            expiry,
+                        )
+                        .await?
+                    {
+                        UpdateOutcome::Updated(new_version) => *version = new_version,
+                        // Only a logout that followed the old record's
+                        // "moved to" marker can touch the new record, and
+                        // there is no marker yet: the store lost it.
+                        UpdateOutcome::Missing | UpdateOutcome::Conflict => return Ok(false),
+                    }
+                    expected = current;
+                }
+            }
+        }
+    }
+
+    /// Saves the changes of a stored session: a compare-and-swap on the
+    /// version this request loaded, merged onto the newest record and
+    /// retried on conflict, within `save_attempts` and `save_timeout`.
+    async fn save_existing(
+        &self,
+        cell: &SessionCell,
+        snapshot: Snapshot,
+    ) -> Result<SaveOutcome, Error> {
+        let id = &snapshot.id;
+        let key = self.keys.session(id);
+        if let Some(owner) = snapshot.changes.new_owner() {
+            self.index(owner, id).await?;
+        }
+        let versioned = self.store.capabilities().compare_and_swap;
+        let mut envelope = snapshot.written();
+        let mut version = snapshot.version.clone();
+        let mut retries = self.retry.start();
+        loop {
+            let expected = version.as_ref().filter(|_| versioned);
+            let expiry = self.expiry.session(id, snapshot.now);
+            match self
+                .store
+                .update(&key, &envelope.encode(), expected, expiry)
+                .await?
+            {
+                UpdateOutcome::Updated(new_version) => {
+                    if envelope.is_empty() {
+                        return self.drop_emptied(cell, &key, envelope, new_version).await;
+                    }
+                    cell.lock().saved(envelope, new_version);
+                    return Ok(SaveOutcome::Done);
+                }
+                UpdateOutcome::Missing => return Ok(self.vanished()),
+                UpdateOutcome::Conflict => {
+                    retries.next().await?;
+                    let Some((merged, current)) = self.remerge(&key, &snapshot).await? else {
+                        return Ok(self.vanished());
+                    };
+                    envelope = merged;
+                    version = current;
+                }
+            }
+        }
+    }
+
+    /// Every key was removed (and no concurrent request added one before
+    /// the write): an empty session is not kept. Where the store can, only
+    /// the record just written goes, not one a concurrent request wrote
+    /// since.
+    async fn drop_emptied(
+        &self,
+        cell: &SessionCell,
+        key: &str,
+        envelope: Envelope,
+        written: Option<Version>,
+    ) -> Result<SaveOutcome, Error> {
+        match (self.store.compare_and_delete(), written.as_ref()) {
+            (Some(cad), Some(version)) => {
+                if cad.delete_if(key, version).await? == DeleteOutcome::Conflict {
+                    // Another request wrote the session meanwhile: it lives on.
+                    cell.lock().saved(envelope, written);
+                    return Ok(SaveOutcome::Done);
+                }
+            }
+            _ => self.store.delete(key).await?,
+        }
+        cell.lock().reset(self.config.permanent);
+        Ok(SaveOutcome::RemoveCookie)
+    }
+
+    /// After a conflicting write: the newest record under `key` with this
+    /// request's changes merged onto it (activity time `snapshot.now`), and
+    /// its version; `None` if the session has ended meanwhile (deleted,
+    /// expired, or replaced by an ended or moved marker).
+    async fn remerge(
+        &self,
+        key: &str,
+        snapshot: &Snapshot,
+    ) -> Result<Option<(Envelope, Option<Version>)>, Error> {
+        let Some(current) = self.store.get(key).await? else {
+            return Ok(None);
+        };
+        let Stored::Live(base) = Stored::decode(current.value)? else {
+            return Ok(None);
+        };
+        let mut merged = snapshot.changes.merge_onto(base);
+        merged.last_active = snapshot.now;
+        Ok(Some((merged, current.version)))
+    }
+
+    /// The record of a stored session vanished before this request saved
+    /// it (a logout, a rotation by another request, expiry): its changes
+    /// are dropped, never written back. The browser's cookie is left alone:
+    /// removing it could delete the cookie a concurrent `regenerate()` just
+    /// issued, and a dead id is harmless (it is never adopted).
+    fn vanished(&self) -> SaveOutcome {
+        log::info!("kvsession: session ended before this request saved it; changes dropped");
+        SaveOutcome::Done
+    }
+
+    /// Refreshes an unmodified session's activity, at most once per
+    /// `touch_after`, when an idle timeout is configured. Failures only log:
+    /// the request itself succeeded.
+    async fn touch_if_due(&self, cell: &SessionCell, untouched: &Untouched) {
+        let now = now_unix();
+        let activity = self
+            .rules
+            .activity(untouched.last_active, untouched.record_expires_at);
+        if !self.rules.touch_due(activity, now) {
+            return;
+        }
+        let id = &untouched.id;
+        let key = self.keys.session(id);
+        let result = match self.expiry.session(id, now) {
+            // Only the expiry moves; the data is not rewritten.
+            Some(expiry) => self.store.touch(&key, expiry).await,
+            None => {
+                let expected = untouched
+                    .version
+                    .as_ref()
+                    .filter(|_| self.store.capabilities().compare_and_swap);
+                let envelope = cell.lock().written_at(now);
+                self.store
+                    .update(&key, &envelope.encode(), expected, None)
+                    .await
+            }
+        };
+        match result {
+            // A conflict means another request wrote the session, which
+            // recorded activity too.
+            Ok(_) => {}
+            Err(e) => log::warn!("kvsession: could not refresh session activity: {e}"),
+        }
+    }
+}
