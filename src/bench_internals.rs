@@ -1,6 +1,6 @@
-//! Access to internals for this repository's benchmarks, behind the hidden
-//! `bench-internals` feature. Not part of the public API: it may change or go
-//! away in any release.
+//! Access to internals for this repository's benchmarks, as the hidden
+//! module `__bench`. Not part of the public API and not covered by semver:
+//! it may change or go away in any release.
 //!
 //! Only what needs the crate's private modules lives here; the benchmark
 //! harness itself is the `rocket_kvsession_bench` support crate.
@@ -100,4 +100,19 @@ impl CookieSealer {
             .open(name, value)
             .map(|opened| opened.plaintext().len())
     }
+}
+
+/// Draws a session id as the engine does (`key_bits` random bits, created
+/// at `created`) and formats it.
+pub fn generate_id<R: rand_core::RngCore + ?Sized>(
+    rng: &mut R,
+    key_bits: u32,
+    created: std::time::SystemTime,
+) -> String {
+    crate::id::SessionId::generate(rng, key_bits, created).to_string()
+}
+
+/// Parses `text` as the engine parses the id in a cookie: whether it is one.
+pub fn parse_id(text: &str) -> bool {
+    text.parse::<crate::id::SessionId>().is_ok()
 }

@@ -7,9 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand_core::RngCore;
 
 /// The fewest random bits an id may have.
-pub const MIN_KEY_BITS: u32 = 64;
+pub(crate) const MIN_KEY_BITS: u32 = 64;
 /// The most random bits an id may have.
-pub const MAX_KEY_BITS: u32 = 256;
+pub(crate) const MAX_KEY_BITS: u32 = 256;
 
 /// A session id: `key_bits` random bits as zero-padded lower-case hex, an
 /// underscore, and the creation time in Unix seconds as lower-case hex, e.g.
@@ -19,7 +19,7 @@ pub const MAX_KEY_BITS: u32 = 256;
 /// decide expiry from the key alone. Ids travel only inside an encrypted,
 /// authenticated cookie, so a client can neither read nor choose one.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionId {
+pub(crate) struct SessionId {
     /// The random part as lower-case hex ASCII, in the first `random_len`
     /// bytes (the rest zero), kept inline: ids are cloned and dropped
     /// several times per request, without touching the heap.
@@ -31,7 +31,7 @@ pub struct SessionId {
 /// Why a string is not a [`SessionId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ParseIdError {
+pub(crate) enum ParseIdError {
     /// There is no `_` separating the two parts.
     #[error("session id has no `_` separator")]
     NoSeparator,
@@ -51,7 +51,11 @@ fn is_lower_hex(s: &str) -> bool {
 impl SessionId {
     /// Draws a new id with `key_bits` random bits (a multiple of 8 from 64 to
     /// 256; other values are clamped to that range and rounded up to whole bytes).
-    pub fn generate<R: RngCore + ?Sized>(rng: &mut R, key_bits: u32, created: SystemTime) -> Self {
+    pub(crate) fn generate<R: RngCore + ?Sized>(
+        rng: &mut R,
+        key_bits: u32,
+        created: SystemTime,
+    ) -> Self {
         let bytes = key_bits.clamp(MIN_KEY_BITS, MAX_KEY_BITS).div_ceil(8) as usize;
         let mut buf = [0u8; (MAX_KEY_BITS / 8) as usize];
         rng.fill_bytes(&mut buf[..bytes]);
@@ -73,18 +77,12 @@ impl SessionId {
     }
 
     /// The creation time, in Unix seconds.
-    pub fn created_unix(&self) -> u64 {
+    pub(crate) fn created_unix(&self) -> u64 {
         self.created
     }
 
-    /// The creation time (saturating at the latest time the platform can
-    /// represent).
-    pub fn created(&self) -> SystemTime {
-        crate::time::from_unix(self.created)
-    }
-
     /// How many random bits the id carries.
-    pub fn key_bits(&self) -> u32 {
+    pub(crate) fn key_bits(&self) -> u32 {
         u32::from(self.random_len) * 4
     }
 
@@ -246,7 +244,6 @@ mod tests {
     #[test]
     fn times_near_the_integer_limits_do_not_panic() {
         let id: SessionId = "0123456789abcdef_ffffffffffffffff".parse().unwrap();
-        let _ = id.created();
         assert_eq!(id.created_unix(), u64::MAX);
     }
 

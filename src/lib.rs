@@ -33,7 +33,6 @@ pub use config::{SameSitePolicy, SessionConfig};
 pub use error::{redact_ids, BoxError, Error, StoreError};
 pub use fairing::KvSession;
 pub use flash::{Flash, FLASH_KEY};
-pub use id::{ParseIdError, SessionId, MAX_KEY_BITS, MIN_KEY_BITS};
 pub use manager::{SessionInfo, SessionManager};
 pub use memory::MemoryStore;
 pub use session::Session;
@@ -43,8 +42,9 @@ pub use store::{
 };
 
 /// Access to internals for this repository's benchmarks. Not part of the
-/// public API: it may change or go away in any release.
-#[cfg(feature = "bench-internals")]
+/// public API and not covered by semver: it may change or go away in any
+/// release. Always compiled (it is small), so no feature of the crate
+/// differs between what the benchmarks and what users build.
 #[doc(hidden)]
 #[path = "bench_internals.rs"]
 pub mod __bench;

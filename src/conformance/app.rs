@@ -42,8 +42,9 @@ use rocket::{get, post, routes, Build, Rocket, State};
 use super::unique_prefix;
 
 mod owners;
+use crate::id::SessionId;
 use crate::record::Stored;
-use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig, SessionId};
+use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig};
 pub use owners::*;
 
 /// The secret key of every conformance app, so that a cookie issued by one
@@ -52,7 +53,7 @@ pub const SECRET_KEY: &str = "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=";
 
 /// Regenerates the session id, then stores `user`.
 #[post("/login/<user>")]
-pub async fn login(session: Session<'_>, user: &str) -> Result<&'static str, Error> {
+async fn login(session: Session<'_>, user: &str) -> Result<&'static str, Error> {
     session.regenerate().await?;
     session.insert("user", user)?;
     Ok("ok")
@@ -60,20 +61,20 @@ pub async fn login(session: Session<'_>, user: &str) -> Result<&'static str, Err
 
 /// Gives the session a new id, keeping its data.
 #[post("/regenerate")]
-pub async fn regenerate(session: Session<'_>) -> Result<&'static str, Error> {
+async fn regenerate(session: Session<'_>) -> Result<&'static str, Error> {
     session.regenerate().await?;
     Ok("ok")
 }
 
 /// The session id, empty if the session has none.
 #[get("/id")]
-pub fn id(session: Session<'_>) -> String {
+fn id(session: Session<'_>) -> String {
     session.id().unwrap_or_default()
 }
 
 /// Removes `key`: `removed` or `absent`.
 #[post("/remove/<key>")]
-pub fn remove(session: Session<'_>, key: &str) -> &'static str {
+fn remove(session: Session<'_>, key: &str) -> &'static str {
     if session.remove(key) {
         "removed"
     } else {
@@ -83,67 +84,67 @@ pub fn remove(session: Session<'_>, key: &str) -> &'static str {
 
 /// Removes every key.
 #[post("/clear")]
-pub fn clear(session: Session<'_>) -> &'static str {
+fn clear(session: Session<'_>) -> &'static str {
     session.clear();
     "cleared"
 }
 
 /// The stored user, 404 if none.
 #[get("/whoami")]
-pub fn whoami(session: Session<'_>) -> Option<String> {
+fn whoami(session: Session<'_>) -> Option<String> {
     session.get::<String>("user").ok().flatten()
 }
 
 /// Sets `key` to the string `value`; answers the session id.
 #[post("/set/<key>/<value>")]
-pub fn set(session: Session<'_>, key: &str, value: &str) -> Result<String, Error> {
+fn set(session: Session<'_>, key: &str, value: &str) -> Result<String, Error> {
     session.insert(key, value)?;
     Ok(session.id().unwrap_or_default())
 }
 
 /// The string under `key`, 404 if none.
 #[get("/get/<key>")]
-pub fn get(session: Session<'_>, key: &str) -> Option<String> {
+fn get(session: Session<'_>, key: &str) -> Option<String> {
     session.get::<String>(key).ok().flatten()
 }
 
 /// The session's keys, comma-separated.
 #[get("/keys")]
-pub fn keys(session: Session<'_>) -> String {
+fn keys(session: Session<'_>) -> String {
     session.keys().join(",")
 }
 
 /// Ends the session.
 #[post("/logout")]
-pub async fn logout(session: Session<'_>) -> Result<&'static str, Error> {
+async fn logout(session: Session<'_>) -> Result<&'static str, Error> {
     session.destroy().await?;
     Ok("bye")
 }
 
 /// Makes the session permanent or not.
 #[post("/permanent/<on>")]
-pub fn permanent(session: Session<'_>, on: bool) -> &'static str {
+fn permanent(session: Session<'_>, on: bool) -> &'static str {
     session.set_permanent(on);
     "ok"
 }
 
 /// Sets a key, then answers 500: the change must not be saved.
 #[post("/fail/<key>/<value>")]
-pub fn fail(session: Session<'_>, key: &str, value: &str) -> Result<(Status, &'static str), Error> {
+fn fail(session: Session<'_>, key: &str, value: &str) -> Result<(Status, &'static str), Error> {
     session.insert(key, value)?;
     Ok((Status::InternalServerError, "failed"))
 }
 
 /// A route without a session.
 #[get("/plain")]
-pub fn plain() -> &'static str {
+fn plain() -> &'static str {
     "no session here"
 }
 
 /// Sets its key, then waits until every concurrent request has loaded the
 /// session, so their saves really race.
 #[post("/together/<key>")]
-pub async fn together(
+async fn together(
     session: Session<'_>,
     barrier: &State<Arc<Barrier>>,
     key: &str,
@@ -164,7 +165,7 @@ pub struct Gate {
 
 /// Sets its key, then waits on the [`Gate`].
 #[post("/slow/<key>")]
-pub async fn slow(
+async fn slow(
     session: Session<'_>,
     gate: &State<Arc<Gate>>,
     key: &str,
@@ -177,7 +178,7 @@ pub async fn slow(
 
 /// Waits on the [`Gate`], then regenerates the session and stores `user`.
 #[post("/slow-login/<user>")]
-pub async fn slow_login(
+async fn slow_login(
     session: Session<'_>,
     gate: &State<Arc<Gate>>,
     user: &str,
@@ -191,10 +192,7 @@ pub async fn slow_login(
 
 /// Waits on the [`Gate`], then ends the session.
 #[post("/slow-logout")]
-pub async fn slow_logout(
-    session: Session<'_>,
-    gate: &State<Arc<Gate>>,
-) -> Result<&'static str, Error> {
+async fn slow_logout(session: Session<'_>, gate: &State<Arc<Gate>>) -> Result<&'static str, Error> {
     gate.loaded.notify_one();
     gate.release.notified().await;
     session.destroy().await?;
@@ -203,10 +201,7 @@ pub async fn slow_logout(
 
 /// Regenerates the session and stores `user`, then answers 500.
 #[post("/login-fails/<user>")]
-pub async fn login_fails(
-    session: Session<'_>,
-    user: &str,
-) -> Result<(Status, &'static str), Error> {
+async fn login_fails(session: Session<'_>, user: &str) -> Result<(Status, &'static str), Error> {
     session.regenerate().await?;
     session.insert("user", user)?;
     Ok((Status::InternalServerError, "failed"))
@@ -215,7 +210,7 @@ pub async fn login_fails(
 /// Regenerates the session and stores `user`, then fails with 401, which
 /// Rocket answers with a catcher.
 #[post("/login-denied/<user>")]
-pub async fn login_denied(session: Session<'_>, user: &str) -> Result<&'static str, Status> {
+async fn login_denied(session: Session<'_>, user: &str) -> Result<&'static str, Status> {
     session
         .regenerate()
         .await

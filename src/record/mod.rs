@@ -22,7 +22,6 @@ pub(crate) use data::{Data, RecordBytes};
 pub(crate) use index::{Index, IndexEntry};
 pub(crate) use msgpack::corrupt;
 pub(crate) use owner::{Handle, Owner};
-#[cfg(any(test, feature = "bench-internals"))]
 pub(crate) use session::encode_parts;
 pub(crate) use session::Envelope;
 

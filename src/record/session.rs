@@ -9,12 +9,10 @@
 //! Decoding is lazy: a loaded envelope keeps the record's bytes and an index
 //! of where each key and value lies in them ([`Data`]).
 
-#[cfg(any(test, feature = "bench-internals"))]
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::data::{Data, Entry, Loaded, RecordBytes, Span};
-#[cfg(any(test, feature = "bench-internals"))]
 use super::msgpack::write_map;
 use super::msgpack::{bad_in, bin_header, corrupt, map_header, str_header, take_in};
 use super::owner::{Handle, Owner};
@@ -200,7 +198,6 @@ fn encode_with(
 }
 
 /// Encodes format 1 from its parts (see [`Envelope::encode`]).
-#[cfg(any(test, feature = "bench-internals"))]
 pub(crate) fn encode_parts(
     last_active: u64,
     permanent: bool,

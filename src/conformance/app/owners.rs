@@ -19,7 +19,7 @@ use crate::{Error, KeyValueStore, Session, SessionConfig, SessionManager};
 /// Logs in as `user` with an owner: regenerates, sets the owner and the
 /// `user` key; answers the session's handle.
 #[post("/owner-login/<user>")]
-pub async fn owner_login(session: Session<'_>, user: &str) -> Result<String, Error> {
+async fn owner_login(session: Session<'_>, user: &str) -> Result<String, Error> {
     session.regenerate().await?;
     session.set_owner(user);
     session.insert("user", user)?;
@@ -28,26 +28,26 @@ pub async fn owner_login(session: Session<'_>, user: &str) -> Result<String, Err
 
 /// The session's owner, 404 if none.
 #[get("/owner")]
-pub fn owner(session: Session<'_>) -> Option<String> {
+fn owner(session: Session<'_>) -> Option<String> {
     session.owner()
 }
 
 /// The session's handle, 404 if none.
 #[get("/handle")]
-pub fn handle(session: Session<'_>) -> Option<String> {
+fn handle(session: Session<'_>) -> Option<String> {
     session.handle()
 }
 
 /// Ends the other sessions of this session's owner; answers how many.
 #[post("/revoke-others")]
-pub async fn revoke_others(session: Session<'_>) -> Result<String, Error> {
+async fn revoke_others(session: Session<'_>) -> Result<String, Error> {
     Ok(session.revoke_other_sessions().await?.to_string())
 }
 
 /// `sessions_of(user)`, one line per session:
 /// `handle created last_active expires_at permanent` (Unix seconds).
 #[get("/sessions-of/<user>")]
-pub async fn sessions_of(manager: &State<SessionManager>, user: &str) -> Result<String, Error> {
+async fn sessions_of(manager: &State<SessionManager>, user: &str) -> Result<String, Error> {
     let secs = |t: SystemTime| {
         t.duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
@@ -73,7 +73,7 @@ pub async fn sessions_of(manager: &State<SessionManager>, user: &str) -> Result<
 
 /// `revoke(user, handle)`: `true` or `false`.
 #[post("/revoke/<user>/<handle>")]
-pub async fn revoke(
+async fn revoke(
     manager: &State<SessionManager>,
     user: &str,
     handle: &str,
@@ -83,13 +83,13 @@ pub async fn revoke(
 
 /// `revoke_owner(user)`: how many ended.
 #[post("/revoke-owner/<user>")]
-pub async fn revoke_owner(manager: &State<SessionManager>, user: &str) -> Result<String, Error> {
+async fn revoke_owner(manager: &State<SessionManager>, user: &str) -> Result<String, Error> {
     Ok(manager.revoke_owner(user).await?.to_string())
 }
 
 /// `revoke_all()`: how many ended.
 #[post("/revoke-all")]
-pub async fn revoke_all(manager: &State<SessionManager>) -> Result<String, Error> {
+async fn revoke_all(manager: &State<SessionManager>) -> Result<String, Error> {
     Ok(manager.revoke_all().await?.to_string())
 }
 

@@ -11,8 +11,9 @@
 //!   bench target (`harness = false`).
 //! * [`sweep_files`]: directories of session files, for the sweep benchmark
 //!   and the sweep tests of the object_store store.
-//! * [`encode_record`], [`decode_record`], [`DecodedRecord`]: the core's own record encoding,
-//!   through its hidden `bench-internals` feature.
+//! * [`encode_record`], [`decode_record`], [`DecodedRecord`], [`generate_id`],
+//!   [`parse_id`], [`CookieSealer`]: the core's own record encoding, ids and
+//!   cookie cipher, through its hidden `__bench` module.
 //!
 //! Bench targets do nothing unless run with `--bench` (as `cargo bench`
 //! does), so `cargo test --all-targets` only checks that they start.
@@ -27,6 +28,8 @@ pub mod sweep_files;
 
 pub use args::{block_on, ArgError, Args, Runtime};
 pub use report::{print_comparison, Labels};
-pub use rocket_kvsession::__bench::{decode_record, encode_record, CookieSealer, DecodedRecord};
+pub use rocket_kvsession::__bench::{
+    decode_record, encode_record, generate_id, parse_id, CookieSealer, DecodedRecord,
+};
 pub use side::{chain, compare, measure, sample, Samples, Side, StoreSide};
 pub use stats::{micros, percentile, record};
