@@ -3,6 +3,7 @@
 use rocket::http::SameSite;
 use rocket::serde::{Deserialize, Serialize};
 
+use crate::cookie::CookieSettings;
 use crate::error::Error;
 use crate::id::{MAX_KEY_BITS, MIN_KEY_BITS};
 
@@ -37,9 +38,19 @@ impl From<SameSitePolicy> for SameSite {
 ///
 /// All durations are whole seconds.
 ///
-/// Its `Debug` output shows how many `secret_key_fallbacks` there are, never
-/// the keys.
-#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+/// Its `Debug` output never shows the keys of `secret_key_fallbacks`
+/// ([`Secret`] redacts them).
+///
+/// New settings may be added in any minor release: build a configuration
+/// from [`SessionConfig::default`] with struct update syntax
+/// (`SessionConfig { lifetime: 3600, ..SessionConfig::default() }`) or read it
+/// from the figment, never as a literal of every field.
+///
+/// The values are checked by [`validate`](Self::validate), group by group
+/// (the cookie, lifetimes, keys, saves, secrets); the fairing calls it at
+/// ignite and refuses launch on any error, and turns the cookie settings
+/// into the typed attributes it uses from then on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(crate = "rocket::serde", default, deny_unknown_fields)]
 pub struct SessionConfig {
     /// The session cookie's name.
@@ -142,55 +153,46 @@ pub struct SessionConfig {
     /// equal to the current one is ignored.
     ///
     /// _Default:_ `[]`.
-    pub secret_key_fallbacks: Vec<String>,
+    pub secret_key_fallbacks: Vec<Secret>,
 }
 
-impl std::fmt::Debug for SessionConfig {
+/// A secret configuration value (a key of `secret_key_fallbacks`): read and
+/// written as a plain string, but its `Debug` output is redacted, so a
+/// logged [`SessionConfig`] never shows it.
+///
+/// ```
+/// use rocket_kvsession::Secret;
+///
+/// let key = Secret::from("hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=");
+/// assert_eq!(format!("{key:?}"), "Secret(redacted)");
+/// assert!(key.expose().starts_with("hPRY"));
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(crate = "rocket::serde", transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Every field by name, so that a new one is not forgotten here.
-        let SessionConfig {
-            cookie_name,
-            cookie_path,
-            cookie_domain,
-            cookie_secure,
-            cookie_http_only,
-            cookie_same_site,
-            lifetime,
-            permanent,
-            key_bits,
-            key_prefix,
-            set_ttl,
-            cleanup_interval,
-            save_on_error,
-            idle_timeout,
-            touch_after,
-            save_attempts,
-            save_timeout,
-            secret_key_fallbacks,
-        } = self;
-        f.debug_struct("SessionConfig")
-            .field("cookie_name", cookie_name)
-            .field("cookie_path", cookie_path)
-            .field("cookie_domain", cookie_domain)
-            .field("cookie_secure", cookie_secure)
-            .field("cookie_http_only", cookie_http_only)
-            .field("cookie_same_site", cookie_same_site)
-            .field("lifetime", lifetime)
-            .field("permanent", permanent)
-            .field("key_bits", key_bits)
-            .field("key_prefix", key_prefix)
-            .field("set_ttl", set_ttl)
-            .field("cleanup_interval", cleanup_interval)
-            .field("save_on_error", save_on_error)
-            .field("idle_timeout", idle_timeout)
-            .field("touch_after", touch_after)
-            .field("save_attempts", save_attempts)
-            .field("save_timeout", save_timeout)
-            .field(
-                "secret_key_fallbacks",
-                &format_args!("[{} redacted]", secret_key_fallbacks.len()),
-            )
-            .finish()
+        f.write_str("Secret(redacted)")
     }
 }
 
@@ -225,13 +227,11 @@ pub(crate) const DEFAULT_KEY_PREFIX: &str = "session:";
 /// The longest lifetime accepted: 100 years. Anything longer is a typo.
 const MAX_LIFETIME: u64 = 100 * 365 * 24 * 3600;
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-fn config_error(key: &'static str, message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+/// The error of configuration key `key`.
+pub(crate) fn config_error(
+    key: &'static str,
+    message: impl Into<std::borrow::Cow<'static, str>>,
+) -> Error {
     Error::Config {
         key,
         message: message.into(),
@@ -241,64 +241,16 @@ fn config_error(key: &'static str, message: impl Into<std::borrow::Cow<'static, 
 impl SessionConfig {
     /// Checks every value; the error names the offending key.
     pub fn validate(&self) -> Result<(), Error> {
-        if !is_token(&self.cookie_name) {
-            return Err(config_error(
-                "cookie_name",
-                format!("{:?} is not a valid cookie name", self.cookie_name),
-            ));
-        }
-        if !self.cookie_path.starts_with('/')
-            || self
-                .cookie_path
-                .bytes()
-                .any(|b| b == b';' || b.is_ascii_control())
-        {
-            return Err(config_error(
-                "cookie_path",
-                format!("{:?} must start with `/` and hold no `;`", self.cookie_path),
-            ));
-        }
-        if let Some(domain) = &self.cookie_domain {
-            if domain.is_empty() || domain.bytes().any(|b| b == b';' || b <= b' ') {
-                return Err(config_error(
-                    "cookie_domain",
-                    format!("{domain:?} is not a domain"),
-                ));
-            }
-        }
-        if self.cookie_same_site == SameSitePolicy::None && self.cookie_secure == Some(false) {
-            return Err(config_error(
-                "cookie_same_site",
-                "\"none\" requires a Secure cookie, but `cookie_secure = false` \
-                 (browsers drop such cookies)",
-            ));
-        }
-        if self.cookie_name.starts_with("__Secure-") && self.cookie_secure == Some(false) {
-            return Err(config_error(
-                "cookie_secure",
-                "a `__Secure-` cookie must be Secure: remove `cookie_secure = false`",
-            ));
-        }
-        if self.cookie_name.starts_with("__Host-") {
-            if self.cookie_secure == Some(false) {
-                return Err(config_error(
-                    "cookie_secure",
-                    "a `__Host-` cookie must be Secure: remove `cookie_secure = false`",
-                ));
-            }
-            if self.cookie_path != "/" {
-                return Err(config_error(
-                    "cookie_path",
-                    "a `__Host-` cookie must have `cookie_path = \"/\"`",
-                ));
-            }
-            if self.cookie_domain.is_some() {
-                return Err(config_error(
-                    "cookie_domain",
-                    "a `__Host-` cookie must not have a domain",
-                ));
-            }
-        }
+        // The cookie's rules have one owner: the settings built from them.
+        CookieSettings::parse(self, false)?;
+        self.validate_lifetimes()?;
+        self.validate_keys()?;
+        self.validate_saves()?;
+        self.validate_secrets()
+    }
+
+    /// `lifetime`, `idle_timeout`, `touch_after`, `cleanup_interval`.
+    fn validate_lifetimes(&self) -> Result<(), Error> {
         if self.lifetime == 0 || self.lifetime > MAX_LIFETIME {
             return Err(config_error(
                 "lifetime",
@@ -306,23 +258,6 @@ impl SessionConfig {
                     "must be from 1 to {MAX_LIFETIME} seconds, got {}",
                     self.lifetime
                 ),
-            ));
-        }
-        if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&self.key_bits)
-            || !self.key_bits.is_multiple_of(8)
-        {
-            return Err(config_error(
-                "key_bits",
-                format!(
-                    "must be a multiple of 8 from {MIN_KEY_BITS} to {MAX_KEY_BITS}, got {}",
-                    self.key_bits
-                ),
-            ));
-        }
-        if self.key_prefix.len() > 256 || self.key_prefix.chars().any(char::is_control) {
-            return Err(config_error(
-                "key_prefix",
-                "must be at most 256 bytes with no control characters",
             ));
         }
         if self.cleanup_interval == Some(0) {
@@ -345,6 +280,33 @@ impl SessionConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// `key_bits`, `key_prefix`.
+    fn validate_keys(&self) -> Result<(), Error> {
+        if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&self.key_bits)
+            || !self.key_bits.is_multiple_of(8)
+        {
+            return Err(config_error(
+                "key_bits",
+                format!(
+                    "must be a multiple of 8 from {MIN_KEY_BITS} to {MAX_KEY_BITS}, got {}",
+                    self.key_bits
+                ),
+            ));
+        }
+        if self.key_prefix.len() > 256 || self.key_prefix.chars().any(char::is_control) {
+            return Err(config_error(
+                "key_prefix",
+                "must be at most 256 bytes with no control characters",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `save_attempts`, `save_timeout`.
+    fn validate_saves(&self) -> Result<(), Error> {
         if self.save_attempts == 0 || self.save_attempts > 1000 {
             return Err(config_error("save_attempts", "must be from 1 to 1000"));
         }
@@ -354,8 +316,13 @@ impl SessionConfig {
                 "must be from 1 to 600 seconds",
             ));
         }
+        Ok(())
+    }
+
+    /// `secret_key_fallbacks`: each in an encoding `secret_key` accepts.
+    fn validate_secrets(&self) -> Result<(), Error> {
         for (i, key) in self.secret_key_fallbacks.iter().enumerate() {
-            crate::seal::parse_fallback(key).map_err(|problem| {
+            crate::seal::parse_fallback(key.expose()).map_err(|problem| {
                 config_error("secret_key_fallbacks", format!("[{i}] {problem}"))
             })?;
         }
@@ -553,7 +520,10 @@ mod tests {
             ))
             .extract_inner("kvsession")
             .unwrap();
-        assert_eq!(config.secret_key_fallbacks, [KEY_512, KEY_256_HEX]);
+        assert_eq!(
+            config.secret_key_fallbacks,
+            [Secret::from(KEY_512), Secret::from(KEY_256_HEX)]
+        );
         config.validate().unwrap();
         assert!(SessionConfig::default().secret_key_fallbacks.is_empty());
 
@@ -572,7 +542,7 @@ mod tests {
         assert!(!shown.contains(secret), "{shown}");
 
         let zero = SessionConfig {
-            secret_key_fallbacks: vec!["0".repeat(64)],
+            secret_key_fallbacks: vec!["0".repeat(64).into()],
             ..Default::default()
         };
         assert!(zero.validate().is_err());
@@ -586,7 +556,7 @@ mod tests {
         };
         let shown = format!("{config:?}");
         assert!(
-            shown.contains("secret_key_fallbacks: [2 redacted]"),
+            shown.contains("secret_key_fallbacks: [Secret(redacted), Secret(redacted)]"),
             "{shown}"
         );
         assert!(!shown.contains(&KEY_512[..16]) && !shown.contains(&KEY_256_HEX[..16]));

@@ -6,7 +6,8 @@ use std::time::Duration;
 use rocket::http::{Cookie, SameSite};
 use rocket::Response;
 
-use crate::config::{SameSitePolicy, SessionConfig};
+use crate::config::{config_error, SameSitePolicy, SessionConfig};
+use crate::error::Error;
 
 /// The session cookie's attributes, resolved once at ignite.
 #[derive(Debug, Clone)]
@@ -21,29 +22,130 @@ pub(crate) struct CookieSettings {
     same_site: SameSite,
 }
 
+/// The cookie name prefixes browsers hold to extra rules (RFC 6265bis,
+/// matched case-insensitively).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NamePrefix {
+    /// `__Host-`: `Secure`, `Path=/`, no `Domain`.
+    Host,
+    /// `__Secure-`: `Secure`.
+    Secure,
+}
+
+impl NamePrefix {
+    fn of(name: &str) -> Option<Self> {
+        let starts = |prefix: &str| {
+            name.get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        };
+        if starts("__Host-") {
+            Some(NamePrefix::Host)
+        } else if starts("__Secure-") {
+            Some(NamePrefix::Secure)
+        } else {
+            None
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 impl CookieSettings {
     /// The attributes `config` asks for, in a Rocket instance whose profile
-    /// is (`debug`) or is not Rocket's debug profile. An unset
-    /// `cookie_secure` means `Secure` outside the debug profile; in it, the
-    /// attribute is left to Rocket (`Secure` under TLS). `__Host-` and
-    /// `__Secure-` cookies and `SameSite=None` are always `Secure`.
-    pub(crate) fn resolve(config: &SessionConfig, debug: bool) -> Self {
-        let must_be_secure = config.cookie_name.starts_with("__Host-")
-            || config.cookie_name.starts_with("__Secure-")
-            || config.cookie_same_site == SameSitePolicy::None;
+    /// is (`debug`) or is not Rocket's debug profile; the error names the
+    /// configuration key that breaks a cookie rule. The rules, all here:
+    /// the name is an HTTP token; the path starts with `/` and the domain
+    /// is a host, neither with `;`; `__Host-` cookies (any case) are
+    /// `Secure` with `Path=/` and no domain, `__Secure-` cookies are
+    /// `Secure`, and `SameSite=None` needs `Secure` (browsers drop such
+    /// cookies otherwise). An unset `cookie_secure` means `Secure` outside
+    /// the debug profile; in it, the attribute is left to Rocket (`Secure`
+    /// under TLS), except for the cookies above, which are always `Secure`.
+    pub(crate) fn parse(config: &SessionConfig, debug: bool) -> Result<Self, Error> {
+        if !is_token(&config.cookie_name) {
+            return Err(config_error(
+                "cookie_name",
+                format!("{:?} is not a valid cookie name", config.cookie_name),
+            ));
+        }
+        if !config.cookie_path.starts_with('/')
+            || config
+                .cookie_path
+                .bytes()
+                .any(|b| b == b';' || b.is_ascii_control())
+        {
+            return Err(config_error(
+                "cookie_path",
+                format!(
+                    "{:?} must start with `/` and hold no `;`",
+                    config.cookie_path
+                ),
+            ));
+        }
+        if let Some(domain) = &config.cookie_domain {
+            if domain.is_empty() || domain.bytes().any(|b| b == b';' || b <= b' ') {
+                return Err(config_error(
+                    "cookie_domain",
+                    format!("{domain:?} is not a domain"),
+                ));
+            }
+        }
+        let prefix = NamePrefix::of(&config.cookie_name);
+        let explicitly_insecure = config.cookie_secure == Some(false);
+        if config.cookie_same_site == SameSitePolicy::None && explicitly_insecure {
+            return Err(config_error(
+                "cookie_same_site",
+                "\"none\" requires a Secure cookie, but `cookie_secure = false` \
+                 (browsers drop such cookies)",
+            ));
+        }
+        match prefix {
+            Some(NamePrefix::Secure) if explicitly_insecure => {
+                return Err(config_error(
+                    "cookie_secure",
+                    "a `__Secure-` cookie must be Secure: remove `cookie_secure = false`",
+                ));
+            }
+            Some(NamePrefix::Host) => {
+                if explicitly_insecure {
+                    return Err(config_error(
+                        "cookie_secure",
+                        "a `__Host-` cookie must be Secure: remove `cookie_secure = false`",
+                    ));
+                }
+                if config.cookie_path != "/" {
+                    return Err(config_error(
+                        "cookie_path",
+                        "a `__Host-` cookie must have `cookie_path = \"/\"`",
+                    ));
+                }
+                if config.cookie_domain.is_some() {
+                    return Err(config_error(
+                        "cookie_domain",
+                        "a `__Host-` cookie must not have a domain",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        let must_be_secure = prefix.is_some() || config.cookie_same_site == SameSitePolicy::None;
         let secure = match config.cookie_secure {
             Some(explicit) => Some(explicit),
             None if must_be_secure || !debug => Some(true),
             None => None,
         };
-        CookieSettings {
+        Ok(CookieSettings {
             name: config.cookie_name.clone(),
             path: config.cookie_path.clone(),
             domain: config.cookie_domain.clone(),
             secure,
             http_only: config.cookie_http_only,
             same_site: config.cookie_same_site.into(),
-        }
+        })
     }
 
     /// Whether the cookie is certainly `Secure` whatever Rocket serves.
@@ -133,7 +235,7 @@ mod tests {
     use super::*;
 
     fn settings(config: &SessionConfig) -> CookieSettings {
-        CookieSettings::resolve(config, false)
+        CookieSettings::parse(config, false).unwrap()
     }
 
     #[test]
@@ -174,27 +276,39 @@ mod tests {
     #[test]
     fn secure_is_explicit_outside_debug_and_left_to_rocket_in_debug() {
         let unset = SessionConfig::default();
-        assert_eq!(CookieSettings::resolve(&unset, false).secure, Some(true));
-        assert_eq!(CookieSettings::resolve(&unset, true).secure, None);
+        assert_eq!(
+            CookieSettings::parse(&unset, false).unwrap().secure,
+            Some(true)
+        );
+        assert_eq!(CookieSettings::parse(&unset, true).unwrap().secure, None);
         for debug in [false, true] {
             let off = SessionConfig {
                 cookie_secure: Some(false),
                 ..SessionConfig::default()
             };
-            assert_eq!(CookieSettings::resolve(&off, debug).secure, Some(false));
+            assert_eq!(
+                CookieSettings::parse(&off, debug).unwrap().secure,
+                Some(false)
+            );
             let host = SessionConfig {
                 cookie_name: "__Host-s".into(),
                 ..SessionConfig::default()
             };
-            assert_eq!(CookieSettings::resolve(&host, debug).secure, Some(true));
+            assert_eq!(
+                CookieSettings::parse(&host, debug).unwrap().secure,
+                Some(true)
+            );
             let none = SessionConfig {
                 cookie_same_site: SameSitePolicy::None,
                 ..SessionConfig::default()
             };
-            assert_eq!(CookieSettings::resolve(&none, debug).secure, Some(true));
+            assert_eq!(
+                CookieSettings::parse(&none, debug).unwrap().secure,
+                Some(true)
+            );
         }
         let cookie = session_cookie(
-            &CookieSettings::resolve(&unset, true),
+            &CookieSettings::parse(&unset, true).unwrap(),
             Some(Duration::from_secs(60)),
             "sealed".into(),
         );
@@ -215,5 +329,65 @@ mod tests {
         let left: Vec<_> = res.headers().get("Set-Cookie").collect();
         assert_eq!(left, ["sessionx=keep; Path=/", " other = 1"]);
         assert_eq!(res.headers().get_one("X-Other"), Some("1"));
+    }
+
+    #[test]
+    fn prefixed_names_are_recognised_in_any_case() {
+        for name in [
+            "__Host-s",
+            "__host-s",
+            "__HOST-s",
+            "__Secure-s",
+            "__secure-s",
+        ] {
+            let config = SessionConfig {
+                cookie_name: name.into(),
+                ..SessionConfig::default()
+            };
+            let settings = CookieSettings::parse(&config, true).unwrap();
+            assert_eq!(
+                settings.secure,
+                Some(true),
+                "{name} must be Secure even in debug"
+            );
+            let insecure = SessionConfig {
+                cookie_secure: Some(false),
+                ..config
+            };
+            let err = CookieSettings::parse(&insecure, true).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Config {
+                        key: "cookie_secure",
+                        ..
+                    }
+                ),
+                "{name}: {err}"
+            );
+        }
+        let host_with_path = SessionConfig {
+            cookie_name: "__HoSt-s".into(),
+            cookie_path: "/app".into(),
+            ..SessionConfig::default()
+        };
+        let err = CookieSettings::parse(&host_with_path, false).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Config {
+                    key: "cookie_path",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Not a prefix: a name that merely contains it.
+        let plain = SessionConfig {
+            cookie_name: "x__Host-s".into(),
+            cookie_path: "/app".into(),
+            ..SessionConfig::default()
+        };
+        assert_eq!(CookieSettings::parse(&plain, true).unwrap().secure, None);
     }
 }

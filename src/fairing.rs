@@ -168,7 +168,13 @@ impl Fairing for KvSession {
             .unwrap_or_else(|| Box::new(ChaCha20Rng::from_os_rng()));
         let rng = SharedRng::new(rng);
         let debug = rocket.figment().profile() == rocket::Config::DEBUG_PROFILE;
-        let cookies = CookieSettings::resolve(&config, debug);
+        let cookies = match CookieSettings::parse(&config, debug) {
+            Ok(cookies) => cookies,
+            Err(e) => {
+                log::error!("kvsession: {e}");
+                return Err(rocket);
+            }
+        };
         if !debug && !cookies.always_secure() {
             log::warn!(
                 "kvsession: the session cookie is not Secure (`cookie_secure = false`) \

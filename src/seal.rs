@@ -12,6 +12,7 @@
 //! expanded by the `cookie` crate's `Key::derive_from`), so every encoding
 //! Rocket reads as the same key gives the same cipher.
 
+use crate::config::Secret;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -169,7 +170,7 @@ impl CookieCipher {
     /// `InsecureSecretKey`), so this is only a second line.
     pub(crate) fn from_figment(
         figment: &Figment,
-        fallbacks: &[String],
+        fallbacks: &[Secret],
         debug_profile: bool,
     ) -> Result<CookieCipher, SecretKeyError> {
         let configured = match figment.find_value(rocket::Config::SECRET_KEY) {
@@ -207,7 +208,7 @@ impl CookieCipher {
         };
         let mut masters = Vec::with_capacity(fallbacks.len());
         for (i, fallback) in fallbacks.iter().enumerate() {
-            let master = parse_fallback(fallback).map_err(|message| SecretKeyError {
+            let master = parse_fallback(fallback.expose()).map_err(|message| SecretKeyError {
                 key: format!("kvsession.secret_key_fallbacks[{i}]").into(),
                 message,
             })?;
@@ -366,7 +367,7 @@ mod tests {
     }
 
     fn cipher(key: &str, fallbacks: &[&str]) -> CookieCipher {
-        let fallbacks: Vec<String> = fallbacks.iter().map(|s| s.to_string()).collect();
+        let fallbacks: Vec<Secret> = fallbacks.iter().map(|s| Secret::from(*s)).collect();
         CookieCipher::from_figment(&figment(key), &fallbacks, false).unwrap()
     }
 
@@ -479,7 +480,7 @@ mod tests {
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains(&bad[10..30]), "{shown}");
 
-        let fallbacks = [random_key(), "not-a-key-but-secret".to_string()];
+        let fallbacks = [random_key().into(), Secret::from("not-a-key-but-secret")];
         let err = CookieCipher::from_figment(&figment(KEY_512), &fallbacks, false).unwrap_err();
         assert_eq!(err.key, "kvsession.secret_key_fallbacks[1]");
         let shown = format!("{err} {err:?}");
@@ -489,7 +490,7 @@ mod tests {
         );
         assert!(!shown.contains("not-a-key"), "{shown}");
 
-        let zero = "0".repeat(64);
+        let zero = Secret::from("0".repeat(64));
         let err = CookieCipher::from_figment(&figment(KEY_512), &[zero], false).unwrap_err();
         assert_eq!(err.key, "kvsession.secret_key_fallbacks[0]");
         assert!(parse_fallback(&KEY_512[..40]).is_err());

@@ -16,7 +16,7 @@ const NEW_KEY: &str = "Rc1+7Q0rLQGZRo/gHFm9JqTIjZoDq0DbzcNx9ku2r1s=";
 /// An app on `store` whose `secret_key` is `key`, with `fallbacks`.
 async fn app(store: &TestStore, key: &str, fallbacks: &[&str]) -> Client {
     let config = SessionConfig {
-        secret_key_fallbacks: fallbacks.iter().map(|k| (*k).to_owned()).collect(),
+        secret_key_fallbacks: fallbacks.iter().map(|k| (*k).into()).collect(),
         ..SessionConfig::default()
     };
     let rocket = rocket::custom(
@@ -180,7 +180,7 @@ async fn a_bad_fallback_refuses_launch() {
         "",
     ] {
         let config = SessionConfig {
-            secret_key_fallbacks: vec![OLD_KEY.to_owned(), bad.to_owned()],
+            secret_key_fallbacks: vec![OLD_KEY.into(), bad.into()],
             ..SessionConfig::default()
         };
         assert!(config.validate().is_err(), "{bad:?}");
@@ -190,7 +190,7 @@ async fn a_bad_fallback_refuses_launch() {
         assert!(refused(rocket.ignite().await), "{bad:?}");
     }
     let config = SessionConfig {
-        secret_key_fallbacks: vec![OLD_KEY.to_owned()],
+        secret_key_fallbacks: vec![OLD_KEY.into()],
         ..SessionConfig::default()
     };
     let shown = format!("{config:?}");
