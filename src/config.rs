@@ -1,34 +1,10 @@
 //! [`SessionConfig`]: the `kvsession` configuration table.
 
-use rocket::http::SameSite;
 use rocket::serde::{Deserialize, Serialize};
 
-use crate::cookie::CookieSettings;
+use crate::cookie::{CookieConfig, CookieSettings, SameSitePolicy};
 use crate::error::Error;
 use crate::id::{MAX_KEY_BITS, MIN_KEY_BITS};
-
-/// The `SameSite` attribute of the session cookie.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(crate = "rocket::serde", rename_all = "lowercase")]
-pub enum SameSitePolicy {
-    /// `SameSite=Strict`: the cookie is never sent on cross-site requests.
-    Strict,
-    /// `SameSite=Lax`: sent on top-level cross-site navigations (the default).
-    #[default]
-    Lax,
-    /// `SameSite=None`: sent on every request; requires `cookie_secure`.
-    None,
-}
-
-impl From<SameSitePolicy> for SameSite {
-    fn from(policy: SameSitePolicy) -> Self {
-        match policy {
-            SameSitePolicy::Strict => SameSite::Strict,
-            SameSitePolicy::Lax => SameSite::Lax,
-            SameSitePolicy::None => SameSite::None,
-        }
-    }
-}
 
 /// Session configuration, read from the `kvsession` table of Rocket's
 /// figment (`[default.kvsession]` in `Rocket.toml`, or
@@ -227,32 +203,33 @@ pub(crate) const DEFAULT_KEY_PREFIX: &str = "session:";
 /// The longest lifetime accepted: 100 years. Anything longer is a typo.
 const MAX_LIFETIME: u64 = 100 * 365 * 24 * 3600;
 
-/// The error of configuration key `key`.
-pub(crate) fn config_error(
-    key: &'static str,
-    message: impl Into<std::borrow::Cow<'static, str>>,
-) -> Error {
-    Error::Config {
-        key,
-        message: message.into(),
-    }
-}
-
 impl SessionConfig {
     /// Checks every value; the error names the offending key.
     pub fn validate(&self) -> Result<(), Error> {
         // The cookie's rules have one owner: the settings built from them.
-        CookieSettings::parse(self, false)?;
+        CookieSettings::parse(&self.cookie(), false)?;
         self.validate_lifetimes()?;
         self.validate_keys()?;
         self.validate_saves()?;
         self.validate_secrets()
     }
 
+    /// The cookie's part of the configuration.
+    pub(crate) fn cookie(&self) -> CookieConfig<'_> {
+        CookieConfig {
+            name: &self.cookie_name,
+            path: &self.cookie_path,
+            domain: self.cookie_domain.as_deref(),
+            secure: self.cookie_secure,
+            http_only: self.cookie_http_only,
+            same_site: self.cookie_same_site,
+        }
+    }
+
     /// `lifetime`, `idle_timeout`, `touch_after`, `cleanup_interval`.
     fn validate_lifetimes(&self) -> Result<(), Error> {
         if self.lifetime == 0 || self.lifetime > MAX_LIFETIME {
-            return Err(config_error(
+            return Err(Error::config(
                 "lifetime",
                 format!(
                     "must be from 1 to {MAX_LIFETIME} seconds, got {}",
@@ -261,17 +238,17 @@ impl SessionConfig {
             ));
         }
         if self.cleanup_interval == Some(0) {
-            return Err(config_error(
+            return Err(Error::config(
                 "cleanup_interval",
                 "must be at least 1 second",
             ));
         }
         if let Some(idle) = self.idle_timeout {
             if idle == 0 {
-                return Err(config_error("idle_timeout", "must be at least 1 second"));
+                return Err(Error::config("idle_timeout", "must be at least 1 second"));
             }
             if self.touch_after >= idle {
-                return Err(config_error(
+                return Err(Error::config(
                     "touch_after",
                     format!(
                         "must be shorter than idle_timeout ({idle}), got {}",
@@ -288,7 +265,7 @@ impl SessionConfig {
         if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&self.key_bits)
             || !self.key_bits.is_multiple_of(8)
         {
-            return Err(config_error(
+            return Err(Error::config(
                 "key_bits",
                 format!(
                     "must be a multiple of 8 from {MIN_KEY_BITS} to {MAX_KEY_BITS}, got {}",
@@ -297,7 +274,7 @@ impl SessionConfig {
             ));
         }
         if self.key_prefix.len() > 256 || self.key_prefix.chars().any(char::is_control) {
-            return Err(config_error(
+            return Err(Error::config(
                 "key_prefix",
                 "must be at most 256 bytes with no control characters",
             ));
@@ -308,10 +285,10 @@ impl SessionConfig {
     /// `save_attempts`, `save_timeout`.
     fn validate_saves(&self) -> Result<(), Error> {
         if self.save_attempts == 0 || self.save_attempts > 1000 {
-            return Err(config_error("save_attempts", "must be from 1 to 1000"));
+            return Err(Error::config("save_attempts", "must be from 1 to 1000"));
         }
         if self.save_timeout == 0 || self.save_timeout > 600 {
-            return Err(config_error(
+            return Err(Error::config(
                 "save_timeout",
                 "must be from 1 to 600 seconds",
             ));
@@ -323,7 +300,7 @@ impl SessionConfig {
     fn validate_secrets(&self) -> Result<(), Error> {
         for (i, key) in self.secret_key_fallbacks.iter().enumerate() {
             crate::seal::parse_fallback(key.expose()).map_err(|problem| {
-                config_error("secret_key_fallbacks", format!("[{i}] {problem}"))
+                Error::config("secret_key_fallbacks", format!("[{i}] {problem}"))
             })?;
         }
         Ok(())

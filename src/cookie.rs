@@ -6,8 +6,44 @@ use std::time::Duration;
 use rocket::http::{Cookie, SameSite};
 use rocket::Response;
 
-use crate::config::{config_error, SameSitePolicy, SessionConfig};
+use rocket::serde::{Deserialize, Serialize};
+
 use crate::error::Error;
+
+/// The `SameSite` attribute of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(crate = "rocket::serde", rename_all = "lowercase")]
+pub enum SameSitePolicy {
+    /// `SameSite=Strict`: the cookie is never sent on cross-site requests.
+    Strict,
+    /// `SameSite=Lax`: sent on top-level cross-site navigations (the default).
+    #[default]
+    Lax,
+    /// `SameSite=None`: sent on every request; requires `cookie_secure`.
+    None,
+}
+
+impl From<SameSitePolicy> for SameSite {
+    fn from(policy: SameSitePolicy) -> Self {
+        match policy {
+            SameSitePolicy::Strict => SameSite::Strict,
+            SameSitePolicy::Lax => SameSite::Lax,
+            SameSitePolicy::None => SameSite::None,
+        }
+    }
+}
+
+/// The cookie's part of the configuration, as [`CookieSettings::parse`]
+/// reads it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CookieConfig<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) domain: Option<&'a str>,
+    pub(crate) secure: Option<bool>,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSitePolicy,
+}
 
 /// The session cookie's attributes, resolved once at ignite.
 #[derive(Debug, Clone)]
@@ -65,39 +101,36 @@ impl CookieSettings {
     /// cookies otherwise). An unset `cookie_secure` means `Secure` outside
     /// the debug profile; in it, the attribute is left to Rocket (`Secure`
     /// under TLS), except for the cookies above, which are always `Secure`.
-    pub(crate) fn parse(config: &SessionConfig, debug: bool) -> Result<Self, Error> {
-        if !is_token(&config.cookie_name) {
-            return Err(config_error(
+    pub(crate) fn parse(config: &CookieConfig<'_>, debug: bool) -> Result<Self, Error> {
+        if !is_token(config.name) {
+            return Err(Error::config(
                 "cookie_name",
-                format!("{:?} is not a valid cookie name", config.cookie_name),
+                format!("{:?} is not a valid cookie name", config.name),
             ));
         }
-        if !config.cookie_path.starts_with('/')
+        if !config.path.starts_with('/')
             || config
-                .cookie_path
+                .path
                 .bytes()
                 .any(|b| b == b';' || b.is_ascii_control())
         {
-            return Err(config_error(
+            return Err(Error::config(
                 "cookie_path",
-                format!(
-                    "{:?} must start with `/` and hold no `;`",
-                    config.cookie_path
-                ),
+                format!("{:?} must start with `/` and hold no `;`", config.path),
             ));
         }
-        if let Some(domain) = &config.cookie_domain {
+        if let Some(domain) = config.domain {
             if domain.is_empty() || domain.bytes().any(|b| b == b';' || b <= b' ') {
-                return Err(config_error(
+                return Err(Error::config(
                     "cookie_domain",
                     format!("{domain:?} is not a domain"),
                 ));
             }
         }
-        let prefix = NamePrefix::of(&config.cookie_name);
-        let explicitly_insecure = config.cookie_secure == Some(false);
-        if config.cookie_same_site == SameSitePolicy::None && explicitly_insecure {
-            return Err(config_error(
+        let prefix = NamePrefix::of(config.name);
+        let explicitly_insecure = config.secure == Some(false);
+        if config.same_site == SameSitePolicy::None && explicitly_insecure {
+            return Err(Error::config(
                 "cookie_same_site",
                 "\"none\" requires a Secure cookie, but `cookie_secure = false` \
                  (browsers drop such cookies)",
@@ -105,26 +138,26 @@ impl CookieSettings {
         }
         match prefix {
             Some(NamePrefix::Secure) if explicitly_insecure => {
-                return Err(config_error(
+                return Err(Error::config(
                     "cookie_secure",
                     "a `__Secure-` cookie must be Secure: remove `cookie_secure = false`",
                 ));
             }
             Some(NamePrefix::Host) => {
                 if explicitly_insecure {
-                    return Err(config_error(
+                    return Err(Error::config(
                         "cookie_secure",
                         "a `__Host-` cookie must be Secure: remove `cookie_secure = false`",
                     ));
                 }
-                if config.cookie_path != "/" {
-                    return Err(config_error(
+                if config.path != "/" {
+                    return Err(Error::config(
                         "cookie_path",
                         "a `__Host-` cookie must have `cookie_path = \"/\"`",
                     ));
                 }
-                if config.cookie_domain.is_some() {
-                    return Err(config_error(
+                if config.domain.is_some() {
+                    return Err(Error::config(
                         "cookie_domain",
                         "a `__Host-` cookie must not have a domain",
                     ));
@@ -132,19 +165,19 @@ impl CookieSettings {
             }
             _ => {}
         }
-        let must_be_secure = prefix.is_some() || config.cookie_same_site == SameSitePolicy::None;
-        let secure = match config.cookie_secure {
+        let must_be_secure = prefix.is_some() || config.same_site == SameSitePolicy::None;
+        let secure = match config.secure {
             Some(explicit) => Some(explicit),
             None if must_be_secure || !debug => Some(true),
             None => None,
         };
         Ok(CookieSettings {
-            name: config.cookie_name.clone(),
-            path: config.cookie_path.clone(),
-            domain: config.cookie_domain.clone(),
+            name: config.name.to_owned(),
+            path: config.path.to_owned(),
+            domain: config.domain.map(str::to_owned),
             secure,
-            http_only: config.cookie_http_only,
-            same_site: config.cookie_same_site.into(),
+            http_only: config.http_only,
+            same_site: config.same_site.into(),
         })
     }
 
@@ -233,9 +266,10 @@ pub(crate) fn drop_set_cookie(res: &mut Response<'_>, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SessionConfig;
 
     fn settings(config: &SessionConfig) -> CookieSettings {
-        CookieSettings::parse(config, false).unwrap()
+        CookieSettings::parse(&config.cookie(), false).unwrap()
     }
 
     #[test]
@@ -277,17 +311,22 @@ mod tests {
     fn secure_is_explicit_outside_debug_and_left_to_rocket_in_debug() {
         let unset = SessionConfig::default();
         assert_eq!(
-            CookieSettings::parse(&unset, false).unwrap().secure,
+            CookieSettings::parse(&unset.cookie(), false)
+                .unwrap()
+                .secure,
             Some(true)
         );
-        assert_eq!(CookieSettings::parse(&unset, true).unwrap().secure, None);
+        assert_eq!(
+            CookieSettings::parse(&unset.cookie(), true).unwrap().secure,
+            None
+        );
         for debug in [false, true] {
             let off = SessionConfig {
                 cookie_secure: Some(false),
                 ..SessionConfig::default()
             };
             assert_eq!(
-                CookieSettings::parse(&off, debug).unwrap().secure,
+                CookieSettings::parse(&off.cookie(), debug).unwrap().secure,
                 Some(false)
             );
             let host = SessionConfig {
@@ -295,7 +334,7 @@ mod tests {
                 ..SessionConfig::default()
             };
             assert_eq!(
-                CookieSettings::parse(&host, debug).unwrap().secure,
+                CookieSettings::parse(&host.cookie(), debug).unwrap().secure,
                 Some(true)
             );
             let none = SessionConfig {
@@ -303,12 +342,12 @@ mod tests {
                 ..SessionConfig::default()
             };
             assert_eq!(
-                CookieSettings::parse(&none, debug).unwrap().secure,
+                CookieSettings::parse(&none.cookie(), debug).unwrap().secure,
                 Some(true)
             );
         }
         let cookie = session_cookie(
-            &CookieSettings::parse(&unset, true).unwrap(),
+            &CookieSettings::parse(&unset.cookie(), true).unwrap(),
             Some(Duration::from_secs(60)),
             "sealed".into(),
         );
@@ -344,7 +383,7 @@ mod tests {
                 cookie_name: name.into(),
                 ..SessionConfig::default()
             };
-            let settings = CookieSettings::parse(&config, true).unwrap();
+            let settings = CookieSettings::parse(&config.cookie(), true).unwrap();
             assert_eq!(
                 settings.secure,
                 Some(true),
@@ -354,7 +393,7 @@ mod tests {
                 cookie_secure: Some(false),
                 ..config
             };
-            let err = CookieSettings::parse(&insecure, true).unwrap_err();
+            let err = CookieSettings::parse(&insecure.cookie(), true).unwrap_err();
             assert!(
                 matches!(
                     err,
@@ -371,7 +410,7 @@ mod tests {
             cookie_path: "/app".into(),
             ..SessionConfig::default()
         };
-        let err = CookieSettings::parse(&host_with_path, false).unwrap_err();
+        let err = CookieSettings::parse(&host_with_path.cookie(), false).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -388,6 +427,9 @@ mod tests {
             cookie_path: "/app".into(),
             ..SessionConfig::default()
         };
-        assert_eq!(CookieSettings::parse(&plain, true).unwrap().secure, None);
+        assert_eq!(
+            CookieSettings::parse(&plain.cookie(), true).unwrap().secure,
+            None
+        );
     }
 }

@@ -173,6 +173,16 @@ pub enum Error {
     NotAttached,
 }
 
+impl Error {
+    /// The error of configuration key `key`.
+    pub(crate) fn config(key: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Error::Config {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
 /// Formats an error with its whole source chain, for logs, with every
 /// session id in it redacted ([`redact_ids`]): a backend's message may name
 /// the key it failed on.

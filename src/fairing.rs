@@ -12,7 +12,7 @@ use rocket::http::{ContentType, Status};
 use rocket::{Build, Orbit, Request, Response, Rocket};
 
 use crate::cleanup::sweep;
-use crate::config::SessionConfig;
+use crate::config::{Secret, SessionConfig};
 use crate::cookie::{self, CookieSettings};
 use crate::engine::{Engine, SaveOutcome};
 use crate::error::chain;
@@ -168,7 +168,7 @@ impl Fairing for KvSession {
             .unwrap_or_else(|| Box::new(ChaCha20Rng::from_os_rng()));
         let rng = SharedRng::new(rng);
         let debug = rocket.figment().profile() == rocket::Config::DEBUG_PROFILE;
-        let cookies = match CookieSettings::parse(&config, debug) {
+        let cookies = match CookieSettings::parse(&config.cookie(), debug) {
             Ok(cookies) => cookies,
             Err(e) => {
                 log::error!("kvsession: {e}");
@@ -182,15 +182,18 @@ impl Fairing for KvSession {
                 rocket.figment().profile()
             );
         }
-        let cipher =
-            match CookieCipher::from_figment(rocket.figment(), &config.secret_key_fallbacks, debug)
-            {
-                Ok(cipher) => cipher,
-                Err(e) => {
-                    log::error!("kvsession: {e}");
-                    return Err(rocket);
-                }
-            };
+        let fallbacks: Vec<&str> = config
+            .secret_key_fallbacks
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        let cipher = match CookieCipher::from_figment(rocket.figment(), &fallbacks, debug) {
+            Ok(cipher) => cipher,
+            Err(e) => {
+                log::error!("kvsession: {e}");
+                return Err(rocket);
+            }
+        };
         let engine = Arc::new(Engine::new(
             self.store.clone(),
             config,

@@ -29,7 +29,8 @@ pub mod conformance;
 pub mod testing;
 
 pub use cleanup::{cleanup_sessions, CleanupReport};
-pub use config::{SameSitePolicy, Secret, SessionConfig};
+pub use config::{Secret, SessionConfig};
+pub use cookie::SameSitePolicy;
 pub use error::{redact_ids, BoxError, Error, StoreError};
 pub use fairing::KvSession;
 pub use flash::{Flash, FLASH_KEY};

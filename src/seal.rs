@@ -12,7 +12,6 @@
 //! expanded by the `cookie` crate's `Key::derive_from`), so every encoding
 //! Rocket reads as the same key gives the same cipher.
 
-use crate::config::Secret;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -170,7 +169,7 @@ impl CookieCipher {
     /// `InsecureSecretKey`), so this is only a second line.
     pub(crate) fn from_figment(
         figment: &Figment,
-        fallbacks: &[Secret],
+        fallbacks: &[&str],
         debug_profile: bool,
     ) -> Result<CookieCipher, SecretKeyError> {
         let configured = match figment.find_value(rocket::Config::SECRET_KEY) {
@@ -208,7 +207,7 @@ impl CookieCipher {
         };
         let mut masters = Vec::with_capacity(fallbacks.len());
         for (i, fallback) in fallbacks.iter().enumerate() {
-            let master = parse_fallback(fallback.expose()).map_err(|message| SecretKeyError {
+            let master = parse_fallback(fallback).map_err(|message| SecretKeyError {
                 key: format!("kvsession.secret_key_fallbacks[{i}]").into(),
                 message,
             })?;
@@ -367,8 +366,7 @@ mod tests {
     }
 
     fn cipher(key: &str, fallbacks: &[&str]) -> CookieCipher {
-        let fallbacks: Vec<Secret> = fallbacks.iter().map(|s| Secret::from(*s)).collect();
-        CookieCipher::from_figment(&figment(key), &fallbacks, false).unwrap()
+        CookieCipher::from_figment(&figment(key), fallbacks, false).unwrap()
     }
 
     fn rng() -> ChaCha20Rng {
@@ -480,7 +478,8 @@ mod tests {
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains(&bad[10..30]), "{shown}");
 
-        let fallbacks = [random_key().into(), Secret::from("not-a-key-but-secret")];
+        let random = random_key();
+        let fallbacks = [random.as_str(), "not-a-key-but-secret"];
         let err = CookieCipher::from_figment(&figment(KEY_512), &fallbacks, false).unwrap_err();
         assert_eq!(err.key, "kvsession.secret_key_fallbacks[1]");
         let shown = format!("{err} {err:?}");
@@ -490,8 +489,9 @@ mod tests {
         );
         assert!(!shown.contains("not-a-key"), "{shown}");
 
-        let zero = Secret::from("0".repeat(64));
-        let err = CookieCipher::from_figment(&figment(KEY_512), &[zero], false).unwrap_err();
+        let zero = "0".repeat(64);
+        let err =
+            CookieCipher::from_figment(&figment(KEY_512), &[zero.as_str()], false).unwrap_err();
         assert_eq!(err.key, "kvsession.secret_key_fallbacks[0]");
         assert!(parse_fallback(&KEY_512[..40]).is_err());
     }
