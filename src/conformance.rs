@@ -17,6 +17,10 @@
 //! Each case uses its own fresh key prefix, so the cases can run against one
 //! shared backend (a database collection, a bucket) concurrently. The cases
 //! panic (assert) on a violation, like any test.
+//!
+//! This module (and [`app`], the suite through a real Rocket app) is a test
+//! fixture for store crates, behind the `conformance` feature: it is not
+//! covered by semver, and its cases and helpers may change in any release.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
