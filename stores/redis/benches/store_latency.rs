@@ -14,8 +14,10 @@
 //! and a new expiry: what saving an existing session does) and a `create`
 //! (a new session), once through the adapter and once directly, in
 //! alternating order. The direct side sends the same commands: `GET`,
-//! `EVALSHA` of the same compare-and-swap script, and `SET ... NX PXAT`,
-//! with the same record header, over its own `ConnectionManager`. It prints
+//! `EVALSHA` of the store's own compare-and-swap script (its Lua text,
+//! from the crate's hidden `__bench` module, loaded with `SCRIPT LOAD`), and
+//! `SET ... NX PXAT`, with the same record header, over its own
+//! `ConnectionManager`. It prints
 //! a markdown table: median and p99 per operation, and the adapter/direct
 //! ratio of the medians (goal: at most 1.05). The keys it wrote are
 //! deleted at the end.
@@ -27,6 +29,7 @@ use rocket_kvsession::KeyValueStore;
 use rocket_kvsession_bench::{
     block_on, compare, print_comparison, ArgError, Args, Labels, Runtime, Side, StoreSide,
 };
+use rocket_kvsession_redis::__bench::UPDATE_SCRIPT;
 use rocket_kvsession_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use rocket_kvsession_redis::redis::{self, Value};
 use rocket_kvsession_redis::{RedisStore, DEFAULT_TIMEOUT};
@@ -38,19 +41,6 @@ const USAGE: &str = "store_latency [--samples N (>= 100)]";
 
 /// How long the records written live: both sides write the same expiry.
 const TTL: Duration = Duration::from_secs(3600);
-
-/// The store's compare-and-swap script, verbatim.
-const UPDATE_SCRIPT: &str = r"
-local current = redis.call('GETRANGE', KEYS[1], 0, 8)
-if current == '' then return 0 end
-if current ~= ARGV[1] then return -1 end
-if ARGV[3] == '' then
-  redis.call('SET', KEYS[1], ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-end
-return 1
-";
 
 fn expiry_ms() -> u64 {
     (SystemTime::now() + TTL)

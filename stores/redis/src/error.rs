@@ -1,12 +1,13 @@
-//! The store's own errors and the conversion of Redis errors into
-//! [`StoreError`]s.
+//! The store's name, its own errors, and the conversion of Redis errors
+//! into [`StoreError`]s.
 
 use std::time::Duration;
 
-use redis::{ErrorKind, RedisError, ServerErrorKind};
+use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use rocket_kvsession::StoreError;
 
-use crate::store::STORE_NAME;
+/// The store's name in logs and errors.
+pub(crate) const STORE_NAME: &str = "redis";
 
 /// Failures the store detects itself. They reach callers as the source of a
 /// [`StoreError`]: [`Timeout`](Self::Timeout) inside
@@ -15,7 +16,7 @@ use crate::store::STORE_NAME;
 #[non_exhaustive]
 pub enum RedisStoreError {
     /// Redis did not answer within the store's timeout
-    /// ([`RedisStore::timeout`](crate::RedisStore::timeout)).
+    /// (`RedisStore::timeout`).
     #[error("no reply from Redis within {after:?}")]
     Timeout {
         /// The timeout that passed.
@@ -47,6 +48,24 @@ impl RedisStoreError {
             _ => StoreError::backend(STORE_NAME, self),
         }
     }
+}
+
+/// A [`RedisStoreError::CorruptRecord`] for `key`, as a [`StoreError`].
+pub(crate) fn corrupt(key: &str, reason: String) -> StoreError {
+    RedisStoreError::CorruptRecord {
+        key: key.to_owned(),
+        reason,
+    }
+    .into_store_error()
+}
+
+/// A [`RedisStoreError::UnexpectedReply`] to `command`, as a [`StoreError`].
+pub(crate) fn unexpected(command: &'static str, reply: &Value) -> StoreError {
+    RedisStoreError::UnexpectedReply {
+        command,
+        reply: format!("{reply:?}"),
+    }
+    .into_store_error()
 }
 
 /// Whether a Redis error means "the server cannot be reached or cannot

@@ -16,12 +16,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rocket_kvsession::Version;
+
 /// The first byte of every record this crate writes.
 pub(crate) const FORMAT: u8 = 1;
 /// Bytes before the value: format, version, expiry.
 pub(crate) const HEADER_LEN: usize = 17;
+/// Bytes of the format and the version: what the scripts compare.
+pub(crate) const VERSION_PREFIX_LEN: usize = 9;
 /// Offset of the expiry in the header (for `SETRANGE`).
-pub(crate) const EXPIRY_OFFSET: usize = 9;
+pub(crate) const EXPIRY_OFFSET: usize = VERSION_PREFIX_LEN;
 
 /// Why a stored value is not a record of this crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,13 +77,27 @@ impl Header {
     }
 }
 
-/// The format byte and version as they open a record: what the update
-/// script compares with `GETRANGE key 0 8`.
-pub(crate) fn version_prefix(version: u64) -> [u8; 9] {
-    let mut out = [0; 9];
+/// The format byte and version as they open a record: what the update and
+/// delete scripts compare with the record's first bytes.
+pub(crate) fn version_prefix(version: u64) -> [u8; VERSION_PREFIX_LEN] {
+    let mut out = [0; VERSION_PREFIX_LEN];
     out[0] = FORMAT;
     out[1..].copy_from_slice(&version.to_be_bytes());
     out
+}
+
+/// The version in a record's first [`VERSION_PREFIX_LEN`] bytes (what the
+/// touch script returns), if they are that long.
+pub(crate) fn version_of_prefix(head: &[u8]) -> Option<u64> {
+    head.get(1..VERSION_PREFIX_LEN)
+        .and_then(|v| <[u8; 8]>::try_from(v).ok())
+        .map(u64::from_be_bytes)
+}
+
+/// The record prefix a version token stands for; `None` for a token this
+/// store did not issue (it then matches no record).
+pub(crate) fn expected_prefix(token: &Version) -> Option<[u8; VERSION_PREFIX_LEN]> {
+    token.as_str().parse::<u64>().ok().map(version_prefix)
 }
 
 /// A record's bytes: header then value, in one allocation.
@@ -164,6 +182,8 @@ mod tests {
         assert_eq!(header.version, 0xdead_beef_0102_0304);
         assert_eq!(header.expires_ms, Some(1_700_000_000_123));
         assert_eq!(&bytes[..9], &version_prefix(0xdead_beef_0102_0304));
+        assert_eq!(version_of_prefix(&bytes[..9]), Some(0xdead_beef_0102_0304));
+        assert_eq!(version_of_prefix(&bytes[..8]), None);
         assert_eq!(
             &bytes[EXPIRY_OFFSET..HEADER_LEN],
             &1_700_000_000_123u64.to_be_bytes()
@@ -185,6 +205,17 @@ mod tests {
         bytes[0] = 9;
         assert_eq!(Header::parse(&bytes), Err(Malformed::UnknownFormat(9)));
         assert!(Malformed::UnknownFormat(9).reason().contains('9'));
+    }
+
+    #[test]
+    fn version_tokens() {
+        assert_eq!(
+            expected_prefix(&Version::from(7u64)),
+            Some(version_prefix(7))
+        );
+        for foreign in ["", "x", "-1", "18446744073709551616"] {
+            assert_eq!(expected_prefix(&Version::new(foreign)), None, "{foreign:?}");
+        }
     }
 
     #[test]

@@ -101,9 +101,10 @@ async fn commands_per_request() {
         "logging in (regenerate, then insert)"
     );
 
-    // Logging out: the GET that loads the session, the record replaced by
-    // an "ended" marker with one compare-and-swap EVALSHA (so a concurrent
-    // login cannot undo the logout), then one UNLINK.
+    // Logging out: the GET that loads the session, then one compare-and-
+    // delete script (GETRANGE and UNLINK run inside it): the record goes
+    // only if no concurrent request rewrote it. The server does not know
+    // that script yet either: EVALSHA, NOSCRIPT, EVAL.
     let (status, sent) = commands_of(raw, app::write(&client, "/logout")).await;
     assert_eq!(status, Status::Ok);
     assert_eq!(
@@ -111,10 +112,42 @@ async fn commands_per_request() {
         counts(&[
             ("get", 1),
             ("evalsha", 1),
+            ("eval", 1),
             ("getrange", 1),
+            ("unlink", 1)
+        ]),
+        "destroying a session (the first delete script on a fresh server)"
+    );
+
+    // The next logout: the GET, then one EVALSHA of the delete script.
+    let (status, sent) = commands_of(raw, app::write(&client, "/set/d/4")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(sent, counts(&[("set", 1)]), "a new session after logout");
+    let (status, sent) = commands_of(raw, app::write(&client, "/logout")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(
+        sent,
+        counts(&[("get", 1), ("evalsha", 1), ("getrange", 1), ("unlink", 1)]),
+        "destroying a session"
+    );
+
+    // Removing a session's last key: the GET, the update that writes the
+    // emptied record (compare-and-swap), then the delete script with the
+    // version just written, so a key a concurrent request added survives.
+    let (status, sent) = commands_of(raw, app::write(&client, "/set/e/5")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(sent, counts(&[("set", 1)]), "a new session");
+    let (status, sent) = commands_of(raw, app::write(&client, "/remove/e")).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(
+        sent,
+        counts(&[
+            ("get", 1),
+            ("evalsha", 2),
+            ("getrange", 2),
             ("set", 1),
             ("unlink", 1)
         ]),
-        "destroying a session"
+        "removing the last key of a session"
     );
 }

@@ -75,7 +75,7 @@ async fn login_visits_logout() {
     assert!(stored(raw, &prefix).await.is_empty());
 
     assert_eq!(
-        log_in(&client, "alice", example::PASSWORD).await,
+        log_in(&client, "alice", rocket_kvsession_demo::PASSWORD).await,
         Status::SeeOther
     );
     let keys = stored(raw, &prefix).await;
@@ -115,7 +115,7 @@ async fn login_on_the_cluster() {
     let rocket = example::app(store).configure(figment(&prefix));
     let client = Client::tracked(rocket).await.expect("the example launches");
     assert_eq!(
-        log_in(&client, "bob", example::PASSWORD).await,
+        log_in(&client, "bob", rocket_kvsession_demo::PASSWORD).await,
         Status::SeeOther
     );
     assert!(page(&client)

@@ -1,6 +1,7 @@
 //! What the store writes to Redis and how it handles Redis' edge cases:
-//! record layout and TTLs, `touch`, glob characters in prefixes, foreign
-//! values, flushed scripts, large sweeps, passwords, stalls.
+//! record layout and TTLs, `touch`, `delete_if`, glob characters in
+//! prefixes, foreign values, flushed scripts, large sweeps, passwords,
+//! stalls.
 
 mod common;
 
@@ -10,7 +11,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::TryStreamExt;
 use rocket_kvsession::conformance::unique_prefix;
-use rocket_kvsession::{CreateOutcome, KeyValueStore, StoreError, UpdateOutcome, Version};
+use rocket_kvsession::{
+    Capabilities, CreateOutcome, DeleteOutcome, Expiry, KeyValueStore, StoreError, UpdateOutcome,
+    Version,
+};
 use rocket_kvsession_redis::redis::{self, AsyncCommands};
 use rocket_kvsession_redis::{RedisStore, RedisStoreError};
 
@@ -133,6 +137,83 @@ async fn touch_moves_only_the_expiry() {
     store.delete(&key).await.unwrap();
 }
 
+/// The store's compare-and-delete.
+fn cad(store: &RedisStore) -> &dyn rocket_kvsession::CompareAndDelete {
+    store
+        .compare_and_delete()
+        .expect("RedisStore has compare-and-delete")
+}
+
+#[tokio::test]
+async fn capabilities_are_said_once() {
+    let Some(store) = common::single("capabilities").await else {
+        return;
+    };
+    assert_eq!(
+        store.capabilities(),
+        Capabilities::new(Expiry::RemovedByBackend).with_compare_and_swap()
+    );
+    assert!(store.compare_and_delete().is_some());
+    assert!(store.expired_deletion().is_none(), "Redis needs no sweep");
+}
+
+/// A record Redis still holds but whose header says it has expired (the
+/// app's clock ahead of Redis') is not live: `get` does not return it and
+/// `delete_if` finds it missing, with the right version or another.
+#[tokio::test]
+async fn delete_if_treats_a_record_past_its_header_expiry_as_missing() {
+    let Some(url) = common::url("delete_if_expired") else {
+        return;
+    };
+    let store = RedisStore::connect(&url).await.unwrap();
+    let raw = &mut common::raw(&url).await;
+    let key = format!("{}cc_1", unique_prefix("delete-if-expired"));
+    let version = created_version(store.create(&key, b"v", Some(in_secs(600))).await);
+    // The header's expiry moved into the past, the Redis TTL kept.
+    let past = (unix_ms(SystemTime::now()) - 1000) as u64;
+    let _: i64 = raw.setrange(&key, 9, &past.to_be_bytes()).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), None);
+    for token in [version, Version::from(1u64)] {
+        let outcome = cad(&store).delete_if(&key, &token).await.unwrap();
+        assert_eq!(outcome, DeleteOutcome::Missing, "{token:?}");
+    }
+    store.delete(&key).await.unwrap();
+}
+
+/// `delete_if` works on the cluster, on keys of every slot.
+#[tokio::test]
+async fn delete_if_on_the_cluster() {
+    let Some(store) = common::cluster("delete_if_cluster").await else {
+        return;
+    };
+    let prefix = unique_prefix("delete-if-cluster");
+    let keys: Vec<String> = (0..50).map(|i| format!("{prefix}{i:016x}_1")).collect();
+    for key in &keys {
+        let v1 = created_version(store.create(key, b"v1", Some(in_secs(600))).await);
+        let v2 = match store
+            .update(key, b"v2", Some(&v1), Some(in_secs(600)))
+            .await
+            .unwrap()
+        {
+            UpdateOutcome::Updated(Some(v)) => v,
+            other => panic!("update: {other:?}"),
+        };
+        assert_eq!(
+            cad(&store).delete_if(key, &v1).await.unwrap(),
+            DeleteOutcome::Conflict
+        );
+        assert_eq!(
+            cad(&store).delete_if(key, &v2).await.unwrap(),
+            DeleteOutcome::Deleted
+        );
+        assert_eq!(
+            cad(&store).delete_if(key, &v2).await.unwrap(),
+            DeleteOutcome::Missing
+        );
+    }
+    assert!(listed(&store, &prefix).await.is_empty());
+}
+
 #[tokio::test]
 async fn foreign_versions_conflict() {
     let Some(store) = common::single("foreign_versions").await else {
@@ -146,6 +227,11 @@ async fn foreign_versions_conflict() {
             .await
             .unwrap();
         assert_eq!(outcome, UpdateOutcome::Conflict, "token {token:?}");
+        let outcome = cad(&store)
+            .delete_if(&key, &Version::new(token))
+            .await
+            .unwrap();
+        assert_eq!(outcome, DeleteOutcome::Conflict, "token {token:?}");
     }
     let missing = format!("{}bb_2", unique_prefix("foreign-version"));
     let outcome = store
@@ -153,6 +239,11 @@ async fn foreign_versions_conflict() {
         .await
         .unwrap();
     assert_eq!(outcome, UpdateOutcome::Missing);
+    let outcome = cad(&store)
+        .delete_if(&missing, &Version::new("junk"))
+        .await
+        .unwrap();
+    assert_eq!(outcome, DeleteOutcome::Missing);
     assert_eq!(store.get(&key).await.unwrap().unwrap().value, b"v");
     store.delete(&key).await.unwrap();
 }
@@ -210,10 +301,22 @@ async fn values_written_by_others_are_errors_not_sessions() {
     assert!(matches!(error, StoreError::Backend { .. }), "{error:?}");
     let kept: String = raw.get(&short).await.unwrap();
     assert_eq!(kept, "garbage", "touch must not write into a foreign value");
+    let error = cad(&store)
+        .delete_if(&short, &Version::from(1u64))
+        .await
+        .expect_err("delete_if");
+    assert!(matches!(error, StoreError::Backend { .. }), "{error:?}");
+    let kept: String = raw.get(&short).await.unwrap();
+    assert_eq!(kept, "garbage", "delete_if must not delete a foreign value");
 
     let hash = format!("{prefix}hash");
     let _: () = raw.hset(&hash, "field", "value").await.unwrap();
     let error = store.get(&hash).await.expect_err("wrong type");
+    assert!(matches!(error, StoreError::Backend { .. }), "{error:?}");
+    let error = cad(&store)
+        .delete_if(&hash, &Version::from(1u64))
+        .await
+        .expect_err("delete_if of a hash");
     assert!(matches!(error, StoreError::Backend { .. }), "{error:?}");
 
     store.delete_many(vec![short, hash]).await.unwrap();
@@ -246,6 +349,16 @@ async fn flushed_scripts_are_sent_again() {
         assert_eq!(touched, UpdateOutcome::Updated(Some(version.clone())));
     }
     assert_eq!(store.get(key).await.unwrap().unwrap().value, [3]);
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        cad(&store).delete_if(key, &version).await.unwrap(),
+        DeleteOutcome::Deleted
+    );
+    assert_eq!(store.get(key).await.unwrap(), None);
 }
 
 async fn sweep(store: &RedisStore, test: &str, n: u64) {
