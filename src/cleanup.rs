@@ -1,12 +1,13 @@
 //! [`cleanup_sessions`]: the sweep for stores without TTL.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::future::{self, TryFutureExt};
 use futures_util::stream::TryStreamExt;
 
+use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::error::Error;
 use crate::keys::Keys;
@@ -87,12 +88,14 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
     ));
     let keys = Keys::of(config);
     let retry = RetryPolicy::new(config, std::sync::Arc::new(rng));
+    let clock = Clock::system();
     let owners = OwnerIndex {
         store,
         keys: &keys,
         rules: Lifetime::of(config),
         expiry: StoreExpiry::new(config, store.capabilities().expiry.is_kept()),
         retry: &retry,
+        clock: &clock,
     };
     sweep(&owners).await
 }
@@ -105,7 +108,7 @@ pub(crate) async fn sweep<S: KeyValueStore + ?Sized>(
     let (store, keys, rules) = (owners.store, owners.keys, owners.rules);
     let prefix = keys.prefix();
     let started = std::time::Instant::now();
-    let wall = SystemTime::now();
+    let wall = owners.clock.now();
     let now = unix(wall);
     let mut natively_deleted = 0u64;
     let native = store.expired_deletion();
@@ -192,6 +195,7 @@ mod tests {
     use crate::MemoryStore;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
+    use std::time::SystemTime;
 
     fn id_at(rng: &mut ChaCha20Rng, secs_ago: u64) -> String {
         let created = SystemTime::now() - Duration::from_secs(secs_ago);

@@ -32,6 +32,8 @@ use crate::store::{CreateOutcome, DeleteOutcome, Expiry, KeyValueStore, UpdateOu
 
 pub mod app;
 
+pub use crate::clock::ManualClock;
+
 /// A key prefix no other case (in this or another process) uses.
 pub fn unique_prefix(case: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

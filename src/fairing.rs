@@ -12,6 +12,7 @@ use rocket::http::{ContentType, Status};
 use rocket::{Build, Orbit, Request, Response, Rocket};
 
 use crate::cleanup::sweep;
+use crate::clock::Clock;
 use crate::config::{Secret, SessionConfig};
 use crate::cookie::{self, CookieSettings};
 use crate::engine::{Engine, SaveOutcome};
@@ -44,6 +45,8 @@ pub struct KvSession {
     rng: Mutex<Option<SessionRng>>,
     config: Option<SessionConfig>,
     cleanup_interval: Option<Duration>,
+    /// Where the engine reads the time.
+    clock: Clock,
     /// The engine built at ignite (also in Rocket's managed state, where the
     /// guard finds it): the response fairing reads it from here.
     engine: std::sync::OnceLock<Arc<Engine>>,
@@ -72,6 +75,7 @@ impl KvSession {
             rng: Mutex::new(None),
             config: None,
             cleanup_interval: None,
+            clock: Clock::system(),
             engine: std::sync::OnceLock::new(),
         }
     }
@@ -94,6 +98,15 @@ impl KvSession {
     /// overriding `cleanup_interval` from the configuration.
     pub fn cleanup_interval(mut self, interval: Duration) -> Self {
         self.cleanup_interval = Some(interval);
+        self
+    }
+
+    /// Reads the time from `clock` instead of the system clock, so a test
+    /// can move time (lifetimes, idle timeouts, touches, sweeps) without
+    /// sleeping. Feature `testing`.
+    #[cfg(any(feature = "testing", feature = "conformance"))]
+    pub fn clock(mut self, clock: crate::clock::ManualClock) -> Self {
+        self.clock = Clock::manual(clock);
         self
     }
 
@@ -200,6 +213,7 @@ impl Fairing for KvSession {
             cookies,
             cipher,
             rng,
+            self.clock.clone(),
         ));
         let manager = SessionManager::new(engine.clone());
         let _ = self.engine.set(engine.clone());

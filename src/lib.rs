@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cleanup;
+mod clock;
 mod config;
 mod cookie;
 mod engine;

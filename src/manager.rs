@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::owners::{Found, CONCURRENCY};
 use crate::record::Handle;
 use crate::state::Origin;
-use crate::time::{from_unix, now_unix};
+use crate::time::from_unix;
 
 /// One live session of an owner, as [`SessionManager::sessions_of`] lists
 /// it: enough for a page of "your devices", nothing that opens the session.
@@ -120,7 +120,7 @@ impl SessionManager {
                 Some(SessionInfo {
                     handle: entry.handle.to_hex(),
                     created: from_unix(entry.id.created_unix()),
-                    last_active: from_unix(active.min(now_unix())),
+                    last_active: from_unix(active.min(self.engine.clock.now_unix())),
                     expires_at: rules.expires_at(&entry.id, envelope.last_active, expires_at),
                     permanent: envelope.permanent,
                 })
@@ -162,7 +162,7 @@ impl SessionManager {
     pub async fn revoke_all(&self) -> Result<u64, Error> {
         let engine = &*self.engine;
         let keys = &engine.keys;
-        let now = now_unix();
+        let now = engine.clock.now_unix();
         engine
             .store
             .list(keys.prefix())

@@ -21,6 +21,7 @@ use std::time::SystemTime;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
+use crate::clock::Clock;
 use crate::error::Error;
 use crate::id::SessionId;
 use crate::keys::Keys;
@@ -59,12 +60,13 @@ pub(crate) struct OwnerIndex<'a, S: ?Sized> {
     pub(crate) rules: Lifetime,
     pub(crate) expiry: StoreExpiry,
     pub(crate) retry: &'a RetryPolicy,
+    pub(crate) clock: &'a Clock,
 }
 
 impl<S: KeyValueStore + ?Sized> OwnerIndex<'_, S> {
     /// Reads the session `entry` names and judges it for `owner`.
     pub(crate) async fn check(&self, owner: &str, entry: &IndexEntry) -> Result<Found, Error> {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         if self.rules.outlived(&entry.id, unix(now)) {
             return Ok(Found::Gone);
         }
@@ -140,7 +142,7 @@ impl<S: KeyValueStore + ?Sized> OwnerIndex<'_, S> {
             };
             let before = index.entries.clone();
             change(&mut index.entries);
-            let now = SystemTime::now();
+            let now = self.clock.now();
             index
                 .entries
                 .retain(|e| !self.rules.outlived(&e.id, unix(now)));

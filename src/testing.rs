@@ -60,6 +60,8 @@ use crate::error::Error;
 use crate::session::encode;
 use crate::state::CookieSpec;
 
+pub use crate::clock::ManualClock;
+
 /// Stores a new session holding `values` in the app of `client`, and
 /// returns the session cookie to attach with
 /// [`LocalRequest::cookie`](rocket::local::asynchronous::LocalRequest::cookie).

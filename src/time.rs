@@ -20,6 +20,7 @@ pub(crate) fn from_unix(secs: u64) -> SystemTime {
 }
 
 /// The current time in whole Unix seconds.
+#[cfg(test)]
 pub(crate) fn now_unix() -> u64 {
     unix(SystemTime::now())
 }

@@ -18,7 +18,6 @@ use crate::owners::CONCURRENCY;
 use crate::record::{Envelope, IndexEntry, Stored};
 use crate::state::Origin;
 use crate::store::{DeleteOutcome, UpdateOutcome, Version};
-use crate::time::now_unix;
 
 /// How many rotations a logout follows from the id it ended (a session
 /// rotated again while the logout ran).
@@ -236,7 +235,7 @@ impl Engine {
             return Ok(cad.delete_if(key, version).await?);
         }
         let marker = Stored::ended(None);
-        let expiry = self.expiry.session(id, now_unix());
+        let expiry = self.expiry.session(id, self.clock.now_unix());
         Ok(
             match self.store.update(key, &marker, expected, expiry).await? {
                 UpdateOutcome::Updated(_) => {

@@ -1,7 +1,5 @@
 //! Loading a request's session from its cookie.
 
-use std::time::SystemTime;
-
 use rocket::http::CookieJar;
 
 use super::{Engine, SessionCell};
@@ -35,7 +33,7 @@ impl Engine {
         else {
             return Ok(self.new_session());
         };
-        let now = SystemTime::now();
+        let now = self.clock.now();
         if self.rules.outlived(&id, unix(now)) {
             // Expired: no need to ask the store.
             return Ok(self.new_session());

@@ -16,11 +16,11 @@ mod save;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
 
 use rocket::http::Cookie;
 use rocket::{Phase, Request, Rocket};
 
+use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::cookie::{self, CookieSettings};
 use crate::error::Error;
@@ -75,6 +75,8 @@ pub(crate) struct Engine {
     pub(crate) expiry: StoreExpiry,
     /// How long compare-and-swap loops retry.
     pub(crate) retry: RetryPolicy,
+    /// Where the time is read.
+    pub(crate) clock: Clock,
     cipher: CookieCipher,
     rng: Arc<SharedRng>,
 }
@@ -95,6 +97,7 @@ impl Engine {
         cookies: CookieSettings,
         cipher: CookieCipher,
         rng: SharedRng,
+        clock: Clock,
     ) -> Self {
         let rng = Arc::new(rng);
         Engine {
@@ -107,6 +110,7 @@ impl Engine {
             cookies,
             cipher,
             rng,
+            clock,
         }
     }
 
@@ -143,13 +147,14 @@ impl Engine {
             rules: self.rules,
             expiry: self.expiry,
             retry: &self.retry,
+            clock: &self.clock,
         }
     }
 
     /// A new session id, created now.
     pub(crate) fn new_id(&self) -> SessionId {
         self.rng
-            .with(|rng| SessionId::generate(rng, self.config.key_bits, SystemTime::now()))
+            .with(|rng| SessionId::generate(rng, self.config.key_bits, self.clock.now()))
     }
 
     /// A new random session handle.
@@ -169,7 +174,7 @@ impl Engine {
         });
         let max_age = spec
             .permanent
-            .then(|| self.rules.cookie_max_age(&spec.id, SystemTime::now()));
+            .then(|| self.rules.cookie_max_age(&spec.id, self.clock.now()));
         cookie::session_cookie(&self.cookies, max_age, sealed)
     }
 }

@@ -1,8 +1,6 @@
 //! Saving a request's session after its response: the engine carries out
 //! the [`SavePlan`] the session's state decided, one function per arm.
 
-use std::time::SystemTime;
-
 use rocket::http::Status;
 
 use super::{Engine, SessionCell};
@@ -11,7 +9,6 @@ use crate::id::SessionId;
 use crate::record::{Envelope, Stored};
 use crate::state::{Ending, Origin, SavePlan, Snapshot, Untouched};
 use crate::store::{CreateOutcome, DeleteOutcome, UpdateOutcome, Version};
-use crate::time::now_unix;
 
 /// What the fairing must do to the response after a save.
 #[derive(Debug)]
@@ -41,7 +38,9 @@ impl Engine {
         cookie_sent: bool,
     ) -> SaveOutcome {
         let persist = status.code < 500 || self.config.save_on_error;
-        let plan = cell.lock().plan(now_unix(), persist, cookie_sent);
+        let plan = cell
+            .lock()
+            .plan(self.clock.now_unix(), persist, cookie_sent);
         let drop_cookie = plan.issues_new_cookie();
         let result = match plan {
             SavePlan::Nothing => Ok(SaveOutcome::Done),
@@ -102,7 +101,7 @@ impl Engine {
     ) -> Result<SessionId, Error> {
         const ATTEMPTS: u32 = 8;
         let envelope = Envelope {
-            last_active: now_unix(),
+            last_active: self.clock.now_unix(),
             permanent,
             data: data.into(),
             owner: owner.map(|name| crate::record::Owner {
@@ -185,7 +184,7 @@ impl Engine {
         loop {
             let expiry = self
                 .expiry
-                .marker(&origin.id, snapshot.now, SystemTime::now());
+                .marker(&origin.id, snapshot.now, self.clock.now());
             match self
                 .store
                 .update(&old_key, &marker, expected.as_ref(), expiry)
@@ -338,7 +337,7 @@ impl Engine {
     /// `touch_after`, when an idle timeout is configured. Failures only log:
     /// the request itself succeeded.
     async fn touch_if_due(&self, cell: &SessionCell, untouched: &Untouched) {
-        let now = now_unix();
+        let now = self.clock.now_unix();
         let activity = self
             .rules
             .activity(untouched.last_active, untouched.record_expires_at);
