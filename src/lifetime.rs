@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::SessionConfig;
 use crate::id::SessionId;
+use crate::record::OwnExpiry;
 use crate::time::{from_unix, unix};
 
 /// Slack for times kept in whole seconds: creation and activity times are
@@ -40,6 +41,31 @@ impl Lifetime {
             lifetime: config.lifetime,
             idle_timeout: config.idle_timeout,
             touch_after: config.touch_after,
+        }
+    }
+
+    /// The rules for a session with its own expiry settings `own`
+    /// (`Session::set_lifetime`, `Session::set_idle_timeout`): its own
+    /// lifetime, capped at the configured one (which stays the maximum, so
+    /// a sweep that judges keys alone never deletes a live session); its
+    /// own idle timeout, capped at the configured one if there is one; and
+    /// a `touch_after` of at most half its own idle timeout, so reads keep
+    /// it alive.
+    pub(crate) fn for_session(&self, own: &OwnExpiry) -> Lifetime {
+        let lifetime = own
+            .lifetime
+            .map_or(self.lifetime, |own| own.clamp(1, self.lifetime));
+        let (idle_timeout, touch_after) = match (self.idle_timeout, own.idle_timeout) {
+            (configured, None) => (configured, self.touch_after),
+            (configured, Some(own)) => {
+                let idle = configured.map_or(own, |c| own.min(c)).clamp(1, lifetime);
+                (Some(idle), self.touch_after.min(idle / 2))
+            }
+        };
+        Lifetime {
+            lifetime,
+            idle_timeout,
+            touch_after,
         }
     }
 
@@ -155,6 +181,14 @@ impl StoreExpiry {
         StoreExpiry {
             rules: Lifetime::of(config),
             handed: config.set_ttl && kept,
+        }
+    }
+
+    /// The expiries of a session with its own expiry settings `own`.
+    pub(crate) fn for_session(&self, own: &OwnExpiry) -> Self {
+        StoreExpiry {
+            rules: self.rules.for_session(own),
+            handed: self.handed,
         }
     }
 
@@ -335,6 +369,58 @@ mod tests {
         assert_eq!(
             long.index([], now),
             Some(now + Duration::from_secs(ROUNDING))
+        );
+    }
+
+    #[test]
+    fn a_sessions_own_settings_are_capped_by_the_configured_ones() {
+        let own = |lifetime, idle_timeout| OwnExpiry {
+            lifetime,
+            idle_timeout,
+        };
+        let r = rules(1000, None);
+        let id = id();
+        assert_eq!(r.for_session(&own(None, None)), r);
+        assert_eq!(
+            r.for_session(&own(Some(100), None)).end(&id, CREATED),
+            CREATED + 101
+        );
+        // Above the configured lifetime: capped.
+        assert_eq!(
+            r.for_session(&own(Some(5000), None)).end(&id, CREATED),
+            CREATED + 1001
+        );
+        // Its own idle timeout, with reads touching at least every half of it.
+        let idle = r.for_session(&own(None, Some(8)));
+        assert_eq!(idle.end(&id, CREATED), CREATED + 9);
+        assert!(idle.touch_due(CREATED, CREATED + 4));
+        assert!(!idle.touch_due(CREATED, CREATED + 3));
+        // Capped by a configured idle timeout too.
+        let configured = rules(1000, Some(60));
+        assert_eq!(
+            configured
+                .for_session(&own(None, Some(600)))
+                .end(&id, CREATED),
+            CREATED + 61
+        );
+        assert_eq!(
+            configured
+                .for_session(&own(None, Some(30)))
+                .end(&id, CREATED),
+            CREATED + 31
+        );
+        // A store is handed the session's own deadline.
+        let config = SessionConfig {
+            lifetime: 1000,
+            ..SessionConfig::default()
+        };
+        let expiry = StoreExpiry::new(&config, true).for_session(&own(Some(100), None));
+        assert_eq!(expiry.session(&id, CREATED), Some(at(CREATED + 101)));
+        // The cookie's Max-Age follows the session's own lifetime.
+        assert_eq!(
+            r.for_session(&own(Some(100), None))
+                .cookie_max_age(&id, at(CREATED + 40)),
+            Duration::from_secs(60)
         );
     }
 

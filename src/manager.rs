@@ -115,7 +115,7 @@ impl SessionManager {
                 else {
                     return None;
                 };
-                let rules = &self.engine.rules;
+                let rules = self.engine.rules.for_session(&envelope.expiry);
                 let active = rules.activity(envelope.last_active, expires_at);
                 Some(SessionInfo {
                     handle: entry.handle.to_hex(),

@@ -79,10 +79,12 @@ impl<S: KeyValueStore + ?Sized> OwnerIndex<'_, S> {
         if envelope.owner.as_ref().is_none_or(|o| o.name != owner) {
             return Ok(Found::Gone);
         }
-        if !self
-            .rules
-            .is_live(&entry.id, envelope.last_active, record.expires_at, now)
-        {
+        if !self.rules.for_session(&envelope.expiry).is_live(
+            &entry.id,
+            envelope.last_active,
+            record.expires_at,
+            now,
+        ) {
             return Ok(Found::Gone);
         }
         Ok(Found::Live {

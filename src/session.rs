@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rocket::http::{CookieJar, Status};
 use rocket::request::{FromRequest, Outcome, Request};
@@ -465,6 +466,67 @@ impl Session<'_> {
     /// ```
     pub fn set_permanent(&self, permanent: bool) {
         self.change(|st| st.set_permanent(permanent));
+    }
+
+    /// Gives this session its own absolute lifetime, counted from its
+    /// creation (its current id's): it ends `lifetime` after it started,
+    /// or when the configured `lifetime` ends, whichever comes first (the
+    /// configured `lifetime` stays the maximum, so a value above it is
+    /// capped, and a sweep that judges keys alone never deletes a live
+    /// session). Kept in the record and across
+    /// [`regenerate`](Self::regenerate); honoured on load, in the expiry
+    /// handed to the store, in a permanent cookie's `Max-Age`, and in
+    /// [`SessionInfo::expires_at`](crate::SessionInfo::expires_at). Saved
+    /// like any change. Whole seconds, at least one.
+    ///
+    /// The typical "remember me": configure `lifetime` for the longest
+    /// session (say 30 days), and at a login without the box give the
+    /// session 12 hours and a browser-session cookie:
+    ///
+    /// ```rust,no_run
+    /// # use std::time::Duration;
+    /// # use rocket::post;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[post("/login/<user>?<remember>")]
+    /// async fn login(session: Session<'_>, user: &str, remember: bool) -> Result<(), rocket_kvsession::Error> {
+    ///     // ... check the credentials first ...
+    ///     session.regenerate().await?;
+    ///     session.insert("user", user)?;
+    ///     if !remember {
+    ///         session.set_lifetime(Duration::from_secs(12 * 3600));
+    ///         session.set_permanent(false);
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn set_lifetime(&self, lifetime: Duration) {
+        let seconds = lifetime.as_secs().max(1);
+        self.change(|st| st.set_lifetime(Some(seconds)));
+    }
+
+    /// Gives this session its own idle timeout: it ends this long after
+    /// its last request (capped at the configured `idle_timeout`, if there
+    /// is one, and at its lifetime); `None` goes back to the configured
+    /// one. Kept like [`set_lifetime`](Self::set_lifetime). With it, a
+    /// read-only request refreshes the session's activity at most every
+    /// `touch_after` seconds, or every half of this timeout if that is
+    /// shorter. Whole seconds, at least one.
+    ///
+    /// ```rust,no_run
+    /// # use std::time::Duration;
+    /// # use rocket::post;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[post("/admin/enter")]
+    /// fn enter_admin(session: Session<'_>) {
+    ///     // Fifteen idle minutes end an administrator's session.
+    ///     session.set_idle_timeout(Some(Duration::from_secs(15 * 60)));
+    /// }
+    /// ```
+    pub fn set_idle_timeout(&self, idle_timeout: Option<Duration>) {
+        let seconds = idle_timeout.map(|d| d.as_secs().max(1));
+        self.change(|st| st.set_idle_timeout(seconds));
     }
 
     /// Whether the session is permanent.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::id::SessionId;
-use crate::record::{Data, Envelope, Owner};
+use crate::record::{Data, Envelope, OwnExpiry, Owner};
 use crate::store::Version;
 
 /// What one request changed, to be merged onto the newest stored record.
@@ -22,12 +22,21 @@ pub(crate) struct Changes {
     permanent: Option<bool>,
     /// The owner, if the request set it (after any clear).
     owner: Option<Owner>,
+    /// The session's own lifetime, if the request set it.
+    lifetime: Option<Option<u64>>,
+    /// The session's own idle timeout, if the request set it.
+    idle_timeout: Option<Option<u64>>,
 }
 
 impl Changes {
     /// Whether there is nothing to save.
     pub(crate) fn is_empty(&self) -> bool {
-        self.keys.is_empty() && !self.cleared && self.permanent.is_none() && self.owner.is_none()
+        self.keys.is_empty()
+            && !self.cleared
+            && self.permanent.is_none()
+            && self.owner.is_none()
+            && self.lifetime.is_none()
+            && self.idle_timeout.is_none()
     }
 
     /// The owner this request gave the session, if any.
@@ -42,6 +51,7 @@ impl Changes {
         if self.cleared {
             current.data.clear();
             current.owner = None;
+            current.expiry = OwnExpiry::default();
         }
         for (key, change) in &self.keys {
             match change {
@@ -56,6 +66,12 @@ impl Changes {
         }
         if let Some(owner) = &self.owner {
             current.owner = Some(owner.clone());
+        }
+        if let Some(lifetime) = self.lifetime {
+            current.expiry.lifetime = lifetime;
+        }
+        if let Some(idle_timeout) = self.idle_timeout {
+            current.expiry.idle_timeout = idle_timeout;
         }
         current
     }
@@ -72,6 +88,9 @@ impl Changes {
 pub(crate) struct CookieSpec {
     pub(crate) id: SessionId,
     pub(crate) permanent: bool,
+    /// The session's own lifetime, in seconds (`Session::set_lifetime`):
+    /// a permanent cookie's `Max-Age` follows it.
+    pub(crate) lifetime: Option<u64>,
 }
 
 /// The stored record a rotated session moves away from at save time.
@@ -185,6 +204,7 @@ pub(crate) struct Untouched {
     pub(crate) last_active: u64,
     pub(crate) version: Option<Version>,
     pub(crate) record_expires_at: Option<SystemTime>,
+    pub(crate) expiry: OwnExpiry,
 }
 
 impl Snapshot {
@@ -208,6 +228,7 @@ impl SessionState {
                 permanent,
                 data: Data::default(),
                 owner: None,
+                expiry: OwnExpiry::default(),
             },
             record_expires_at: None,
             changes: Changes::default(),
@@ -227,6 +248,7 @@ impl SessionState {
         let cookie = CookieSpec {
             id: id.clone(),
             permanent: envelope.permanent,
+            lifetime: envelope.expiry.lifetime,
         };
         SessionState {
             id: Some(id),
@@ -294,16 +316,41 @@ impl SessionState {
         true
     }
 
-    /// Removes every key and the owner; returns whether anything changed.
+    /// Removes every key, the owner and the session's own expiry settings;
+    /// returns whether anything changed.
     pub(crate) fn clear(&mut self) -> bool {
         if self.envelope.is_empty() && self.changes.keys.is_empty() {
             return false;
         }
         self.envelope.data.clear();
         self.envelope.owner = None;
+        self.envelope.expiry = OwnExpiry::default();
         self.changes.keys.clear();
         self.changes.owner = None;
+        self.changes.lifetime = None;
+        self.changes.idle_timeout = None;
         self.changes.cleared = true;
+        true
+    }
+
+    /// Sets the session's own lifetime (seconds); returns whether it changed.
+    pub(crate) fn set_lifetime(&mut self, lifetime: Option<u64>) -> bool {
+        if self.envelope.expiry.lifetime == lifetime {
+            return false;
+        }
+        self.envelope.expiry.lifetime = lifetime;
+        self.changes.lifetime = Some(lifetime);
+        true
+    }
+
+    /// Sets the session's own idle timeout (seconds; `None`: the
+    /// configured one); returns whether it changed.
+    pub(crate) fn set_idle_timeout(&mut self, idle_timeout: Option<u64>) -> bool {
+        if self.envelope.expiry.idle_timeout == idle_timeout {
+            return false;
+        }
+        self.envelope.expiry.idle_timeout = idle_timeout;
+        self.changes.idle_timeout = Some(idle_timeout);
         true
     }
 
@@ -394,6 +441,7 @@ impl SessionState {
         let spec = CookieSpec {
             id,
             permanent: self.envelope.permanent,
+            lifetime: self.envelope.expiry.lifetime,
         };
         if self.cookie.as_ref() == Some(&spec) {
             return None;
@@ -433,6 +481,7 @@ impl SessionState {
             last_active: self.envelope.last_active,
             version: self.version.clone(),
             record_expires_at: self.record_expires_at,
+            expiry: self.envelope.expiry,
         })
     }
 
@@ -561,6 +610,7 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
                 .collect(),
             owner: None,
+            expiry: OwnExpiry::default(),
         }
     }
 
@@ -846,5 +896,65 @@ mod tests {
         st.reissue_cookie();
         assert!(st.cookie_due(|| unreachable!()).is_some());
         assert!(matches!(st.plan(5, true, true), SavePlan::Nothing));
+    }
+
+    #[test]
+    fn own_expiry_settings_are_changes_that_merge_and_clear_drops_them() {
+        let mut st = loaded(&[("a", b"1")]);
+        assert!(st.set_lifetime(Some(60)));
+        assert!(!st.set_lifetime(Some(60)), "the same value is no change");
+        assert!(st.set_idle_timeout(Some(30)));
+        let SavePlan::Update(snapshot) = st.plan(5, true, true) else {
+            panic!("an expiry change is saved");
+        };
+        let merged = snapshot
+            .changes
+            .merge_onto(record(&[("a", b"1"), ("b", b"2")]));
+        assert_eq!(
+            merged.expiry,
+            OwnExpiry {
+                lifetime: Some(60),
+                idle_timeout: Some(30)
+            }
+        );
+        assert!(st.set_idle_timeout(None));
+        let SavePlan::Update(snapshot) = st.plan(6, true, true) else {
+            panic!("an expiry change is saved");
+        };
+        let mut newest = record(&[("a", b"1")]);
+        newest.expiry.idle_timeout = Some(30);
+        assert_eq!(
+            snapshot.changes.merge_onto(newest).expiry.idle_timeout,
+            None
+        );
+        let mut cleared = loaded(&[("a", b"1")]);
+        cleared.set_lifetime(Some(60));
+        cleared.clear();
+        cleared.insert("b".into(), b"1".to_vec());
+        let SavePlan::Update(snapshot) = cleared.plan(7, true, true) else {
+            panic!("a cleared session with a key is updated");
+        };
+        let mut newest = record(&[("a", b"1")]);
+        newest.expiry.lifetime = Some(60);
+        assert_eq!(
+            snapshot.changes.merge_onto(newest).expiry,
+            OwnExpiry::default()
+        );
+    }
+
+    #[test]
+    fn a_new_lifetime_reissues_the_cookie() {
+        let mut st = loaded(&[("a", b"1")]);
+        st.set_lifetime(Some(60));
+        let spec = st
+            .cookie_due(|| unreachable!())
+            .expect("a cookie with a new Max-Age");
+        assert_eq!(spec.lifetime, Some(60));
+        st.set_idle_timeout(Some(10));
+        assert_eq!(
+            st.cookie_due(|| unreachable!()),
+            None,
+            "the idle timeout is not in the cookie"
+        );
     }
 }

@@ -167,6 +167,10 @@ impl TestSession {
         let id = engine
             .create_session(self.data, permanent, self.owner)
             .await?;
-        Ok(engine.session_cookie(&CookieSpec { id, permanent }))
+        Ok(engine.session_cookie(&CookieSpec {
+            id,
+            permanent,
+            lifetime: None,
+        }))
     }
 }

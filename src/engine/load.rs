@@ -50,10 +50,12 @@ impl Engine {
                 return Ok(self.new_session());
             }
         };
-        if !self
-            .rules
-            .is_live(&id, envelope.last_active, record.expires_at, now)
-        {
+        if !self.rules.for_session(&envelope.expiry).is_live(
+            &id,
+            envelope.last_active,
+            record.expires_at,
+            now,
+        ) {
             return Ok(self.new_session());
         }
         let mut state = SessionState::loaded(id, envelope, record.version, record.expires_at);

@@ -28,7 +28,7 @@ use crate::id::SessionId;
 use crate::keys::Keys;
 use crate::lifetime::{Lifetime, StoreExpiry};
 use crate::owners::OwnerIndex;
-use crate::record::Handle;
+use crate::record::{Handle, OwnExpiry};
 use crate::retry::RetryPolicy;
 use crate::rng::SharedRng;
 use crate::seal::CookieCipher;
@@ -172,9 +172,15 @@ impl Engine {
             self.cipher
                 .seal(&self.config.cookie_name, id.as_bytes(), rng)
         });
-        let max_age = spec
-            .permanent
-            .then(|| self.rules.cookie_max_age(&spec.id, self.clock.now()));
+        let own = OwnExpiry {
+            lifetime: spec.lifetime,
+            idle_timeout: None,
+        };
+        let max_age = spec.permanent.then(|| {
+            self.rules
+                .for_session(&own)
+                .cookie_max_age(&spec.id, self.clock.now())
+        });
         cookie::session_cookie(&self.cookies, max_age, sealed)
     }
 }

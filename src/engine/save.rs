@@ -78,7 +78,10 @@ impl Engine {
     /// cannot change: the save is refused rather than hand out someone
     /// else's session.
     async fn create(&self, id: &SessionId, envelope: &Envelope) -> Result<Option<Version>, Error> {
-        let expiry = self.expiry.session(id, envelope.last_active);
+        let expiry = self
+            .expiry
+            .for_session(&envelope.expiry)
+            .session(id, envelope.last_active);
         match self
             .store
             .create(&self.keys.session(id), &envelope.encode(), expiry)
@@ -108,6 +111,7 @@ impl Engine {
                 name,
                 handle: self.new_handle(),
             }),
+            expiry: crate::record::OwnExpiry::default(),
         };
         for _ in 0..ATTEMPTS {
             let id = self.new_id();
@@ -182,9 +186,11 @@ impl Engine {
         let mut expected = origin.version.clone();
         let mut retries = self.retry.start();
         loop {
-            let expiry = self
-                .expiry
-                .marker(&origin.id, snapshot.now, self.clock.now());
+            let expiry = self.expiry.for_session(&snapshot.envelope.expiry).marker(
+                &origin.id,
+                snapshot.now,
+                self.clock.now(),
+            );
             match self
                 .store
                 .update(&old_key, &marker, expected.as_ref(), expiry)
@@ -210,7 +216,10 @@ impl Engine {
                         self.index(owner, id).await?;
                     }
                     *envelope = merged;
-                    let expiry = self.expiry.session(id, snapshot.now);
+                    let expiry = self
+                        .expiry
+                        .for_session(&envelope.expiry)
+                        .session(id, snapshot.now);
                     match self
                         .store
                         .update(
@@ -252,7 +261,10 @@ impl Engine {
         let mut retries = self.retry.start();
         loop {
             let expected = version.as_ref().filter(|_| versioned);
-            let expiry = self.expiry.session(id, snapshot.now);
+            let expiry = self
+                .expiry
+                .for_session(&envelope.expiry)
+                .session(id, snapshot.now);
             match self
                 .store
                 .update(&key, &envelope.encode(), expected, expiry)
@@ -338,15 +350,14 @@ impl Engine {
     /// the request itself succeeded.
     async fn touch_if_due(&self, cell: &SessionCell, untouched: &Untouched) {
         let now = self.clock.now_unix();
-        let activity = self
-            .rules
-            .activity(untouched.last_active, untouched.record_expires_at);
-        if !self.rules.touch_due(activity, now) {
+        let rules = self.rules.for_session(&untouched.expiry);
+        let activity = rules.activity(untouched.last_active, untouched.record_expires_at);
+        if !rules.touch_due(activity, now) {
             return;
         }
         let id = &untouched.id;
         let key = self.keys.session(id);
-        let result = match self.expiry.session(id, now) {
+        let result = match self.expiry.for_session(&untouched.expiry).session(id, now) {
             // Only the expiry moves; the data is not rewritten.
             Some(expiry) => self.store.touch(&key, expiry).await,
             None => {

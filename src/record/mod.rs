@@ -23,7 +23,7 @@ pub(crate) use index::{Index, IndexEntry};
 pub(crate) use msgpack::corrupt;
 pub(crate) use owner::{Handle, Owner};
 pub(crate) use session::encode_parts;
-pub(crate) use session::Envelope;
+pub(crate) use session::{Envelope, OwnExpiry};
 
 use crate::error::Error;
 use crate::id::SessionId;

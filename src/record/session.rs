@@ -6,6 +6,11 @@
 //! (`Session::set_owner`) appends two fields, the owner's name and the
 //! session's 16-byte handle: `[last_active, permanent, data, owner, handle]`.
 //!
+//! A session with its own expiry settings (`Session::set_lifetime`,
+//! `Session::set_idle_timeout`) has seven fields, the owner's two nil when
+//! it has none: `[last_active, permanent, data, owner|nil, handle|nil,
+//! lifetime|nil, idle_timeout|nil]`, the last two in seconds.
+//!
 //! Decoding is lazy: a loaded envelope keeps the record's bytes and an index
 //! of where each key and value lies in them ([`Data`]).
 
@@ -30,6 +35,46 @@ pub(crate) struct Envelope {
     pub(crate) data: Data,
     /// Whose session this is, if the app said so.
     pub(crate) owner: Option<Owner>,
+    /// The session's own expiry settings, where it has any.
+    pub(crate) expiry: OwnExpiry,
+}
+
+/// A session's own expiry settings, in seconds: `None` where the
+/// configuration decides (see `lifetime::Lifetime::for_session`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OwnExpiry {
+    /// `Session::set_lifetime`.
+    pub(crate) lifetime: Option<u64>,
+    /// `Session::set_idle_timeout`.
+    pub(crate) idle_timeout: Option<u64>,
+}
+
+impl OwnExpiry {
+    fn is_default(&self) -> bool {
+        *self == OwnExpiry::default()
+    }
+}
+
+/// The MessagePack nil marker.
+const NIL: u8 = 0xc0;
+
+/// Takes a nil off the front of `rd`, if that is what it starts with.
+fn take_nil(rd: &mut &[u8]) -> bool {
+    match rd.split_first() {
+        Some((&NIL, rest)) => {
+            *rd = rest;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Reads an unsigned integer or nil.
+fn read_seconds(rd: &mut &[u8], what: &'static str) -> Result<Option<u64>, Error> {
+    if take_nil(rd) {
+        return Ok(None);
+    }
+    rmp::decode::read_int(rd).map(Some).map_err(bad(what))
 }
 
 fn take<'a>(rd: &mut &'a [u8], len: u32, what: &'static str) -> Result<&'a [u8], Error> {
@@ -51,6 +96,7 @@ impl Envelope {
             self.last_active,
             self.permanent,
             self.owner.as_ref(),
+            &self.expiry,
             self.data.encoded_len(),
             |out| self.data.write(out),
         )
@@ -75,9 +121,9 @@ impl Envelope {
         // The offset in `bytes` that `rd` has reached.
         let at = |rd: &&[u8]| bytes.len() - rd.len();
         let fields = rmp::decode::read_array_len(rd).map_err(bad("header"))?;
-        if fields != 3 && fields != 5 {
+        if !matches!(fields, 3 | 5 | 7) {
             return Err(corrupt(format!(
-                "format 1: {fields} fields, expected 3 or 5"
+                "format 1: {fields} fields, expected 3, 5 or 7"
             )));
         }
         let last_active: u64 = rmp::decode::read_int(rd).map_err(bad("last_active"))?;
@@ -132,7 +178,12 @@ impl Envelope {
             });
         }
 
-        let owner = if fields == 5 {
+        let owner = if fields == 7 && take_nil(rd) {
+            if !take_nil(rd) {
+                return Err(corrupt("format 1: a handle without an owner"));
+            }
+            None
+        } else if fields >= 5 {
             let len = rmp::decode::read_str_len(rd).map_err(bad("owner"))?;
             let name = std::str::from_utf8(take(rd, len, "owner")?)
                 .map_err(bad("owner"))?
@@ -148,12 +199,21 @@ impl Envelope {
         } else {
             None
         };
+        let expiry = if fields == 7 {
+            OwnExpiry {
+                lifetime: read_seconds(rd, "lifetime")?,
+                idle_timeout: read_seconds(rd, "idle_timeout")?,
+            }
+        } else {
+            OwnExpiry::default()
+        };
         if !rd.is_empty() {
             return Err(corrupt("format 1: trailing bytes"));
         }
         Ok(Envelope {
             last_active,
             permanent,
+            expiry,
             data: Data {
                 loaded: Some(Arc::new(Loaded {
                     verbatim: (canonical && sorted).then_some(map),
@@ -173,6 +233,7 @@ fn encode_with(
     last_active: u64,
     permanent: bool,
     owner: Option<&Owner>,
+    expiry: &OwnExpiry,
     payload: usize,
     data: impl FnOnce(&mut Vec<u8>) -> Result<(), rmp::encode::ValueWriteError>,
 ) -> Vec<u8> {
@@ -182,14 +243,39 @@ fn encode_with(
     // Writing into a Vec cannot fail, and every length fits a u32
     // (session values are far below 4 GiB).
     let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
-        rmp::encode::write_array_len(out, if owner.is_some() { 5 } else { 3 })?;
+        let fields = match (owner.is_some(), expiry.is_default()) {
+            (_, false) => 7,
+            (true, true) => 5,
+            (false, true) => 3,
+        };
+        rmp::encode::write_array_len(out, fields)?;
         rmp::encode::write_uint(out, last_active)?;
         rmp::encode::write_bool(out, permanent)
             .map_err(rmp::encode::ValueWriteError::InvalidDataWrite)?;
         data(out)?;
-        if let Some(owner) = owner {
-            rmp::encode::write_str(out, &owner.name)?;
-            rmp::encode::write_bin(out, &owner.handle.0)?;
+        match owner {
+            Some(owner) => {
+                rmp::encode::write_str(out, &owner.name)?;
+                rmp::encode::write_bin(out, &owner.handle.0)?;
+            }
+            None if fields == 7 => {
+                rmp::encode::write_nil(out)
+                    .map_err(rmp::encode::ValueWriteError::InvalidMarkerWrite)?;
+                rmp::encode::write_nil(out)
+                    .map_err(rmp::encode::ValueWriteError::InvalidMarkerWrite)?;
+            }
+            None => {}
+        }
+        if fields == 7 {
+            for seconds in [expiry.lifetime, expiry.idle_timeout] {
+                match seconds {
+                    Some(seconds) => {
+                        rmp::encode::write_uint(out, seconds)?;
+                    }
+                    None => rmp::encode::write_nil(out)
+                        .map_err(rmp::encode::ValueWriteError::InvalidMarkerWrite)?,
+                }
+            }
         }
         Ok(())
     };
@@ -205,13 +291,20 @@ pub(crate) fn encode_parts(
     owner: Option<&Owner>,
 ) -> Vec<u8> {
     let payload = data.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
-    encode_with(last_active, permanent, owner, payload, |out| {
-        write_map(
-            out,
-            data.len(),
-            data.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
-        )
-    })
+    encode_with(
+        last_active,
+        permanent,
+        owner,
+        &OwnExpiry::default(),
+        payload,
+        |out| {
+            write_map(
+                out,
+                data.len(),
+                data.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
+            )
+        },
+    )
 }
 
 #[cfg(test)]
@@ -227,6 +320,7 @@ mod tests {
             permanent: true,
             data: Data::default(),
             owner: None,
+            expiry: OwnExpiry::default(),
         };
         env.data
             .insert("user".into(), rmp_serde::to_vec("alice").unwrap());
@@ -250,6 +344,7 @@ mod tests {
             permanent: false,
             data: data.into(),
             owner: None,
+            expiry: OwnExpiry::default(),
         };
         let wire: (u64, bool, BTreeMap<&str, &serde_bytes::Bytes>) = (
             env.last_active,
@@ -326,7 +421,7 @@ mod tests {
             permanent in any::<bool>(),
             data in proptest::collection::btree_map(".{0,12}", proptest::collection::vec(any::<u8>(), 0..64), 0..8),
         ) {
-            let env = Envelope { last_active, permanent, data: data.into(), owner: None };
+            let env = Envelope { last_active, permanent, data: data.into(), owner: None, expiry: OwnExpiry::default() };
             prop_assert_eq!(Envelope::decode(env.encode()).unwrap(), env);
         }
 
@@ -341,8 +436,29 @@ mod tests {
                 permanent: false,
                 data: data.into(),
                 owner: Some(Owner { name, handle: Handle(handle) }),
+                expiry: OwnExpiry::default(),
             };
             prop_assert_eq!(Envelope::decode(env.encode()).unwrap(), env);
+        }
+
+        #[test]
+        fn envelopes_with_their_own_expiry_round_trip(
+            owned in any::<bool>(),
+            lifetime in proptest::option::of(any::<u64>()),
+            idle_timeout in proptest::option::of(any::<u64>()),
+            data in proptest::collection::btree_map(".{0,12}", proptest::collection::vec(any::<u8>(), 0..64), 0..4),
+        ) {
+            let env = Envelope {
+                last_active: 7,
+                permanent: true,
+                data: data.into(),
+                owner: owned.then(|| Owner { name: "alice".into(), handle: Handle([3; 16]) }),
+                expiry: OwnExpiry { lifetime, idle_timeout },
+            };
+            let bytes = env.encode();
+            let fields = if lifetime.is_some() || idle_timeout.is_some() { 0x97 } else if owned { 0x95 } else { 0x93 };
+            prop_assert_eq!(bytes[1], fields);
+            prop_assert_eq!(Envelope::decode(bytes).unwrap(), env);
         }
     }
 
@@ -357,7 +473,7 @@ mod tests {
         };
         let rd = &mut &body[..];
         let fields = rmp::decode::read_array_len(rd).ok()?;
-        if fields != 3 && fields != 5 {
+        if !matches!(fields, 3 | 5 | 7) {
             return None;
         }
         let last_active: u64 = rmp::decode::read_int(rd).ok()?;
@@ -371,7 +487,11 @@ mod tests {
             let value = take(rd, len, "value").ok()?.to_vec();
             data.insert(key.to_owned(), value);
         }
-        let owner = if fields == 5 {
+        let owner = if fields == 7 && rd.first() == Some(&NIL) {
+            (rd.get(1) == Some(&NIL)).then_some(())?;
+            *rd = &rd[2..];
+            None
+        } else if fields >= 5 {
             let len = rmp::decode::read_str_len(rd).ok()?;
             let name = std::str::from_utf8(take(rd, len, "owner").ok()?).ok()?;
             let len = rmp::decode::read_bin_len(rd).ok()?;
@@ -383,6 +503,15 @@ mod tests {
         } else {
             None
         };
+        if fields == 7 {
+            for _ in 0..2 {
+                if rd.first() == Some(&NIL) {
+                    *rd = &rd[1..];
+                } else {
+                    let _: u64 = rmp::decode::read_int(rd).ok()?;
+                }
+            }
+        }
         rd.is_empty()
             .then_some((last_active, permanent, data, owner))
     }
