@@ -8,22 +8,32 @@
 //! next page shows once. `GET /sessions` lists the user's sessions (every
 //! browser logged in as that user), with a button to end each one and one to
 //! end all the others ("log out everywhere else").
+//!
+//! The login form has a "remember me" box: without it, the session lasts 12
+//! hours and its cookie ends with the browser; with it, the configured
+//! `lifetime` (31 days by default) and a permanent cookie. Every session
+//! lifecycle event (created, rotated, destroyed, revoked, expired) is logged
+//! at info level, with the session's owner and handle, never its id.
 
 use rocket::form::{Form, FromForm};
 use rocket::response::content::RawHtml;
 use rocket::response::Redirect;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rocket::{get, launch, post, routes, uri, Build, Rocket, State};
-use rocket_kvsession::{Error, KvSession, MemoryStore, Session, SessionManager};
+use rocket_kvsession::{Error, KvSession, MemoryStore, Session, SessionEvent, SessionManager};
 
 /// The demo's one password.
 pub(crate) const PASSWORD: &str = "rocket";
+
+/// How long a session lasts without "remember me".
+const SHORT_SESSION: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(FromForm)]
 struct Login<'r> {
     user: &'r str,
     password: &'r str,
+    remember: bool,
 }
 
 #[get("/")]
@@ -52,6 +62,7 @@ fn index(session: Session<'_>) -> Result<RawHtml<String>, Error> {
              <form method=post action=/login>\
              <input name=user placeholder=user> \
              <input name=password type=password placeholder=\"password: {PASSWORD}\"> \
+             <label><input type=checkbox name=remember value=true> remember me</label> \
              <button>Log in</button></form>"
         ),
     };
@@ -77,6 +88,11 @@ async fn login(session: Session<'_>, form: Form<Login<'_>>) -> Result<Redirect, 
     // The owner lets the user list and end their sessions (/sessions).
     session.set_owner(user);
     session.insert("user", user)?;
+    if !form.remember {
+        // Twelve hours, and a cookie that ends with the browser.
+        session.set_lifetime(SHORT_SESSION);
+        session.set_permanent(false);
+    }
     session.flash("success", format!("Welcome, {user}!"))?;
     Ok(Redirect::to(uri!(index)))
 }
@@ -203,7 +219,17 @@ pub(crate) fn app(sessions: KvSession) -> Rocket<Build> {
     )
 }
 
+/// An audit log line for each session event (cheap: it only logs).
+pub(crate) fn log_event(event: &SessionEvent) {
+    log::info!(
+        "session {:?}: owner {:?}, handle {:?}",
+        event.kind(),
+        event.owner(),
+        event.handle()
+    );
+}
+
 #[launch]
 pub(crate) fn rocket() -> _ {
-    app(KvSession::new(MemoryStore::new()))
+    app(KvSession::new(MemoryStore::new()).on_event(log_event))
 }

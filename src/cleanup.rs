@@ -10,6 +10,7 @@ use futures_util::stream::TryStreamExt;
 use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::error::Error;
+use crate::events::{Events, SessionEventKind};
 use crate::keys::Keys;
 use crate::lifetime::{Lifetime, StoreExpiry};
 use crate::owners::{OwnerIndex, CONCURRENCY};
@@ -97,13 +98,14 @@ pub async fn cleanup_sessions<S: KeyValueStore + ?Sized>(
         retry: &retry,
         clock: &clock,
     };
-    sweep(&owners).await
+    sweep(&owners, &Events::default()).await
 }
 
 /// [`cleanup_sessions`] over the owner indexes (and so the store, keys and
 /// rules) of an app: the engine's own sweep.
 pub(crate) async fn sweep<S: KeyValueStore + ?Sized>(
     owners: &OwnerIndex<'_, S>,
+    events: &Events,
 ) -> Result<CleanupReport, Error> {
     let (store, keys, rules) = (owners.store, owners.keys, owners.rules);
     let prefix = keys.prefix();
@@ -118,6 +120,7 @@ pub(crate) async fn sweep<S: KeyValueStore + ?Sized>(
                 .delete_expired(prefix, wall, NATIVE_SWEEP_BATCH)
                 .await?;
             natively_deleted += n;
+            events.emit_many(SessionEventKind::Expired, n);
             if n < NATIVE_SWEEP_BATCH as u64 {
                 break;
             }
@@ -158,7 +161,13 @@ pub(crate) async fn sweep<S: KeyValueStore + ?Sized>(
         .map_err(|e| e.1)
         .map_ok(|keys| {
             let n = keys.len() as u64;
-            store.delete_many(keys).map_ok(move |()| n).err_into()
+            store
+                .delete_many(keys)
+                .map_ok(move |()| {
+                    events.emit_many(SessionEventKind::Expired, n);
+                    n
+                })
+                .err_into()
         })
         .try_buffer_unordered(SWEEP_CONCURRENCY)
         .try_fold(0u64, |total, n| future::ready(Ok::<_, Error>(total + n)))

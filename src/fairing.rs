@@ -17,6 +17,7 @@ use crate::config::{Secret, SessionConfig};
 use crate::cookie::{self, CookieSettings};
 use crate::engine::{Engine, SaveOutcome};
 use crate::error::chain;
+use crate::events::{Events, SessionEvent};
 use crate::manager::SessionManager;
 use crate::rng::{SessionRng, SharedRng};
 use crate::seal::CookieCipher;
@@ -47,6 +48,8 @@ pub struct KvSession {
     cleanup_interval: Option<Duration>,
     /// Where the engine reads the time.
     clock: Clock,
+    /// Where the engine sends lifecycle events.
+    events: Events,
     /// The engine built at ignite (also in Rocket's managed state, where the
     /// guard finds it): the response fairing reads it from here.
     engine: std::sync::OnceLock<Arc<Engine>>,
@@ -76,6 +79,7 @@ impl KvSession {
             config: None,
             cleanup_interval: None,
             clock: Clock::system(),
+            events: Events::default(),
             engine: std::sync::OnceLock::new(),
         }
     }
@@ -98,6 +102,27 @@ impl KvSession {
     /// overriding `cleanup_interval` from the configuration.
     pub fn cleanup_interval(mut self, interval: Duration) -> Self {
         self.cleanup_interval = Some(interval);
+        self
+    }
+
+    /// Calls `handler` with every session lifecycle event (created,
+    /// rotated, destroyed, revoked, expired: [`SessionEvent`]), for audit
+    /// logs. It is called after the store write that makes the event true,
+    /// never for a write that failed and never twice for one event, inline
+    /// on the request's task: keep it cheap, and hand anything slow (I/O, a
+    /// database insert) to a channel or a spawned task. A handler that
+    /// panics is logged and ignored; the request goes on.
+    ///
+    /// ```rust,no_run
+    /// use rocket_kvsession::{KvSession, MemoryStore, SessionEvent};
+    ///
+    /// let fairing = KvSession::new(MemoryStore::new()).on_event(|event: &SessionEvent| {
+    ///     log::info!("session {:?} (owner {:?})", event.kind(), event.owner());
+    /// });
+    /// # let _ = fairing;
+    /// ```
+    pub fn on_event(mut self, handler: impl Fn(&SessionEvent) + Send + Sync + 'static) -> Self {
+        self.events = Events::new(Arc::new(handler));
         self
     }
 
@@ -214,6 +239,7 @@ impl Fairing for KvSession {
             cipher,
             rng,
             self.clock.clone(),
+            self.events.clone(),
         ));
         let manager = SessionManager::new(engine.clone());
         let _ = self.engine.set(engine.clone());
@@ -239,7 +265,7 @@ impl Fairing for KvSession {
                     _ = ticks.tick() => {}
                 }
                 let owners = engine.owners();
-                let sweep = sweep(&owners);
+                let sweep = sweep(&owners, &engine.events);
                 rocket::tokio::select! {
                     _ = &mut shutdown => break,
                     result = sweep => match result {

@@ -170,13 +170,15 @@ impl SessionManager {
             .try_filter_map(|info| future::ready(Ok(keys.own_session_id(&info.key, now))))
             .map_ok(|id| engine.end_where(Origin { id, version: None }, None))
             .try_buffer_unordered(CONCURRENCY)
-            .try_fold(0u64, |total, n| async move { Ok(total + n) })
+            .try_fold(0u64, |total, owners| async move {
+                Ok(total + engine.revoked(&owners))
+            })
             .await
     }
 
     /// One sweep now (see [`cleanup_sessions`](crate::cleanup_sessions)):
     /// expired sessions deleted, owner indexes pruned.
     pub async fn cleanup(&self) -> Result<CleanupReport, Error> {
-        sweep(&self.engine.owners()).await
+        sweep(&self.engine.owners(), &self.engine.events).await
     }
 }

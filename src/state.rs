@@ -127,6 +127,8 @@ pub(crate) struct SessionState {
     /// The stored record this session moves away from when it is saved:
     /// `regenerate()` on a stored session, deferred to the response.
     rotated_from: Option<Origin>,
+    /// The owner a `clear()` removed, for the event that ends the session.
+    cleared_owner: Option<Owner>,
 }
 
 /// What a save writes of a request's session, taken once under the lock.
@@ -235,6 +237,7 @@ impl SessionState {
             cookie: None,
             cookie_issued: false,
             rotated_from: None,
+            cleared_owner: None,
         }
     }
 
@@ -260,6 +263,7 @@ impl SessionState {
             cookie: Some(cookie),
             cookie_issued: false,
             rotated_from: None,
+            cleared_owner: None,
         }
     }
 
@@ -323,7 +327,9 @@ impl SessionState {
             return false;
         }
         self.envelope.data.clear();
-        self.envelope.owner = None;
+        if let Some(owner) = self.envelope.owner.take() {
+            self.cleared_owner.get_or_insert(owner);
+        }
         self.envelope.expiry = OwnExpiry::default();
         self.changes.keys.clear();
         self.changes.owner = None;
@@ -352,6 +358,12 @@ impl SessionState {
         self.envelope.expiry.idle_timeout = idle_timeout;
         self.changes.idle_timeout = Some(idle_timeout);
         true
+    }
+
+    /// The owner of the session as stored: its owner, or the one a
+    /// `clear()` in this request removed.
+    pub(crate) fn loaded_owner(&self) -> Option<&Owner> {
+        self.cleared_owner.as_ref().or(self.envelope.owner.as_ref())
     }
 
     /// The session's owner and handle, if it has one.
@@ -584,6 +596,7 @@ impl SessionState {
         self.envelope = envelope;
         self.changes = Changes::default();
         self.rotated_from = None;
+        self.cleared_owner = None;
     }
 
     /// The session ended: the request goes on with a new, empty one. The

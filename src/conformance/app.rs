@@ -41,10 +41,12 @@ use rocket::{get, post, routes, Build, Rocket, State};
 
 use super::unique_prefix;
 
+mod expiry;
 mod owners;
 use crate::id::SessionId;
 use crate::record::Stored;
 use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig};
+pub use expiry::*;
 pub use owners::*;
 
 /// The secret key of every conformance app, so that a cookie issued by one
@@ -373,6 +375,10 @@ macro_rules! app_conformance_cases {
             owners_revoke_all,
             owners_revoke_wins_over_a_slow_write,
             owners_expired_sessions_drop_out,
+            per_session_lifetime_ends_on_time,
+            per_session_lifetime_is_capped_and_can_change,
+            per_session_idle_timeout,
+            session_events_are_emitted_once,
         );
     };
 }

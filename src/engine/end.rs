@@ -13,9 +13,10 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::{Engine, SessionCell};
 use crate::error::Error;
+use crate::events::SessionEventKind;
 use crate::id::SessionId;
 use crate::owners::CONCURRENCY;
-use crate::record::{Envelope, IndexEntry, Stored};
+use crate::record::{Envelope, IndexEntry, Owner, Stored};
 use crate::state::Origin;
 use crate::store::{DeleteOutcome, UpdateOutcome, Version};
 
@@ -46,9 +47,9 @@ impl Only<'_> {
 
 /// What ending one record did.
 #[derive(Debug, PartialEq, Eq)]
-enum Step {
-    /// A live record was ended.
-    Ended,
+pub(super) enum Step {
+    /// A live record was ended; its owner, if it was read and had one.
+    Ended(Option<Owner>),
     /// There was no live record: missing, unreadable, or an "ended" marker.
     Gone,
     /// The record was left alone: another owner's, or (a marker pointing
@@ -66,13 +67,16 @@ impl Engine {
     pub(crate) async fn destroy(&self, cell: &SessionCell) -> Result<(), Error> {
         let (origin, owner) = {
             let st = cell.lock();
-            (st.origin(), st.owner().map(|o| o.name.clone()))
+            (st.origin(), st.owner().cloned())
         };
         if let Some(origin) = origin {
             let id = origin.id.clone();
-            self.end(origin).await?;
+            if self.end(origin).await? > 0 {
+                self.events
+                    .emit(SessionEventKind::Destroyed, owner.as_ref());
+            }
             if let Some(owner) = owner {
-                self.unindex(&owner, &[id]).await;
+                self.unindex(&owner.name, &[id]).await;
             }
         }
         cell.lock().reset(self.config.permanent);
@@ -118,33 +122,46 @@ impl Engine {
                     .await
             })
             .buffer_unordered(CONCURRENCY)
-            .try_fold(0, |total, n| async move { Ok(total + n) })
+            .try_fold(0, |total, owners| async move {
+                Ok(total + self.revoked(&owners))
+            })
             .await?;
         self.owners().remove(owner, &chosen).await?;
         Ok(ended)
     }
 
-    /// Ends the stored session `origin` and whatever it was rotated to.
-    pub(crate) async fn end(&self, origin: Origin) -> Result<(), Error> {
-        self.end_where(origin, None).await.map(drop)
+    /// Emits a `Revoked` event for each of the records a revocation
+    /// ended (`owners`, as [`Engine::end_where`] returns them); returns how
+    /// many.
+    pub(crate) fn revoked(&self, owners: &[Option<Owner>]) -> u64 {
+        for owner in owners {
+            self.events.emit(SessionEventKind::Revoked, owner.as_ref());
+        }
+        owners.len() as u64
+    }
+
+    /// Ends the stored session `origin` and whatever it was rotated to;
+    /// returns how many live records that ended.
+    pub(crate) async fn end(&self, origin: Origin) -> Result<usize, Error> {
+        self.end_where(origin, None).await.map(|ended| ended.len())
     }
 
     /// [`Engine::end`], for a revocation too: with `only`, a record is
     /// ended only if it is a live session of that owner (read first), and
     /// the ids it excludes are neither ended nor followed to. Works through
     /// the record and its successors (at most [`MAX_SUCCESSORS`]); returns
-    /// how many live records were ended.
+    /// the live records it ended, by their owners where it read them.
     pub(crate) async fn end_where(
         &self,
         origin: Origin,
         only: Option<&Only<'_>>,
-    ) -> Result<u64, Error> {
+    ) -> Result<Vec<Option<Owner>>, Error> {
         let mut work = vec![(origin.id, origin.version)];
         let mut followed = 0;
-        let mut ended = 0;
+        let mut ended = Vec::new();
         while let Some((id, expected)) = work.pop() {
             match self.end_one(&id, expected, only).await? {
-                Step::Ended => ended += 1,
+                Step::Ended(owner) => ended.push(owner),
                 Step::MovedTo(next) if followed < MAX_SUCCESSORS => {
                     followed += 1;
                     work.push((next, None));
@@ -157,7 +174,7 @@ impl Engine {
 
     /// Ends the record of `id`, expected at version `expected` (`None`:
     /// read it first), within the retry budget.
-    async fn end_one(
+    pub(super) async fn end_one(
         &self,
         id: &SessionId,
         mut expected: Option<Version>,
@@ -173,9 +190,10 @@ impl Engine {
             expected = None;
         } else if !versioned {
             self.store.delete(&key).await?;
-            return Ok(Step::Ended);
+            return Ok(Step::Ended(None));
         }
         let mut retries = self.retry.start();
+        let mut owner = None;
         loop {
             if expected.is_none() {
                 // A successor, a revocation, or a conflict: read the record
@@ -188,6 +206,7 @@ impl Engine {
                         if only.is_some_and(|o| !o.allows(&envelope)) {
                             return Ok(Step::Skipped);
                         }
+                        owner = envelope.owner;
                         expected = current.version;
                     }
                     Ok(Stored::Ended(successor)) => {
@@ -209,10 +228,10 @@ impl Engine {
             }
             if !versioned {
                 self.store.delete(&key).await?;
-                return Ok(Step::Ended);
+                return Ok(Step::Ended(owner));
             }
             match self.end_record(&key, id, expected.as_ref()).await? {
-                DeleteOutcome::Deleted => return Ok(Step::Ended),
+                DeleteOutcome::Deleted => return Ok(Step::Ended(owner)),
                 DeleteOutcome::Missing => return Ok(Step::Gone),
                 DeleteOutcome::Conflict => {
                     retries.next().await?;

@@ -2,14 +2,30 @@
 
 use rocket::http::CookieJar;
 
+use super::end::Step;
 use super::{Engine, SessionCell};
 use crate::error::Error;
+use crate::events::SessionEventKind;
 use crate::id::SessionId;
-use crate::record::Stored;
+use crate::record::{Owner, Stored};
 use crate::state::SessionState;
+use crate::store::Version;
 use crate::time::unix;
 
 impl Engine {
+    /// Ends a record found past its deadline (a cookie that came back after
+    /// its session expired), conditionally on the version read, and emits
+    /// `Expired` if this request ended it (once, whoever else races it). A
+    /// failure only logs: the request goes on with a new session, and the
+    /// store's expiry or the sweep removes the record.
+    async fn end_expired(&self, id: &SessionId, version: Option<Version>, owner: Option<Owner>) {
+        match self.end_one(id, version, None).await {
+            Ok(Step::Ended(_)) => self.events.emit(SessionEventKind::Expired, owner.as_ref()),
+            Ok(_) => {}
+            Err(e) => log::warn!("kvsession: could not end an expired session: {e}"),
+        }
+    }
+
     fn new_session(&self) -> SessionCell {
         SessionCell::new(SessionState::fresh(self.config.permanent))
     }
@@ -50,12 +66,9 @@ impl Engine {
                 return Ok(self.new_session());
             }
         };
-        if !self.rules.for_session(&envelope.expiry).is_live(
-            &id,
-            envelope.last_active,
-            record.expires_at,
-            now,
-        ) {
+        let rules = self.rules.for_session(&envelope.expiry);
+        if !rules.is_live(&id, envelope.last_active, record.expires_at, now) {
+            self.end_expired(&id, record.version, envelope.owner).await;
             return Ok(self.new_session());
         }
         let mut state = SessionState::loaded(id, envelope, record.version, record.expires_at);

@@ -24,6 +24,7 @@ use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::cookie::{self, CookieSettings};
 use crate::error::Error;
+use crate::events::Events;
 use crate::id::SessionId;
 use crate::keys::Keys;
 use crate::lifetime::{Lifetime, StoreExpiry};
@@ -77,6 +78,8 @@ pub(crate) struct Engine {
     pub(crate) retry: RetryPolicy,
     /// Where the time is read.
     pub(crate) clock: Clock,
+    /// Where lifecycle events go.
+    pub(crate) events: Events,
     cipher: CookieCipher,
     rng: Arc<SharedRng>,
 }
@@ -98,6 +101,7 @@ impl Engine {
         cipher: CookieCipher,
         rng: SharedRng,
         clock: Clock,
+        events: Events,
     ) -> Self {
         let rng = Arc::new(rng);
         Engine {
@@ -111,6 +115,7 @@ impl Engine {
             cipher,
             rng,
             clock,
+            events,
         }
     }
 

@@ -5,6 +5,7 @@ use rocket::http::Status;
 
 use super::{Engine, SessionCell};
 use crate::error::Error;
+use crate::events::SessionEventKind;
 use crate::id::SessionId;
 use crate::record::{Envelope, Stored};
 use crate::state::{Ending, Origin, SavePlan, Snapshot, Untouched};
@@ -52,12 +53,28 @@ impl Engine {
             SavePlan::Create(snapshot) => self.save_new(cell, snapshot).await,
             SavePlan::Rotate(snapshot, origin) => self.save_rotated(cell, snapshot, &origin).await,
             SavePlan::Update(snapshot) => self.save_existing(cell, snapshot).await,
-            SavePlan::End(origin, ending) => self.end(origin).await.map(|()| match ending {
-                Ending::DropCookie => SaveOutcome::DropCookie,
-                Ending::RemoveCookie => SaveOutcome::RemoveCookie,
-            }),
+            SavePlan::End(origin, ending) => self.end_emptied(cell, origin, ending).await,
         };
         result.unwrap_or_else(|error| SaveOutcome::Failed { error, drop_cookie })
+    }
+
+    /// Ends a session the request emptied (a `clear()`, or a rotation
+    /// whose data was all removed).
+    async fn end_emptied(
+        &self,
+        cell: &SessionCell,
+        origin: Origin,
+        ending: Ending,
+    ) -> Result<SaveOutcome, Error> {
+        let owner = cell.lock().loaded_owner().cloned();
+        if self.end(origin).await? > 0 {
+            self.events
+                .emit(SessionEventKind::Destroyed, owner.as_ref());
+        }
+        Ok(match ending {
+            Ending::DropCookie => SaveOutcome::DropCookie,
+            Ending::RemoveCookie => SaveOutcome::RemoveCookie,
+        })
     }
 
     /// Writes the first record of a new session (insert-if-absent).
@@ -69,6 +86,8 @@ impl Engine {
             self.index(owner, &snapshot.id).await?;
         }
         let version = self.create(&snapshot.id, &envelope).await?;
+        self.events
+            .emit(SessionEventKind::Created, envelope.owner.as_ref());
         cell.lock().saved(envelope, version);
         Ok(SaveOutcome::Done)
     }
@@ -151,6 +170,8 @@ impl Engine {
             .await
         {
             Ok(true) => {
+                self.events
+                    .emit(SessionEventKind::Rotated, envelope.owner.as_ref());
                 cell.lock().saved(envelope, version);
                 Ok(SaveOutcome::Done)
             }
