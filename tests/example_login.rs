@@ -222,3 +222,43 @@ async fn the_sessions_page_lists_and_ends_sessions() {
         Status::SeeOther
     );
 }
+
+/// The login's log line for "remember me": without the box, a 12-hour
+/// session with a browser-session cookie; with it, a permanent cookie of
+/// the configured lifetime.
+#[rocket::async_test]
+async fn remember_me_decides_the_cookie() {
+    let client = Client::untracked(login::app(KvSession::new(MemoryStore::new())))
+        .await
+        .expect("the example launches");
+    for (remember, permanent) in [("", false), ("&remember=true", true)] {
+        let res = client
+            .post("/login")
+            .header(ContentType::Form)
+            .body(format!("user=ann&password={}{remember}", login::PASSWORD))
+            .dispatch()
+            .await;
+        assert_eq!(res.status(), Status::SeeOther);
+        let cookie = res.cookies().get("session").expect("a session cookie").clone();
+        let max_age = cookie.max_age().map(|d| d.whole_seconds());
+        if permanent {
+            let age = max_age.expect("a permanent cookie");
+            assert!((31 * 86_400 - 5..=31 * 86_400).contains(&age), "{age}");
+        } else {
+            assert_eq!(max_age, None, "a browser-session cookie");
+        }
+    }
+}
+
+/// The example's event handler only logs: it takes every kind of event.
+#[rocket::async_test]
+async fn every_event_is_logged_without_failing_a_request() {
+    let client = Client::tracked(login::app(
+        KvSession::new(MemoryStore::new()).on_event(login::log_event),
+    ))
+    .await
+    .expect("the example launches");
+    post_login(&client, "bob", login::PASSWORD).await;
+    let res = client.post("/logout").dispatch().await;
+    assert_eq!(res.status(), Status::SeeOther);
+}
