@@ -241,6 +241,25 @@ pub async fn per_session_lifetime_is_capped_and_can_change(store: Arc<dyn KeyVal
         None,
         "the shorter lifetime set later applies"
     );
+
+    // Kept across a rotation: the new id starts a new lifetime of the
+    // session's own length, not the configured one.
+    assert_eq!(write(&client, "/expiry-login/bo/true").await, Status::Ok);
+    assert_eq!(write(&client, "/expiry-lifetime/600").await, Status::Ok);
+    clock.advance(Duration::from_secs(100));
+    let res = client.post("/regenerate").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    let age = max_age(&res, &config.cookie_name).expect("the rotated session's cookie");
+    assert!((595..=600).contains(&age), "{age}");
+    drop(res);
+    clock.advance(Duration::from_secs(590));
+    assert_eq!(whoami(&client).await.as_deref(), Some("bo"));
+    clock.advance(Duration::from_secs(12));
+    assert_eq!(
+        whoami(&client).await,
+        None,
+        "its own lifetime survived the rotation"
+    );
 }
 
 /// A session's own idle timeout: reads keep it alive (a touch at most every
