@@ -14,21 +14,26 @@
 //! session record, a `get`, a `put` (an `update` with the expected version
 //! and a new expiry: what saving an existing session does) and a `create`
 //! (a new session), once through the adapter and once directly, in
-//! alternating order. The direct operations send the same commands the
-//! adapter sends: `find` with the same liveness filter, `update` filtered on
-//! `_id`, liveness and version with `$inc`/`$set`, and `insert`. It prints a
-//! markdown table: median and p99 per operation, and the adapter/driver
-//! ratio of the medians (goal: at most 1.10). The collection it uses is
-//! dropped at the end.
+//! alternating order. The direct operations send the adapter's own commands
+//! (the filters, update documents and decoding of the crate's hidden
+//! `__bench` module, not copies of them): `find` with the liveness filter,
+//! `update` filtered on `_id`, liveness and version with `$inc`/`$set`, and
+//! `insert`. It prints a markdown table: median and p99 per operation, and
+//! the adapter/driver ratio of the medians (goal: at most 1.10). The
+//! collection it uses is dropped at the end.
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rocket_kvsession::KeyValueStore;
+use rocket_kvsession::{KeyValueStore, Version};
 use rocket_kvsession_bench::{
     block_on, compare, print_comparison, record, ArgError, Args, Labels, Runtime, Side, StoreSide,
 };
-use rocket_kvsession_mongodb::mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime};
+use rocket_kvsession_mongodb::__bench::{
+    live, live_at_version, new_document, parse_version, record_of, rewrite,
+};
+use rocket_kvsession_mongodb::mongodb::bson::{DateTime, Document};
+use rocket_kvsession_mongodb::mongodb::Collection;
 use rocket_kvsession_mongodb::MongoStore;
 
 /// The ratio goal: the adapter adds at most 10% to a round trip.
@@ -46,70 +51,48 @@ fn expiry() -> SystemTime {
     SystemTime::now() + TTL
 }
 
-/// The same commands as the adapter, sent with the driver.
+/// The adapter's own commands, sent with the driver.
 struct Driver {
-    collection: rocket_kvsession_mongodb::mongodb::Collection<
-        rocket_kvsession_mongodb::mongodb::bson::Document,
-    >,
-    version: i64,
-}
-
-fn binary(value: &[u8]) -> Binary {
-    Binary {
-        subtype: BinarySubtype::Generic,
-        bytes: value.to_vec(),
-    }
+    collection: Collection<Document>,
+    /// The version the last `get` read, as the adapter's update names it.
+    version: Option<Version>,
 }
 
 impl Side for Driver {
     async fn get(&mut self, key: &str) -> Result<Vec<u8>, String> {
-        let filter = doc! { "_id": key, "expires_at": { "$not": { "$lte": DateTime::now() } } };
         let document = self
             .collection
-            .find_one(filter)
+            .find_one(live(key, DateTime::now()))
             .await
             .map_err(|e| format!("driver find_one: {e}"))?
             .ok_or("driver find_one: record missing")?;
-        if let Some(Bson::Int64(v)) = document.get("version") {
-            self.version = *v;
-        }
-        match document.get("value") {
-            Some(Bson::Binary(b)) => Ok(b.bytes.clone()),
-            _ => Err("driver find_one: the document has no binary `value`".into()),
-        }
+        let record = record_of(key, &document).map_err(|e| format!("driver find_one: {e}"))?;
+        self.version = record.version;
+        Ok(record.value)
     }
 
     async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        let filter = doc! {
-            "_id": key,
-            "expires_at": { "$not": { "$lte": DateTime::now() } },
-            "version": self.version,
-        };
-        let update = doc! {
-            "$inc": { "version": 1i64 },
-            "$set": { "value": binary(value), "expires_at": DateTime::from_system_time(expiry()) },
-        };
+        let version = self
+            .version
+            .as_ref()
+            .and_then(parse_version)
+            .ok_or("driver update_one: no version read")?;
+        let filter = live_at_version(key, DateTime::now(), version);
         let result = self
             .collection
-            .update_one(filter, update)
+            .update_one(filter, rewrite(value, Some(expiry())))
             .await
             .map_err(|e| format!("driver update_one: {e}"))?;
         if result.matched_count != 1 {
             return Err("driver update_one: no document matched".into());
         }
-        self.version += 1;
+        self.version = Some(Version::from(version + 1));
         Ok(())
     }
 
     async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        let document = doc! {
-            "_id": key,
-            "value": binary(value),
-            "version": 1i64,
-            "expires_at": DateTime::from_system_time(expiry()),
-        };
         self.collection
-            .insert_one(document)
+            .insert_one(new_document(key, value, Some(expiry())))
             .await
             .map_err(|e| format!("driver insert_one: {e}"))?;
         Ok(())
@@ -130,7 +113,7 @@ async fn run(uri: String, samples: usize) -> Result<(), String> {
     let mut adapter = StoreSide::new(store.clone(), "adapter").with_ttl(TTL);
     let mut driver = Driver {
         collection: store.collection().clone(),
-        version: 0,
+        version: None,
     };
     let (adapter_key, driver_key) = ("a5f0e3c2a9b8d7e6_6745c1a0", "d5f0e3c2a9b8d7e6_6745c1a0");
     adapter.create(adapter_key, &record(0)).await?;

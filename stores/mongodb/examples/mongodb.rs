@@ -10,87 +10,25 @@
 //! `expires_at` is created at launch. Run it on several app servers against
 //! the same database and a user stays logged in whichever server answers.
 //!
+//! It serves the repository's demo login app (`rocket_kvsession_demo`):
 //! `GET /` shows who is logged in (or the login form), `POST /login` checks
 //! the password, regenerates the session id and stores the user,
-//! `POST /logout` destroys the session.
+//! `GET /whoami` answers the user's name, `POST /logout` destroys the
+//! session.
 
-use rocket::form::{Form, FromForm};
-use rocket::response::content::RawHtml;
-use rocket::response::Redirect;
-use rocket::{get, post, routes, uri, Build, Rocket};
-use rocket_kvsession::{Error, KvSession, Session};
+use rocket::{Build, Rocket};
+use rocket_kvsession::KvSession;
 use rocket_kvsession_mongodb::MongoStore;
 
 /// The demo's one password.
-pub const PASSWORD: &str = "rocket";
+pub use rocket_kvsession_demo::PASSWORD;
 
 /// Where the sessions are kept when `MONGODB_URI` is not set.
 pub const DEFAULT_URI: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
 
-#[derive(FromForm)]
-struct Login<'r> {
-    user: &'r str,
-    password: &'r str,
-}
-
-#[get("/")]
-fn index(session: Session<'_>) -> Result<RawHtml<String>, Error> {
-    let page = match session.get::<String>("user")? {
-        Some(user) => {
-            let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
-            session.insert("visits", visits)?;
-            format!(
-                "<p>Logged in as <b>{}</b>; {visits} visits in this session.</p>\
-                 <form method=post action=/logout><button>Log out</button></form>",
-                html_escape(&user)
-            )
-        }
-        None => format!(
-            "<p>Not logged in.</p>\
-             <form method=post action=/login>\
-             <input name=user placeholder=user> \
-             <input name=password type=password placeholder=\"password: {PASSWORD}\"> \
-             <button>Log in</button></form>"
-        ),
-    };
-    Ok(RawHtml(page))
-}
-
-#[post("/login", data = "<form>")]
-async fn login(session: Session<'_>, form: Form<Login<'_>>) -> Result<Redirect, Error> {
-    if form.password != PASSWORD || form.user.trim().is_empty() {
-        return Ok(Redirect::to(uri!(index)));
-    }
-    // A new id at every privilege change: an id planted before login is
-    // worthless afterwards.
-    session.regenerate().await?;
-    session.insert("user", form.user.trim())?;
-    Ok(Redirect::to(uri!(index)))
-}
-
-#[get("/whoami")]
-fn whoami(session: Session<'_>) -> Option<String> {
-    session.get::<String>("user").ok().flatten()
-}
-
-#[post("/logout")]
-async fn logout(session: Session<'_>) -> Result<Redirect, Error> {
-    session.destroy().await?;
-    Ok(Redirect::to(uri!(index)))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// The app, keeping its sessions in `store`.
 pub fn app(store: MongoStore) -> Rocket<Build> {
-    rocket::build()
-        .attach(KvSession::new(store))
-        .mount("/", routes![index, login, whoami, logout])
+    rocket_kvsession_demo::mount(rocket::build(), KvSession::new(store))
 }
 
 #[rocket::main]

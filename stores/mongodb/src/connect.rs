@@ -9,10 +9,8 @@ use mongodb::options::ClientOptions;
 use mongodb::Client;
 use rocket_kvsession::StoreError;
 
-use crate::error::convert;
-use crate::schema::STORE_NAME;
-use crate::store::MongoStore;
-use crate::timeout::DEFAULT_OPERATION_TIMEOUT;
+use crate::error::{convert, STORE_NAME};
+use crate::store::{MongoStore, DEFAULT_OPERATION_TIMEOUT};
 
 /// The default time the driver waits for a usable server before an operation
 /// fails (the driver's own default is 30 s).

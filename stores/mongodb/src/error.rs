@@ -1,9 +1,11 @@
-//! Converting driver errors into [`StoreError`]s.
+//! The store's name in errors, and the conversion of driver errors into
+//! [`StoreError`]s.
 
 use mongodb::error::{Error as DriverError, ErrorKind, WriteFailure};
 use rocket_kvsession::StoreError;
 
-use crate::schema::STORE_NAME;
+/// The store's name in logs and errors.
+pub(crate) const STORE_NAME: &str = "mongodb";
 
 /// MongoDB's duplicate-key error code.
 pub(crate) const DUPLICATE_KEY: i32 = 11000;

@@ -8,8 +8,8 @@ use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 use rocket_kvsession::StoreError;
 
-use crate::error::{convert, write_error_code};
-use crate::schema::{EXPIRES_AT, STORE_NAME};
+use crate::error::{convert, write_error_code, STORE_NAME};
+use crate::schema::EXPIRES_AT;
 use crate::timeout;
 
 /// The name MongoDB gives an ascending index on `expires_at`, and so the name

@@ -8,11 +8,17 @@ mod schema;
 mod store;
 mod timeout;
 
+/// The store's own filters, update documents and decoding, for this
+/// repository's benchmarks. Not part of the public API; may change in any
+/// release.
+#[doc(hidden)]
+#[path = "bench_internals.rs"]
+pub mod __bench;
+
 pub use connect::{MongoStoreBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SERVER_SELECTION_TIMEOUT};
 pub use index::TTL_INDEX_NAME;
 pub use schema::MAX_KEY_LEN;
-pub use store::MongoStore;
-pub use timeout::DEFAULT_OPERATION_TIMEOUT;
+pub use store::{MongoStore, DEFAULT_OPERATION_TIMEOUT};
 
 /// The MongoDB driver this crate is built on, re-exported so applications use
 /// the same version (for [`MongoStore::new`] and

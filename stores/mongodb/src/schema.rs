@@ -1,5 +1,6 @@
-//! The session document: the store's name, the field names, which keys the
-//! store accepts, and the conversion between documents and [`Record`]s.
+//! The session document: the field names, which keys the store accepts, the
+//! filters and update documents the store sends, and the conversion between
+//! documents and [`Record`]s.
 //!
 //! Everything here is plain data; nothing talks to the server.
 
@@ -8,8 +9,7 @@ use std::time::SystemTime;
 use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document, Regex};
 use rocket_kvsession::{Record, StoreError, Version};
 
-/// The store's name in logs and errors.
-pub(crate) const STORE_NAME: &str = "mongodb";
+use crate::error::STORE_NAME;
 
 /// The session key; the `_id` index makes it unique.
 pub(crate) const ID: &str = "_id";
@@ -81,6 +81,14 @@ pub(crate) fn live(key: &str, now: DateTime) -> Document {
     doc! { ID: key, EXPIRES_AT: { "$not": { "$lte": now } } }
 }
 
+/// The filter for a live document with this key at this version: the
+/// condition of a compare-and-swap update and of a compare-and-delete.
+pub(crate) fn live_at_version(key: &str, now: DateTime, version: i64) -> Document {
+    let mut filter = live(key, now);
+    filter.insert(VERSION, version);
+    filter
+}
+
 /// The filter for a document with this key that expired but was not removed
 /// yet.
 pub(crate) fn expired(key: &str, now: DateTime) -> Document {
@@ -126,15 +134,16 @@ fn binary(value: &[u8]) -> Binary {
     }
 }
 
-/// A version token this store handed out, back as a number; `None` for a
-/// token from elsewhere, or one that could not be incremented (neither can
-/// ever match).
+/// A version token this store handed out, back as the number a document
+/// holds; `None` for a token from elsewhere (no document can match it).
+pub(crate) fn stored_version(version: &Version) -> Option<i64> {
+    version.as_str().parse().ok()
+}
+
+/// A version token an update can name: [`stored_version`], unless the
+/// version could not be incremented (such an update can never match).
 pub(crate) fn parse_version(version: &Version) -> Option<i64> {
-    version
-        .as_str()
-        .parse()
-        .ok()
-        .filter(|&n: &i64| n < i64::MAX)
+    stored_version(version).filter(|&n| n < i64::MAX)
 }
 
 /// The version of a document (or of a projection holding `version`).
@@ -232,6 +241,22 @@ mod tests {
         assert_eq!(parse_version(&Version::from(41i64)), Some(41));
         assert_eq!(parse_version(&Version::new("etag")), None);
         assert_eq!(parse_version(&Version::from(i64::MAX)), None);
+    }
+
+    #[test]
+    fn any_numeric_token_names_a_stored_version() {
+        assert_eq!(stored_version(&Version::from(41i64)), Some(41));
+        assert_eq!(stored_version(&Version::from(i64::MAX)), Some(i64::MAX));
+        assert_eq!(stored_version(&Version::new("etag")), None);
+        assert_eq!(stored_version(&Version::new("1e3")), None);
+    }
+
+    #[test]
+    fn a_versioned_filter_is_the_liveness_filter_and_the_version() {
+        let now = DateTime::from_millis(1_800_000_000_000);
+        let mut expected = live("k_1", now);
+        expected.insert(VERSION, 7i64);
+        assert_eq!(live_at_version("k_1", now, 7), expected);
     }
 
     #[test]

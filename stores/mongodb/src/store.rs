@@ -1,4 +1,5 @@
-//! [`MongoStore`]: the [`KeyValueStore`] implementation.
+//! [`MongoStore`]: the [`KeyValueStore`] and [`CompareAndDelete`]
+//! implementations.
 
 use std::future::IntoFuture;
 use std::time::{Duration, SystemTime};
@@ -9,15 +10,21 @@ use mongodb::bson::{doc, DateTime, Document};
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;
 use rocket_kvsession::{
-    CreateOutcome, KeyInfo, KeyValueStore, Record, StoreError, UpdateOutcome, Version,
+    Capabilities, CompareAndDelete, CreateOutcome, DeleteOutcome, Expiry, KeyInfo, KeyValueStore,
+    Record, StoreError, UpdateOutcome, Version,
 };
 
-use crate::error::{convert, write_error_code, DUPLICATE_KEY};
+use crate::error::{convert, write_error_code, DUPLICATE_KEY, STORE_NAME};
 use crate::index;
 use crate::schema::{
-    self, check_key, live, parse_version, record_of, version_of, ID, STORE_NAME, VERSION,
+    self, check_key, live, live_at_version, parse_version, record_of, stored_version, version_of,
+    ID, VERSION,
 };
-use crate::timeout::{self, DEFAULT_OPERATION_TIMEOUT};
+use crate::timeout;
+
+/// The default bound on one store operation, see
+/// [`MongoStore::operation_timeout`].
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many keys one `delete_many` command removes at most.
 const DELETE_BATCH: usize = 1000;
@@ -25,7 +32,8 @@ const DELETE_BATCH: usize = 1000;
 /// How many keys one `list` batch returns.
 const LIST_BATCH: u32 = 1000;
 
-/// A TTL-capable, versioned session store over a MongoDB collection.
+/// A session store over a MongoDB collection: expiry kept and removed by the
+/// server (a TTL index), compare-and-swap updates, compare-and-delete.
 ///
 /// Each session is one document:
 ///
@@ -35,6 +43,10 @@ const LIST_BATCH: u32 = 1000;
 /// | `value` | binary | the session record, byte for byte |
 /// | `expires_at` | date | when the session ends; absent when no expiry was given |
 /// | `version` | 64-bit integer | bumped by every update, for compare-and-swap |
+///
+/// Its [capabilities](KeyValueStore::capabilities) are
+/// [`Expiry::RemovedByBackend`] with compare-and-swap, and it offers
+/// [`CompareAndDelete`]:
 ///
 /// * [`init`](KeyValueStore::init) (run by the fairing at ignite) ensures a
 ///   TTL index on `expires_at` with `expireAfterSeconds: 0`, so the server
@@ -48,6 +60,11 @@ const LIST_BATCH: u32 = 1000;
 /// * `update` is an `update_one` filtered on `_id`, the expected `version` and
 ///   liveness, without upsert: a vanished session is never brought back.
 /// * `touch` rewrites only `expires_at`, not the data or the version.
+/// * [`delete_if`](CompareAndDelete::delete_if) is a `delete_one` filtered on
+///   `_id`, the expected `version` and liveness, so a logout removes the
+///   session in one command, and an expired document counts as missing.
+/// * No sweep is needed (the TTL monitor removes expired documents), so
+///   the store has no [native sweep](KeyValueStore::expired_deletion).
 /// * Every operation is bounded by an [operation timeout](Self::operation_timeout),
 ///   and connection failures become [`StoreError::Unavailable`] (a 503).
 ///
@@ -119,7 +136,7 @@ impl MongoStore {
     }
 
     /// Whether a live document with this key exists: one extra read, used
-    /// only after a failed conditional update.
+    /// only after a failed conditional update or delete.
     async fn exists(&self, key: &str, now: DateTime) -> Result<bool, StoreError> {
         let found = self
             .run(
@@ -149,12 +166,11 @@ impl KeyValueStore for MongoStore {
         STORE_NAME
     }
 
-    fn supports_ttl(&self) -> bool {
-        true
-    }
-
-    fn supports_versioning(&self) -> bool {
-        true
+    /// The server removes expired documents (the TTL index); reads still
+    /// filter on the expiry, since the TTL monitor runs about once a minute.
+    /// Updates are compare-and-swap on `version`.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(Expiry::RemovedByBackend).with_compare_and_swap()
     }
 
     async fn init(&self) -> Result<(), StoreError> {
@@ -211,14 +227,13 @@ impl KeyValueStore for MongoStore {
         check_key(key)?;
         let now = DateTime::now();
         let update = schema::rewrite(value, expires_at);
-        let mut filter = live(key, now);
 
         let Some(expected) = expected else {
             // Unconditional: one findAndModify that also returns the new version.
             let updated = self
                 .run(
                     self.collection
-                        .find_one_and_update(filter, update)
+                        .find_one_and_update(live(key, now), update)
                         .projection(doc! { ID: 0, VERSION: 1 })
                         .return_document(ReturnDocument::After),
                 )
@@ -230,7 +245,7 @@ impl KeyValueStore for MongoStore {
         };
 
         if let Some(expected) = parse_version(expected) {
-            filter.insert(VERSION, expected);
+            let filter = live_at_version(key, now, expected);
             let result = self.run(self.collection.update_one(filter, update)).await?;
             if result.matched_count == 1 {
                 return Ok(UpdateOutcome::Updated(Some(Version::from(expected + 1))));
@@ -311,5 +326,35 @@ impl KeyValueStore for MongoStore {
                 Ok(schema::key_of(&document).map(|key| KeyInfo::new(key, None)))
             })
             .boxed()
+    }
+
+    /// `Some(self)`: see [`CompareAndDelete`] for `MongoStore`.
+    fn compare_and_delete(&self) -> Option<&dyn CompareAndDelete> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl CompareAndDelete for MongoStore {
+    /// One `delete_one` filtered on `_id`, the expected `version` and
+    /// liveness. Only when it deletes nothing does one more read tell
+    /// [`DeleteOutcome::Conflict`] (a live document with another version)
+    /// from [`DeleteOutcome::Missing`]; a document that expired but was not
+    /// removed yet is missing, and is left to the TTL monitor.
+    async fn delete_if(&self, key: &str, expected: &Version) -> Result<DeleteOutcome, StoreError> {
+        check_key(key)?;
+        let now = DateTime::now();
+        if let Some(expected) = stored_version(expected) {
+            let filter = live_at_version(key, now, expected);
+            let result = self.run(self.collection.delete_one(filter)).await?;
+            if result.deleted_count == 1 {
+                return Ok(DeleteOutcome::Deleted);
+            }
+        }
+        Ok(if self.exists(key, now).await? {
+            DeleteOutcome::Conflict
+        } else {
+            DeleteOutcome::Missing
+        })
     }
 }

@@ -5,12 +5,7 @@ use std::time::Duration;
 
 use rocket_kvsession::StoreError;
 
-use crate::error::convert;
-use crate::schema::STORE_NAME;
-
-/// The default bound on one store operation, see
-/// [`MongoStore::operation_timeout`](crate::MongoStore::operation_timeout).
-pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::error::{convert, STORE_NAME};
 
 /// An operation that did not finish within the store's operation timeout.
 #[derive(Debug, thiserror::Error)]

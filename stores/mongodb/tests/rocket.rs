@@ -73,8 +73,8 @@ async fn round_trips_per_request() {
     assert_eq!(post(&client, "/logout").await, Status::Ok);
     assert_eq!(
         log.take(),
-        ["find", "update", "delete"],
-        "logout ends the record with a compare-and-swap, then deletes it"
+        ["find", "delete"],
+        "logout ends the record with one compare-and-delete"
     );
     assert_eq!(collection.count_documents(doc! {}).await.unwrap(), 1);
     common::drop_collection(&collection).await;

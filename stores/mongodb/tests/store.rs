@@ -6,7 +6,10 @@ mod common;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::TryStreamExt;
-use rocket_kvsession::{CreateOutcome, KeyValueStore, StoreError, UpdateOutcome, Version};
+use rocket_kvsession::{
+    Capabilities, CreateOutcome, DeleteOutcome, Expiry, KeyValueStore, StoreError, UpdateOutcome,
+    Version,
+};
 use rocket_kvsession_mongodb::mongodb::bson::{doc, Bson, DateTime, Document};
 use rocket_kvsession_mongodb::mongodb::options::IndexOptions;
 use rocket_kvsession_mongodb::mongodb::IndexModel;
@@ -42,6 +45,20 @@ async fn connect_unindexed(test: &str) -> Option<MongoStore> {
             .await
             .expect("connect"),
     )
+}
+
+#[tokio::test]
+async fn capabilities_are_a_ttl_index_and_compare_and_swap() {
+    // No server is contacted: connecting is lazy.
+    let store = MongoStore::connect("mongodb://127.0.0.1:1/", "db", "sessions")
+        .await
+        .expect("connect");
+    assert_eq!(
+        store.capabilities(),
+        Capabilities::new(Expiry::RemovedByBackend).with_compare_and_swap()
+    );
+    assert!(store.compare_and_delete().is_some());
+    assert!(store.expired_deletion().is_none());
 }
 
 #[tokio::test]
@@ -294,6 +311,32 @@ async fn each_operation_is_one_round_trip() {
     store.delete("k_1").await.expect("delete");
     assert_eq!(log.take(), ["delete"], "delete");
 
+    // A compare-and-delete is one command; only when it deletes nothing does
+    // one more read tell Conflict from Missing.
+    let cad = store.compare_and_delete().expect("compare-and-delete");
+    let v1 = match store.create("k_2", b"v1", expiry).await.expect("create") {
+        CreateOutcome::Created(Some(v)) => v,
+        other => panic!("{other:?}"),
+    };
+    let v2 = match store
+        .update("k_2", b"v2", Some(&v1), expiry)
+        .await
+        .expect("update")
+    {
+        UpdateOutcome::Updated(Some(v)) => v,
+        other => panic!("{other:?}"),
+    };
+    log.take();
+    let stale = cad.delete_if("k_2", &v1).await.expect("delete_if");
+    assert_eq!(stale, DeleteOutcome::Conflict);
+    assert_eq!(log.take(), ["delete", "find"], "conflicting delete_if");
+    let deleted = cad.delete_if("k_2", &v2).await.expect("delete_if");
+    assert_eq!(deleted, DeleteOutcome::Deleted);
+    assert_eq!(log.take(), ["delete"], "delete_if");
+    let gone = cad.delete_if("k_2", &v2).await.expect("delete_if");
+    assert_eq!(gone, DeleteOutcome::Missing);
+    assert_eq!(log.take(), ["delete", "find"], "delete_if of a missing key");
+
     let keys: Vec<String> = (0..2500).map(|n| format!("bulk_{n}")).collect();
     store.delete_many(keys).await.expect("delete_many");
     assert_eq!(
@@ -400,6 +443,19 @@ async fn an_expired_unswept_document_does_not_block_create() {
     assert_eq!(
         store.touch("k_1", in_an_hour()).await.expect("touch"),
         UpdateOutcome::Missing
+    );
+    // Even at its own version, an expired document is missing to a
+    // compare-and-delete; it is left to the TTL monitor.
+    let cad = store.compare_and_delete().expect("compare-and-delete");
+    assert_eq!(
+        cad.delete_if("k_1", &Version::from(7i64))
+            .await
+            .expect("delete_if"),
+        DeleteOutcome::Missing
+    );
+    assert!(
+        raw(&store, "k_1").await.is_some(),
+        "the expired document stays"
     );
     let created = store
         .create("k_1", b"new", Some(in_an_hour()))

@@ -10,7 +10,8 @@ use object_store::ObjectStoreScheme;
 use rocket_kvsession::StoreError;
 use url::Url;
 
-use crate::keys::{parse_prefix, STORE_NAME};
+use crate::error::STORE_NAME;
+use crate::keys::parse_prefix;
 use crate::local_dir::create_dir;
 use crate::store::ObjectStoreKv;
 use crate::update::UpdateStrategy;

@@ -1,11 +1,13 @@
-//! Converting `object_store` errors into [`StoreError`].
+//! The store's name in errors, and the conversion of `object_store` errors
+//! into [`StoreError`].
 
 use std::error::Error as StdError;
 use std::io;
 
 use rocket_kvsession::StoreError;
 
-use crate::keys::STORE_NAME;
+/// The store's name in logs and errors.
+pub(crate) const STORE_NAME: &str = "object_store";
 
 /// Converts a backend error, keeping it as the source.
 pub(crate) fn convert(error: object_store::Error) -> StoreError {

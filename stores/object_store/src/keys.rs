@@ -8,8 +8,7 @@
 use object_store::path::{Path, PathPart};
 use rocket_kvsession::StoreError;
 
-/// The store's name in logs and errors.
-pub(crate) const STORE_NAME: &str = "object_store";
+use crate::error::STORE_NAME;
 
 /// The longest key accepted, in bytes.
 ///

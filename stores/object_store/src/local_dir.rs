@@ -1,14 +1,14 @@
 //! What is particular to a store on a local directory: creating the
 //! directory, a fast listing, and batched deletes.
 //!
-//! Sessions of a [`local_dir`](crate::ObjectStoreKv::local_dir) store are
-//! the regular files directly in its directory. `LocalFileSystem::list`
-//! walks the tree recursively and resolves every entry by its full path
-//! several times (a symlink check, `is_file`, then the metadata), which makes
-//! listing a million sessions cost about three path lookups per file. This
-//! listing reads the one directory and takes each entry's metadata relative
-//! to it (`fstatat`), one call per file, in chunks on the blocking pool, so
-//! the sweep stays in constant memory.
+//! Sessions of an `ObjectStoreKv::local_dir` store are the regular files
+//! directly in its directory. `LocalFileSystem::list` walks the tree
+//! recursively and resolves every entry by its full path several times (a
+//! symlink check, `is_file`, then the metadata), which makes listing a
+//! million sessions cost about three path lookups per file. This listing
+//! reads the one directory and takes each entry's metadata relative to it
+//! (`fstatat`), one call per file, in chunks on the blocking pool, so the
+//! sweep stays in constant memory.
 //!
 //! Deleting is batched the same way. `LocalFileSystem::delete_stream` runs
 //! every unlink as its own blocking task, handed from a runtime worker to a
@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use rocket_kvsession::{KeyInfo, StoreError};
 
-use crate::keys::{check_key, STORE_NAME};
+use crate::error::STORE_NAME;
+use crate::keys::check_key;
 
 /// Entries read per trip to the blocking pool.
 const CHUNK: usize = 1024;

@@ -11,12 +11,13 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode};
 use rocket_kvsession::{
-    CreateOutcome, KeyInfo, KeyValueStore, Record, StoreError, UpdateOutcome, Version,
+    Capabilities, CreateOutcome, Expiry, KeyInfo, KeyValueStore, Record, StoreError, UpdateOutcome,
+    Version,
 };
 use tokio::sync::OnceCell;
 
-use crate::error::convert;
-use crate::keys::{check_key, check_key_prefix, key_of, object_path, parse_prefix, STORE_NAME};
+use crate::error::{convert, STORE_NAME};
+use crate::keys::{check_key, check_key_prefix, key_of, object_path, parse_prefix};
 use crate::local_dir::{create_dir, delete_files, list_dir};
 use crate::locks::KeyLocks;
 use crate::objects;
@@ -34,7 +35,7 @@ const DELETE_CHUNK: usize = 256;
 ///
 /// # Keys
 ///
-/// A key must be 1 to [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes of ASCII
+/// A key must be 1 to [`MAX_KEY_LEN`](crate::keys::MAX_KEY_LEN) bytes of ASCII
 /// letters, digits, `_`, `-`, `.` and `:`, and must not start with `.`.
 /// Session keys (a key prefix and a session id) always are; anything else
 /// (`..`, `/`, empty, non-ASCII, overlong) is refused with
@@ -42,6 +43,12 @@ const DELETE_CHUNK: usize = 256;
 /// reach outside the store's prefix or directory. The store prefix obeys the
 /// same rules per `/`-separated segment. On a case-insensitive file system
 /// keys that differ only in case share a file; session ids are lower case.
+///
+/// # Capabilities
+///
+/// [`Expiry::Ignored`] with compare-and-swap
+/// ([`capabilities`](KeyValueStore::capabilities)); no compare-and-delete
+/// and no native sweep.
 ///
 /// # Guarantees
 ///
@@ -75,8 +82,8 @@ const DELETE_CHUNK: usize = 256;
 ///     and its rename is undone by that rename. Run one app process per
 ///     session directory (or use a backend with conditional writes) when
 ///     that matters.
-/// * The store is not TTL-capable: it ignores the expiry it is handed, and
-///   expired sessions are removed by `cleanup_sessions`, which
+/// * No expiry is kept ([`Expiry::Ignored`]): the engine hands the store
+///   none, and expired sessions are removed by `cleanup_sessions`, which
 ///   [`list`](KeyValueStore::list) (a streamed listing with each object's
 ///   last-modified time) and [`delete_many`](KeyValueStore::delete_many)
 ///   (object_store's bulk `delete_stream`, S3's multi-object delete; on a
@@ -85,6 +92,20 @@ const DELETE_CHUNK: usize = 256;
 ///   `delete_many` takes the key locks too, a chunk of keys at a time, so a
 ///   concurrent compare-and-swap in this process cannot resurrect a
 ///   deleted session.
+/// * [`touch`](KeyValueStore::touch) reads the record and writes it back
+///   unchanged with a compare-and-swap, which refreshes the last-modified
+///   time the sweep reads as activity (the engine does not call it, since
+///   the store keeps no expiry).
+/// * No compare-and-delete
+///   ([`compare_and_delete`](KeyValueStore::compare_and_delete) is `None`):
+///   object_store's `delete` takes no condition, so "delete only if the
+///   version is still the one read" cannot be made atomic across processes
+///   (on S3 in particular), and in-process locks would not reach other app
+///   servers. The engine therefore ends a logged-out session with a
+///   compare-and-swap to a small "ended" marker and deletes it afterwards,
+///   and keeps an emptied owner index as a small empty record; markers
+///   left behind are session keys that `cleanup_sessions` removes once
+///   their lifetime is over.
 ///
 /// Listing filters by key prefix on the client: all objects under the
 /// store prefix are listed, so give each app its own store prefix in a
@@ -194,22 +215,19 @@ impl KeyValueStore for ObjectStoreKv {
         STORE_NAME
     }
 
-    /// `false`: expired sessions are removed by `cleanup_sessions`.
-    fn supports_ttl(&self) -> bool {
-        false
-    }
-
-    /// `true`: every backend object_store supports reports ETags; the swap
-    /// is atomic as [`UpdateStrategy`] describes.
-    fn supports_versioning(&self) -> bool {
-        true
+    /// [`Expiry::Ignored`]: no expiry is kept, expired sessions are removed
+    /// by `cleanup_sessions`. With compare-and-swap: every backend
+    /// object_store supports reports ETags, and the swap is atomic as
+    /// [`UpdateStrategy`] describes.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(Expiry::Ignored).with_compare_and_swap()
     }
 
     /// Keys are one path segment of ASCII letters, digits, `_`, `-`, `.`
     /// and `:`, not starting with `.`, at most 200 bytes: a `key_prefix`
     /// such as `shop/` refuses launch.
     fn check_key(&self, key: &str) -> Result<(), StoreError> {
-        crate::keys::check_key(key)
+        check_key(key)
     }
 
     /// Re-creates a local directory that vanished and finds the
@@ -272,6 +290,28 @@ impl KeyValueStore for ObjectStoreKv {
             UpdateStrategy::ProcessLocks => {
                 let locks = &self.inner.locks;
                 update::update_locked(self.backend(), locks, key, &path, value, expected).await
+            }
+        }
+    }
+
+    /// Reads the record and writes it back unchanged with a
+    /// compare-and-swap on the version it read, refreshing its
+    /// last-modified time (what [`list`](KeyValueStore::list) reports and
+    /// the sweep reads as activity); the expiry is not kept. Like any write
+    /// it returns the record's new version. [`UpdateOutcome::Missing`] if
+    /// there is no record, [`UpdateOutcome::Conflict`] if another write came
+    /// between the read and the write.
+    async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
+        match self.get(key).await? {
+            None => Ok(UpdateOutcome::Missing),
+            Some(record) => {
+                self.update(
+                    key,
+                    &record.value,
+                    record.version.as_ref(),
+                    Some(expires_at),
+                )
+                .await
             }
         }
     }

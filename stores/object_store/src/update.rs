@@ -34,7 +34,7 @@ pub enum UpdateStrategy {
     /// The backend has no conditional update (the local file system). The
     /// store reads, compares and rewrites while holding an in-process lock on
     /// the key: safe between the requests of one process, not between
-    /// processes (see [`ObjectStoreKv`](crate::ObjectStoreKv)).
+    /// processes (see the guarantees of `ObjectStoreKv`).
     ProcessLocks,
 }
 

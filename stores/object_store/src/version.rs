@@ -7,11 +7,11 @@ use object_store::UpdateVersion;
 use rocket_kvsession::Version;
 
 /// What a [`Version`] of this store stands for. Which kind a store hands out
-/// follows its [`UpdateStrategy`](crate::UpdateStrategy).
+/// follows its `UpdateStrategy`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum VersionToken {
-    /// With [`ConditionalPut`](crate::UpdateStrategy::ConditionalPut): what the
-    /// backend compares, the object's ETag and its version if it has one.
+    /// With `UpdateStrategy::ConditionalPut`: what the backend compares, the
+    /// object's ETag and its version if it has one.
     ///
     /// Encoded as the ETag, then a newline and the version if there is one
     /// (neither can hold a newline).
@@ -21,10 +21,10 @@ pub(crate) enum VersionToken {
         /// The object's version (e.g. an S3 version id).
         version: Option<String>,
     },
-    /// With [`ProcessLocks`](crate::UpdateStrategy::ProcessLocks): the object's
-    /// ETag and a hash of its bytes, compared by the store itself. The hash
-    /// keeps a file whose inode was reused within one timestamp tick (and so
-    /// has an old ETag) from passing for an old version.
+    /// With `UpdateStrategy::ProcessLocks`: the object's ETag and a hash of
+    /// its bytes, compared by the store itself. The hash keeps a file whose
+    /// inode was reused within one timestamp tick (and so has an old ETag)
+    /// from passing for an old version.
     ///
     /// Encoded as the ETag, `~` and the hash as 16 hex digits.
     Content {

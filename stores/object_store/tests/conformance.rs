@@ -5,7 +5,7 @@
 #[cfg(feature = "aws")]
 mod common;
 
-use rocket_kvsession::KeyValueStore;
+use rocket_kvsession::{Capabilities, Expiry, KeyValueStore};
 use rocket_kvsession_object_store::{ObjectStoreKv, UpdateStrategy};
 
 /// One `#[tokio::test]` per conformance case, on the store `$make` returns
@@ -56,8 +56,12 @@ mod local_dir {
             store.update_strategy().await.expect("strategy"),
             UpdateStrategy::ProcessLocks
         );
-        assert!(store.supports_versioning());
-        assert!(!store.supports_ttl());
+        assert_eq!(
+            store.capabilities(),
+            Capabilities::new(Expiry::Ignored).with_compare_and_swap()
+        );
+        assert!(store.compare_and_delete().is_none());
+        assert!(store.expired_deletion().is_none());
     }
 }
 
