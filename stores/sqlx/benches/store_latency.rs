@@ -15,7 +15,8 @@
 //! with the expected version and a new expiry: what saving an existing
 //! session does) and a `create` (a new session), once through the adapter
 //! and once directly, in alternating order. The direct side sends the
-//! adapter's own statements with the same binds. It prints a markdown
+//! store's own SQL text (taken from the store through the hidden
+//! `rocket_kvsession_sqlx::__bench`, never a copy) with the same binds. It prints a markdown
 //! table: median and p99 per operation, and the adapter/sqlx ratio of the
 //! medians (goal: at most 1.05). The tables it uses are dropped at the end.
 
@@ -27,6 +28,7 @@ use rocket_kvsession_bench::{
     block_on, compare, print_comparison, record, ArgError, Args, Labels, Runtime, Samples, Side,
     StoreSide,
 };
+use rocket_kvsession_sqlx::__bench::{self, StoreSql};
 use rocket_kvsession_sqlx::sqlx::{self, Row};
 use rocket_kvsession_sqlx::{PostgresStore, SqliteStore};
 
@@ -50,50 +52,48 @@ fn expiry() -> i64 {
     millis(SystemTime::now() + TTL)
 }
 
-/// The adapter's statements on PostgreSQL, sent with sqlx.
-struct PgDirect {
-    pool: sqlx::PgPool,
+/// The store's own statements (`__bench::sql`), owned, to send with sqlx
+/// directly beside the store.
+struct Statements {
     get: String,
     put: String,
     create: String,
+}
+
+impl Statements {
+    fn of(sql: StoreSql<'_>) -> Self {
+        Statements {
+            get: sql.get.to_owned(),
+            put: sql.update_versioned.to_owned(),
+            create: sql.create.to_owned(),
+        }
+    }
+}
+
+/// The store's statements on PostgreSQL, sent with sqlx.
+struct PgDirect {
+    pool: sqlx::PgPool,
+    sql: Statements,
     version: i64,
 }
 
 impl PgDirect {
-    fn new(pool: sqlx::PgPool, table: &str) -> Self {
-        let live = |now: &str| format!("(expires_at IS NULL OR expires_at > {now})");
-        PgDirect {
-            pool,
-            get: format!(
-                "SELECT value, version, expires_at FROM {table} WHERE key = $1 AND {}",
-                live("$2")
-            ),
-            put: format!(
-                "WITH updated AS (\
-                 UPDATE {table} SET value = $2, version = version + 1, expires_at = $3, \
-                 modified_at = $4 WHERE key = $1 AND version = $5 AND {live} \
-                 RETURNING version) \
-                 SELECT (SELECT version FROM updated) AS version, \
-                 EXISTS (SELECT 1 FROM {table} WHERE key = $1 AND {live}) AS live",
-                live = live("$4")
-            ),
-            create: format!(
-                "INSERT INTO {table} AS s (key, value, version, expires_at, modified_at) \
-                 VALUES ($1, $2, 1, $3, $4) \
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, \
-                 version = s.version + 1, expires_at = EXCLUDED.expires_at, \
-                 modified_at = EXCLUDED.modified_at \
-                 WHERE s.expires_at IS NOT NULL AND s.expires_at <= $4 \
-                 RETURNING version"
-            ),
-            version: 0,
+    fn new(store: &PostgresStore) -> Result<Self, String> {
+        let sql = __bench::sql(store);
+        if !sql.update_versioned_tells_liveness {
+            return Err("PostgresStore's update no longer returns (version, live)".into());
         }
+        Ok(PgDirect {
+            pool: store.pool().clone(),
+            sql: Statements::of(sql),
+            version: 0,
+        })
     }
 }
 
 impl Side for PgDirect {
     async fn get(&mut self, key: &str) -> Result<Vec<u8>, String> {
-        let row = sqlx::query(&self.get)
+        let row = sqlx::query(&self.sql.get)
             .bind(key)
             .bind(now())
             .fetch_optional(&self.pool)
@@ -106,7 +106,7 @@ impl Side for PgDirect {
     }
 
     async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        let row = sqlx::query(&self.put)
+        let row = sqlx::query(&self.sql.put)
             .bind(key)
             .bind(value)
             .bind(Some(expiry()))
@@ -122,7 +122,7 @@ impl Side for PgDirect {
     }
 
     async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        let row = sqlx::query(&self.create)
+        let row = sqlx::query(&self.sql.create)
             .bind(key)
             .bind(value)
             .bind(Some(expiry()))
@@ -136,46 +136,30 @@ impl Side for PgDirect {
     }
 }
 
-/// The adapter's statements on SQLite, sent with sqlx.
+/// The store's statements on SQLite, sent with sqlx.
 struct SqliteDirect {
     pool: sqlx::SqlitePool,
-    get: String,
-    put: String,
-    create: String,
+    sql: Statements,
     version: i64,
 }
 
 impl SqliteDirect {
-    fn new(pool: sqlx::SqlitePool, table: &str) -> Self {
-        let live = |now: &str| format!("(expires_at IS NULL OR expires_at > {now})");
-        SqliteDirect {
-            pool,
-            get: format!(
-                "SELECT value, version, expires_at FROM {table} WHERE key = ?1 AND {}",
-                live("?2")
-            ),
-            put: format!(
-                "UPDATE {table} SET value = ?2, version = version + 1, expires_at = ?3, \
-                 modified_at = ?4 WHERE key = ?1 AND version = ?5 AND {} RETURNING version",
-                live("?4")
-            ),
-            create: format!(
-                "INSERT INTO {table} (key, value, version, expires_at, modified_at) \
-                 VALUES (?1, ?2, 1, ?3, ?4) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
-                 version = version + 1, expires_at = excluded.expires_at, \
-                 modified_at = excluded.modified_at \
-                 WHERE expires_at IS NOT NULL AND expires_at <= ?4 \
-                 RETURNING version"
-            ),
-            version: 0,
+    fn new(store: &SqliteStore) -> Result<Self, String> {
+        let sql = __bench::sql(store);
+        if sql.update_versioned_tells_liveness {
+            return Err("SqliteStore's update now returns (version, live)".into());
         }
+        Ok(SqliteDirect {
+            pool: store.pool().clone(),
+            sql: Statements::of(sql),
+            version: 0,
+        })
     }
 }
 
 impl Side for SqliteDirect {
     async fn get(&mut self, key: &str) -> Result<Vec<u8>, String> {
-        let row = sqlx::query(&self.get)
+        let row = sqlx::query(&self.sql.get)
             .bind(key)
             .bind(now())
             .fetch_optional(&self.pool)
@@ -188,7 +172,7 @@ impl Side for SqliteDirect {
     }
 
     async fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        let row = sqlx::query(&self.put)
+        let row = sqlx::query(&self.sql.put)
             .bind(key)
             .bind(value)
             .bind(Some(expiry()))
@@ -203,7 +187,7 @@ impl Side for SqliteDirect {
     }
 
     async fn create(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        let row = sqlx::query(&self.create)
+        let row = sqlx::query(&self.sql.create)
             .bind(key)
             .bind(value)
             .bind(Some(expiry()))
@@ -263,7 +247,7 @@ async fn run(url: Option<String>, samples: usize) -> Result<(), String> {
             .map_err(|e| format!("connect: {e}"))?
             .with_table_name(&table)
             .map_err(|e| e.to_string())?;
-        let direct = PgDirect::new(store.pool().clone(), &format!("\"{table}\""));
+        let direct = PgDirect::new(&store)?;
         let pool = store.pool().clone();
         let result = run_one(store, direct, samples).await;
         let dropped = sqlx::query(&format!("DROP TABLE \"{table}\""))
@@ -277,7 +261,7 @@ async fn run(url: Option<String>, samples: usize) -> Result<(), String> {
     let store = SqliteStore::connect(&url)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let direct = SqliteDirect::new(store.pool().clone(), "\"kvsession\"");
+    let direct = SqliteDirect::new(&store)?;
     report("SqliteStore", run_one(store, direct, samples).await?);
     Ok(())
 }

@@ -12,6 +12,12 @@
 //! bash scripts/postgres-server.sh stop /tmp/postgres-bench
 //! ```
 //!
+//! The baseline, measured in the same run on a table filled the same way:
+//! the store's own native-sweep statement (taken from the store through the
+//! hidden `rocket_kvsession_sqlx::__bench`, never a copy) sent with sqlx
+//! directly, in the same batches until one deletes fewer; the table gives
+//! the ratio native / sqlx of the wall-clock times.
+//!
 //! PostgreSQL needs `DATABASE_URL` and fails without it, unless
 //! `KVSESSION_SKIP_POSTGRES=1` says to skip it. The rows are inserted with
 //! one SQL statement (not timed with the sweep). It prints a markdown table.
@@ -22,10 +28,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use rocket_kvsession::{
-    cleanup_sessions, CleanupReport, CreateOutcome, KeyInfo, KeyValueStore, Record, SessionConfig,
-    StoreError, UpdateOutcome, Version,
+    cleanup_sessions, Capabilities, CleanupReport, CompareAndDelete, CreateOutcome,
+    ExpiredDeletion, KeyInfo, KeyValueStore, Record, SessionConfig, StoreError, UpdateOutcome,
+    Version,
 };
 use rocket_kvsession_bench::{block_on, ArgError, Args, Runtime};
+use rocket_kvsession_sqlx::__bench::{self, DeleteExpiredSql};
 use rocket_kvsession_sqlx::sqlx;
 use rocket_kvsession_sqlx::{PostgresStore, SqliteStore};
 
@@ -34,6 +42,10 @@ const USAGE: &str = "sweep [--sessions N (>= 1000)] [--live N] [--key-only]";
 /// The app's key prefix in the benchmark table.
 const PREFIX: &str = "app:";
 
+/// The batch size `cleanup_sessions` hands the native sweep (the core's
+/// `NATIVE_SWEEP_BATCH`); the baseline sends the same batches.
+const NATIVE_BATCH: usize = 10_000;
+
 #[derive(Debug, Clone, Copy)]
 struct Options {
     sessions: u64,
@@ -41,21 +53,26 @@ struct Options {
     key_only: bool,
 }
 
-/// A store without the native sweep: every operation but `delete_expired`
-/// (and `list_without_expiry`) forwarded, so `cleanup_sessions` takes the
-/// key-only path.
+/// A store without the native sweep: every method forwarded but
+/// `expired_deletion`, which says `None` on purpose, so `cleanup_sessions`
+/// takes the key-only path (`clippy::missing_trait_methods` checks that
+/// nothing else is left to a default).
 struct KeyOnly<S>(S);
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl<S: KeyValueStore> KeyValueStore for KeyOnly<S> {
     fn name(&self) -> &'static str {
         self.0.name()
     }
-    fn supports_ttl(&self) -> bool {
-        self.0.supports_ttl()
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
     }
-    fn supports_versioning(&self) -> bool {
-        self.0.supports_versioning()
+    async fn init(&self) -> Result<(), StoreError> {
+        self.0.init().await
+    }
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        self.0.check_key(key)
     }
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         self.0.get(key).await
@@ -77,6 +94,9 @@ impl<S: KeyValueStore> KeyValueStore for KeyOnly<S> {
     ) -> Result<UpdateOutcome, StoreError> {
         self.0.update(key, value, expected, expires_at).await
     }
+    async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
+        self.0.touch(key, expires_at).await
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.0.delete(key).await
     }
@@ -85,6 +105,13 @@ impl<S: KeyValueStore> KeyValueStore for KeyOnly<S> {
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
         self.0.list(prefix)
+    }
+    fn compare_and_delete(&self) -> Option<&dyn CompareAndDelete> {
+        self.0.compare_and_delete()
+    }
+    /// Hidden on purpose: the point of the wrapper.
+    fn expired_deletion(&self) -> Option<&dyn ExpiredDeletion> {
+        None
     }
 }
 
@@ -171,31 +198,110 @@ fn config() -> SessionConfig {
     }
 }
 
-fn row(database: &str, path: &str, options: Options, fill: Duration, report: &CleanupReport) {
-    let secs = report.elapsed.as_secs_f64();
+/// What one sweep did, for a row of the table.
+struct Swept {
+    deleted: u64,
+    scanned: u64,
+    elapsed: Duration,
+}
+
+impl From<&CleanupReport> for Swept {
+    fn from(report: &CleanupReport) -> Self {
+        Swept {
+            deleted: report.deleted,
+            scanned: report.scanned,
+            elapsed: report.elapsed,
+        }
+    }
+}
+
+fn row(database: &str, path: &str, options: Options, fill: Duration, swept: &Swept) {
+    let secs = swept.elapsed.as_secs_f64();
     println!(
         "| {database} | {path} | {} | {} | {} | {} | {:.1} | {:.2} | {:.0} |",
         options.sessions,
         options.live,
-        report.deleted,
-        report.scanned,
+        swept.deleted,
+        swept.scanned,
         fill.as_secs_f64(),
         secs,
-        report.deleted as f64 / secs
+        swept.deleted as f64 / secs
     );
 }
 
-async fn check(report: &CleanupReport, options: Options) -> Result<(), String> {
-    if report.deleted != options.sessions {
+/// How many rows a statement deleted, for either database.
+trait RowsAffected {
+    fn rows(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+/// The baseline: the store's own native-sweep statement
+/// (`__bench::delete_expired`), sent with sqlx directly in batches of
+/// [`NATIVE_BATCH`] until one deletes fewer, as `cleanup_sessions` has the
+/// store do.
+async fn raw_sweep<'e, E>(sweep: &DeleteExpiredSql, executor: E) -> Result<Swept, String>
+where
+    E: sqlx::Executor<'e> + Copy,
+    <E::Database as sqlx::Database>::QueryResult: RowsAffected,
+    for<'q> i64: sqlx::Encode<'q, E::Database> + sqlx::Type<E::Database>,
+    for<'q> &'q str: sqlx::Encode<'q, E::Database> + sqlx::Type<E::Database>,
+    for<'q> <E::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, E::Database>,
+{
+    let started = Instant::now();
+    let now = DeleteExpiredSql::now(SystemTime::now());
+    let mut deleted = 0;
+    loop {
+        let query = sqlx::query(&sweep.sql).bind(now).bind(NATIVE_BATCH as i64);
+        let query = sweep
+            .key_params
+            .iter()
+            .fold(query, |query, param| query.bind(param.as_str()));
+        let n = query
+            .execute(executor)
+            .await
+            .map_err(|e| format!("sqlx sweep: {e}"))?
+            .rows();
+        deleted += n;
+        if n < NATIVE_BATCH as u64 {
+            break;
+        }
+    }
+    Ok(Swept {
+        deleted,
+        scanned: 0,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A row of the second table: the native sweep's wall-clock time over the
+/// baseline's.
+fn ratio(database: &str, native: &Swept, raw: &Swept) -> String {
+    let ratio = native.elapsed.as_secs_f64() / raw.elapsed.as_secs_f64();
+    format!("| {database} | {ratio:.3} |")
+}
+
+fn check(deleted: u64, options: Options) -> Result<(), String> {
+    if deleted != options.sessions {
         return Err(format!(
-            "the sweep deleted {} sessions, not {}",
-            report.deleted, options.sessions
+            "the sweep deleted {deleted} sessions, not {}",
+            options.sessions
         ));
     }
     Ok(())
 }
 
-async fn postgres(url: &str, options: Options) -> Result<(), String> {
+async fn postgres(url: &str, options: Options) -> Result<String, String> {
     let table = format!("bench_sweep_{:x}_{:x}", std::process::id(), now_millis());
     let store = PostgresStore::connect(url)
         .await
@@ -213,8 +319,24 @@ async fn postgres(url: &str, options: Options) -> Result<(), String> {
         let report = cleanup_sessions(&store, &config())
             .await
             .map_err(|e| format!("sweep: {e}"))?;
-        check(&report, options).await?;
-        row("PostgreSQL 15", "native", options, filled, &report);
+        check(report.deleted, options)?;
+        let native = Swept::from(&report);
+        row("PostgreSQL 15", "native", options, filled, &native);
+        let filled = fill(true, &quoted, store.pool(), Options { live: 0, ..options }).await?;
+        sqlx::query(&format!("VACUUM ANALYZE {quoted}"))
+            .execute(store.pool())
+            .await
+            .map_err(|e| format!("vacuum: {e}"))?;
+        let raw = raw_sweep(&__bench::delete_expired(&store, PREFIX), store.pool()).await?;
+        check(raw.deleted, options)?;
+        row(
+            "PostgreSQL 15",
+            "sqlx, same statement",
+            options,
+            filled,
+            &raw,
+        );
+        let ratio = ratio("PostgreSQL 15", &native, &raw);
         if options.key_only {
             let filled = fill(true, &quoted, store.pool(), Options { live: 0, ..options }).await?;
             sqlx::query(&format!("VACUUM ANALYZE {quoted}"))
@@ -225,22 +347,27 @@ async fn postgres(url: &str, options: Options) -> Result<(), String> {
             let report = cleanup_sessions(&key_only, &config())
                 .await
                 .map_err(|e| format!("sweep: {e}"))?;
-            check(&report, options).await?;
-            row("PostgreSQL 15", "key-only", options, filled, &report);
+            check(report.deleted, options)?;
+            row(
+                "PostgreSQL 15",
+                "key-only",
+                options,
+                filled,
+                &Swept::from(&report),
+            );
         }
-        Ok::<_, String>(())
+        Ok::<_, String>(ratio)
     }
     .await;
     let dropped = sqlx::query(&format!("DROP TABLE {quoted}"))
         .execute(store.pool())
         .await;
-    result?;
-    dropped
-        .map(|_| ())
-        .map_err(|e| format!("drop the table: {e}"))
+    let ratio = result?;
+    dropped.map_err(|e| format!("drop the table: {e}"))?;
+    Ok(ratio)
 }
 
-async fn sqlite(options: Options) -> Result<(), String> {
+async fn sqlite(options: Options) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
     let url = format!("sqlite://{}", dir.path().join("sweep.db").display());
     let store = SqliteStore::connect(&url)
@@ -256,8 +383,20 @@ async fn sqlite(options: Options) -> Result<(), String> {
     let report = cleanup_sessions(&store, &config())
         .await
         .map_err(|e| format!("sweep: {e}"))?;
-    check(&report, options).await?;
-    row(&name, "native", options, filled, &report);
+    check(report.deleted, options)?;
+    let native = Swept::from(&report);
+    row(&name, "native", options, filled, &native);
+    let filled = fill(
+        false,
+        "\"kvsession\"",
+        store.pool(),
+        Options { live: 0, ..options },
+    )
+    .await?;
+    let raw = raw_sweep(&__bench::delete_expired(&store, PREFIX), store.pool()).await?;
+    check(raw.deleted, options)?;
+    row(&name, "sqlx, same statement", options, filled, &raw);
+    let ratio = ratio(&name, &native, &raw);
     if options.key_only {
         let filled = fill(
             false,
@@ -269,11 +408,11 @@ async fn sqlite(options: Options) -> Result<(), String> {
         let report = cleanup_sessions(&KeyOnly(store.clone()), &config())
             .await
             .map_err(|e| format!("sweep: {e}"))?;
-        check(&report, options).await?;
-        row(&name, "key-only", options, filled, &report);
+        check(report.deleted, options)?;
+        row(&name, "key-only", options, filled, &Swept::from(&report));
     }
     store.pool().close().await;
-    Ok(())
+    Ok(ratio)
 }
 
 async fn run(url: Option<String>, options: Options) -> Result<(), String> {
@@ -281,10 +420,17 @@ async fn run(url: Option<String>, options: Options) -> Result<(), String> {
         "| database | sweep path | expired | live | deleted | keys listed | fill s | sweep s | deleted/s |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut ratios = Vec::new();
     if let Some(url) = url {
-        postgres(&url, options).await?;
+        ratios.push(postgres(&url, options).await?);
     }
-    sqlite(options).await?;
+    ratios.push(sqlite(options).await?);
+    println!();
+    println!("| database | native / sqlx, same statement (wall) |");
+    println!("|---|---:|");
+    for ratio in ratios {
+        println!("{ratio}");
+    }
     println!();
     Ok(())
 }

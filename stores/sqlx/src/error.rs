@@ -1,65 +1,59 @@
-//! sqlx errors as [`StoreError`]s.
+//! The store's name, and sqlx errors as [`StoreError`]s.
 
 use rocket_kvsession::StoreError;
 
-/// Converts a sqlx error of the store `store` on `table` into the core's
-/// meaning-based variants, keeping it as the source:
+/// The name both stores give in logs and errors
+/// ([`KeyValueStore::name`](rocket_kvsession::KeyValueStore::name), the
+/// `store` of every [`StoreError`]); the database shows in the source error.
+pub(crate) const STORE_NAME: &str = "sqlx";
+
+/// What a database's own error means to the store; each dialect reads its
+/// own codes (`Dialect::failure`). Public only as a sealed trait's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// "Not now" rather than "wrong": the server is shutting down or has
+    /// too many connections, the database is locked past its busy timeout.
+    Unavailable,
+    /// The table does not exist.
+    MissingTable,
+    /// Anything else.
+    Other,
+}
+
+/// Converts a sqlx error on `table` into the core's meaning-based variants,
+/// keeping it as the source; `failure` reads the database's own errors:
 ///
 /// * the server cannot be reached, the pool timed out waiting for a
-///   connection, the connection broke, the server is shutting down or
-///   starting up, too many connections, SQLite busy or locked past its busy
-///   timeout: [`StoreError::Unavailable`] (the guard answers 503);
+///   connection, the connection broke, or the database says
+///   [`Failure::Unavailable`]: [`StoreError::Unavailable`] (the guard
+///   answers 503);
 /// * the table does not exist: [`StoreError::Misconfigured`], saying that
 ///   `init` creates it;
 /// * anything else: [`StoreError::Backend`].
-pub(crate) fn store_error(store: &'static str, table: &str, error: sqlx::Error) -> StoreError {
-    if is_unavailable(&error) {
-        return StoreError::unavailable(store, error);
-    }
-    if is_missing_table(&error) {
-        return StoreError::Misconfigured {
-            store,
-            message: format!(
-                "table {table} does not exist: `init` creates it (the fairing calls it at ignite)"
-            )
-            .into(),
-            source: Some(Box::new(error)),
-        };
-    }
-    StoreError::backend(store, error)
-}
-
-fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
+pub(crate) fn store_error(
+    table: &str,
+    error: sqlx::Error,
+    failure: fn(&dyn sqlx::error::DatabaseError) -> Failure,
+) -> StoreError {
+    let failure = match &error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
-        _ => false,
-    }
-}
-
-/// SQLSTATE codes (PostgreSQL) and result codes (SQLite) that mean "not
-/// now" rather than "wrong".
-fn unavailable_code(code: &str) -> bool {
-    // PostgreSQL: class 08 connection exception; 53 insufficient resources
-    // (too many connections, out of memory or disk); 57P01-57P03 admin or
-    // crash shutdown, cannot connect now.
-    code.starts_with("08")
-        || code.starts_with("53")
-        || matches!(code, "57P01" | "57P02" | "57P03")
-        // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6) and their extended codes.
-        || code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
-}
-
-fn is_missing_table(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Database(db) => {
-            db.code().as_deref() == Some("42P01") || db.message().starts_with("no such table")
-        }
-        _ => false,
+        | sqlx::Error::WorkerCrashed => Failure::Unavailable,
+        sqlx::Error::Database(db) => failure(db.as_ref()),
+        _ => Failure::Other,
+    };
+    match failure {
+        Failure::Unavailable => StoreError::unavailable(STORE_NAME, error),
+        Failure::MissingTable => StoreError::misconfigured_by(
+            STORE_NAME,
+            format!(
+                "table {table} does not exist: `init` creates it (the fairing calls it at ignite)"
+            ),
+            error,
+        ),
+        Failure::Other => StoreError::backend(STORE_NAME, error),
     }
 }
 
@@ -68,14 +62,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes() {
-        for code in [
-            "08006", "08001", "53300", "57P01", "57P03", "5", "6", "517", "262",
-        ] {
-            assert!(unavailable_code(code), "{code}");
+    fn driver_failures_are_unavailable_whatever_the_database() {
+        let never = |_: &dyn sqlx::error::DatabaseError| Failure::Other;
+        for error in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            let converted = store_error("kvsession", error, never);
+            assert!(
+                matches!(converted, StoreError::Unavailable { store: "sqlx", .. }),
+                "{converted:?}"
+            );
         }
-        for code in ["23505", "42P01", "40001", "1", "19", "2067"] {
-            assert!(!unavailable_code(code), "{code}");
-        }
+        let converted = store_error("kvsession", sqlx::Error::RowNotFound, never);
+        assert!(
+            matches!(converted, StoreError::Backend { .. }),
+            "{converted:?}"
+        );
     }
 }

@@ -39,6 +39,19 @@ impl PrefixRange {
     pub(crate) fn is_all(&self) -> bool {
         self.lower.is_empty()
     }
+
+    /// The parameters [`delete_expired_sql`] takes after now and the batch
+    /// size: the lower bound, the upper bound if any, the `LIKE` pattern;
+    /// none for the empty prefix.
+    pub(crate) fn sweep_params(&self) -> Vec<&str> {
+        if self.is_all() {
+            return Vec::new();
+        }
+        let mut params = vec![self.lower.as_str()];
+        params.extend(self.upper.as_deref());
+        params.push(&self.pattern);
+        params
+    }
 }
 
 /// `prefix` as a `LIKE` pattern with `\` as the escape character.
@@ -108,8 +121,7 @@ pub(crate) fn list_sql(
 }
 
 /// One batch of the native sweep. Parameters: now (milliseconds), the batch
-/// size, then (unless the prefix is empty) the range's lower bound, upper
-/// bound if any, and `LIKE` pattern.
+/// size, then the range's [`sweep_params`](PrefixRange::sweep_params).
 pub(crate) fn delete_expired_sql(p: char, table: &str, range: &PrefixRange) -> String {
     let keys = if range.is_all() {
         String::new()

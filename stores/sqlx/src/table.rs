@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The table the stores use unless told otherwise
-/// ([`with_table_name`](crate::PostgresStore::with_table_name)).
+/// ([`with_table_name`](crate::SqlStore::with_table_name)).
 pub const DEFAULT_TABLE_NAME: &str = "kvsession";
 
 /// The longest identifier PostgreSQL keeps (63 bytes); SQLite has no limit,
@@ -69,12 +69,15 @@ impl TableName {
         }
     }
 
-    /// The table's own name as SQL, without the schema.
+    /// The table's own name as SQL, without the schema (SQLite's index
+    /// statement names the schema on the index).
+    #[cfg(feature = "sqlite")]
     pub(crate) fn quoted_table(&self) -> String {
         format!("\"{}\"", self.table)
     }
 
     /// The quoted schema followed by a dot, or nothing.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn quoted_schema_dot(&self) -> String {
         match &self.schema {
             Some(schema) => format!("\"{schema}\"."),

@@ -54,7 +54,10 @@ async fn log_in(client: &Client, user: &str) -> String {
     let response = client
         .post("/login")
         .header(ContentType::Form)
-        .body(format!("user={user}&password={}", example::PASSWORD))
+        .body(format!(
+            "user={user}&password={}",
+            rocket_kvsession_demo::PASSWORD
+        ))
         .dispatch()
         .await;
     assert_eq!(response.status(), Status::SeeOther);

@@ -1,7 +1,8 @@
 //! The sqlx stores' own behaviour beyond the conformance suite, on
 //! PostgreSQL, a SQLite file and SQLite in memory: table names that try to
 //! inject SQL, prefixes with `LIKE` wildcards, the native sweep at scale
-//! through `cleanup_sessions`, `init`, and the schema.
+//! through `cleanup_sessions`, `init`, the schema, the capabilities, and
+//! compare-and-delete of expired rows and foreign versions.
 
 mod common;
 
@@ -9,9 +10,10 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
+use rocket_kvsession::conformance::session_id_created_at;
 use rocket_kvsession::{
-    cleanup_sessions, CreateOutcome, KeyValueStore, SessionConfig, SessionId, StoreError,
-    UpdateOutcome,
+    cleanup_sessions, Capabilities, CreateOutcome, DeleteOutcome, Expiry, KeyValueStore,
+    SessionConfig, StoreError, UpdateOutcome, Version,
 };
 use rocket_kvsession_sqlx::{sqlx, PostgresStore, SqliteStore, TableName};
 
@@ -150,17 +152,18 @@ async fn prefixes_are_matched_literally() {
             "prefixes are case-sensitive"
         );
         // The native sweep honours the same literal prefix.
-        let deleted = store
+        let native = store.expired_deletion().expect("a native sweep");
+        let deleted = native
             .delete_expired(&literal, SystemTime::now(), 100)
             .await
             .expect("delete_expired");
-        assert_eq!(deleted, Some(2));
+        assert_eq!(deleted, 2);
         assert_eq!(listed(store, &base).await.len(), 4);
-        let deleted = store
+        let deleted = native
             .delete_expired(&base, SystemTime::now(), 100)
             .await
             .expect("delete_expired");
-        assert_eq!(deleted, Some(4));
+        assert_eq!(deleted, 4);
         backend.finish().await;
     }
 }
@@ -234,15 +237,8 @@ async fn cleanup_sessions_sweeps_natively_in_batches() {
         // Written without an expiry (as with set_ttl = false): judged by the
         // key, here created two hours ago with a one-hour lifetime.
         let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
-        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(1);
-        let old = format!(
-            "{prefix}{}",
-            SessionId::generate(&mut rng, 64, two_hours_ago)
-        );
-        let young = format!(
-            "{prefix}{}",
-            SessionId::generate(&mut rng, 64, SystemTime::now())
-        );
+        let old = format!("{prefix}{}", session_id_created_at(64, two_hours_ago));
+        let young = format!("{prefix}{}", session_id_created_at(64, SystemTime::now()));
         for key in [&old, &young] {
             let _ = store.create(key, b"v", None).await.expect("create");
         }
@@ -355,6 +351,73 @@ async fn a_missing_table_is_a_configuration_error() {
         );
         assert!(err.to_string().contains("never_created"), "{err}");
         drop(store);
+        backend.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn capabilities_and_optional_units() {
+    for backend in backends("capabilities").await {
+        let store = backend.store();
+        assert_eq!(
+            store.capabilities(),
+            Capabilities::new(Expiry::FilteredOnRead).with_compare_and_swap(),
+            "{backend:?}"
+        );
+        assert!(store.capabilities().expiry.needs_sweep());
+        assert!(store.compare_and_delete().is_some(), "{backend:?}");
+        assert!(store.expired_deletion().is_some(), "{backend:?}");
+        assert_eq!(store.name(), "sqlx");
+        backend.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn compare_and_delete_of_an_expired_or_foreign_version() {
+    for backend in backends("cad_expired").await {
+        let store = backend.store();
+        let cad = store.compare_and_delete().expect("compare-and-delete");
+        let prefix = rocket_kvsession::conformance::unique_prefix("cad-expired");
+        let expired = format!("{prefix}expired");
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let Ok(CreateOutcome::Created(Some(version))) =
+            store.create(&expired, b"v", Some(past)).await
+        else {
+            panic!("create");
+        };
+        assert_eq!(
+            cad.delete_if(&expired, &version).await.expect("delete_if"),
+            DeleteOutcome::Missing,
+            "an expired row is missing, whatever its version ({backend:?})"
+        );
+        // The expired row is left to the sweep, which still finds it.
+        let swept = store
+            .expired_deletion()
+            .expect("a native sweep")
+            .delete_expired(&prefix, SystemTime::now(), 10)
+            .await
+            .expect("delete_expired");
+        assert_eq!(swept, 1);
+
+        let live = format!("{prefix}live");
+        let later = SystemTime::now() + Duration::from_secs(60);
+        let Ok(CreateOutcome::Created(Some(version))) =
+            store.create(&live, b"v", Some(later)).await
+        else {
+            panic!("create");
+        };
+        for foreign in [Version::new("not a version"), Version::new("-1")] {
+            assert_eq!(
+                cad.delete_if(&live, &foreign).await.expect("delete_if"),
+                DeleteOutcome::Conflict,
+                "{foreign:?} on {backend:?}"
+            );
+        }
+        assert_eq!(
+            cad.delete_if(&live, &version).await.expect("delete_if"),
+            DeleteOutcome::Deleted
+        );
+        assert!(listed(store, &prefix).await.is_empty());
         backend.finish().await;
     }
 }
