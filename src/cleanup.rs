@@ -187,6 +187,7 @@ pub(crate) async fn sweep<S: KeyValueStore + ?Sized>(
             })
             .await?;
     }
+    crate::metrics::sweep_deleted(natively_deleted + deleted);
     Ok(CleanupReport {
         scanned: scanned.into_inner(),
         deleted: natively_deleted + deleted,

@@ -15,6 +15,8 @@ mod keys;
 mod lifetime;
 mod manager;
 mod memory;
+mod metrics;
+mod migrating;
 mod owners;
 mod record;
 mod retry;
@@ -39,6 +41,7 @@ pub use fairing::KvSession;
 pub use flash::{Flash, FLASH_KEY};
 pub use manager::{SessionInfo, SessionManager};
 pub use memory::MemoryStore;
+pub use migrating::MigratingStore;
 pub use session::Session;
 pub use store::{
     Capabilities, CompareAndDelete, CreateOutcome, DeleteOutcome, ExpiredDeletion, Expiry, KeyInfo,

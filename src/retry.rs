@@ -67,6 +67,7 @@ impl Retries<'_> {
             tokio::time::sleep(backoff.min(self.deadline - now)).await;
         }
         self.attempt += 1;
+        crate::metrics::conflict();
         Ok(())
     }
 }

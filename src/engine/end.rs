@@ -14,6 +14,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use super::{Engine, SessionCell};
 use crate::error::Error;
 use crate::events::SessionEventKind;
+use crate::metrics::{self, Save};
 use crate::id::SessionId;
 use crate::owners::CONCURRENCY;
 use crate::record::{Envelope, IndexEntry, Owner, Stored};
@@ -137,6 +138,7 @@ impl Engine {
         for owner in owners {
             self.events.emit(SessionEventKind::Revoked, owner.as_ref());
         }
+        metrics::revoked(owners.len() as u64);
         owners.len() as u64
     }
 
@@ -190,6 +192,7 @@ impl Engine {
             expected = None;
         } else if !versioned {
             self.store.delete(&key).await?;
+            metrics::save(Save::End);
             return Ok(Step::Ended(None));
         }
         let mut retries = self.retry.start();
@@ -228,10 +231,14 @@ impl Engine {
             }
             if !versioned {
                 self.store.delete(&key).await?;
+                metrics::save(Save::End);
                 return Ok(Step::Ended(owner));
             }
             match self.end_record(&key, id, expected.as_ref()).await? {
-                DeleteOutcome::Deleted => return Ok(Step::Ended(owner)),
+                DeleteOutcome::Deleted => {
+                    metrics::save(Save::End);
+                    return Ok(Step::Ended(owner));
+                }
                 DeleteOutcome::Missing => return Ok(Step::Gone),
                 DeleteOutcome::Conflict => {
                     retries.next().await?;

@@ -6,6 +6,7 @@ use super::end::Step;
 use super::{Engine, SessionCell};
 use crate::error::Error;
 use crate::events::SessionEventKind;
+use crate::metrics::{self, Load};
 use crate::id::SessionId;
 use crate::record::{Owner, Stored};
 use crate::state::SessionState;
@@ -35,41 +36,51 @@ impl Engine {
     /// layout, has outlived its lifetime or names no live record gives a
     /// new, empty session (a client's id is never adopted).
     pub(super) async fn load(&self, jar: &CookieJar<'_>) -> Result<SessionCell, Error> {
+        let (cell, outcome) = self.open(jar).await?;
+        metrics::load(outcome);
+        Ok(cell)
+    }
+
+    /// [`Engine::load`], saying how the load ended.
+    async fn open(&self, jar: &CookieJar<'_>) -> Result<(SessionCell, Load), Error> {
         let Some(cookie) = jar.get(&self.config.cookie_name) else {
-            return Ok(self.new_session());
+            return Ok((self.new_session(), Load::None));
         };
         let Some(opened) = self.cipher.open(&self.config.cookie_name, cookie.value()) else {
             // Sealed with another key, changed, or not sealed at all.
-            return Ok(self.new_session());
+            return Ok((self.new_session(), Load::Rejected));
         };
+        if opened.needs_reseal {
+            metrics::fallback_key_open();
+        }
         let Some(id) = std::str::from_utf8(opened.plaintext())
             .ok()
             .and_then(|id| id.parse::<SessionId>().ok())
             .filter(|id| self.keys.fits(id))
         else {
-            return Ok(self.new_session());
+            return Ok((self.new_session(), Load::Rejected));
         };
         let now = self.clock.now();
         if self.rules.outlived(&id, unix(now)) {
             // Expired: no need to ask the store.
-            return Ok(self.new_session());
+            return Ok((self.new_session(), Load::Rejected));
         }
         let Some(record) = self.store.get(&self.keys.session(&id)).await? else {
-            return Ok(self.new_session());
+            return Ok((self.new_session(), Load::Rejected));
         };
         let envelope = match Stored::decode(record.value) {
             Ok(Stored::Live(envelope)) => envelope,
             // Logged out or rotated away a moment ago.
-            Ok(Stored::Ended(_)) => return Ok(self.new_session()),
+            Ok(Stored::Ended(_)) => return Ok((self.new_session(), Load::Rejected)),
             Err(e) => {
                 log::warn!("kvsession: ignoring unreadable session record: {e}");
-                return Ok(self.new_session());
+                return Ok((self.new_session(), Load::Rejected));
             }
         };
         let rules = self.rules.for_session(&envelope.expiry);
         if !rules.is_live(&id, envelope.last_active, record.expires_at, now) {
             self.end_expired(&id, record.version, envelope.owner).await;
-            return Ok(self.new_session());
+            return Ok((self.new_session(), Load::Rejected));
         }
         let mut state = SessionState::loaded(id, envelope, record.version, record.expires_at);
         if opened.needs_reseal {
@@ -77,6 +88,6 @@ impl Engine {
             // carries the cookie sealed with the current key.
             state.reissue_cookie();
         }
-        Ok(SessionCell::new(state))
+        Ok((SessionCell::new(state), Load::Found))
     }
 }

@@ -104,6 +104,9 @@ impl Engine {
         events: Events,
     ) -> Self {
         let rng = Arc::new(rng);
+        // Every store call measured, with the feature.
+        #[cfg(feature = "metrics")]
+        let store: Arc<dyn KeyValueStore> = Arc::new(crate::metrics::Instrumented(store));
         Engine {
             keys: Keys::of(&config),
             rules: Lifetime::of(&config),

@@ -6,6 +6,7 @@ use rocket::http::Status;
 use super::{Engine, SessionCell};
 use crate::error::Error;
 use crate::events::SessionEventKind;
+use crate::metrics::{self, Save};
 use crate::id::SessionId;
 use crate::record::{Envelope, Stored};
 use crate::state::{Ending, Origin, SavePlan, Snapshot, Untouched};
@@ -86,6 +87,7 @@ impl Engine {
             self.index(owner, &snapshot.id).await?;
         }
         let version = self.create(&snapshot.id, &envelope).await?;
+        metrics::save(Save::Create);
         self.events
             .emit(SessionEventKind::Created, envelope.owner.as_ref());
         cell.lock().saved(envelope, version);
@@ -170,6 +172,7 @@ impl Engine {
             .await
         {
             Ok(true) => {
+                metrics::save(Save::Rotate);
                 self.events
                     .emit(SessionEventKind::Rotated, envelope.owner.as_ref());
                 cell.lock().saved(envelope, version);
@@ -292,6 +295,7 @@ impl Engine {
                 .await?
             {
                 UpdateOutcome::Updated(new_version) => {
+                    metrics::save(Save::Update);
                     if envelope.is_empty() {
                         return self.drop_emptied(cell, &key, envelope, new_version).await;
                     }
@@ -393,6 +397,7 @@ impl Engine {
             }
         };
         match result {
+            Ok(UpdateOutcome::Updated(_)) => metrics::save(Save::Touch),
             // A conflict means another request wrote the session, which
             // recorded activity too.
             Ok(_) => {}
