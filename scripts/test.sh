@@ -60,3 +60,7 @@ for i in "${!servers[@]}"; do
 done
 
 cargo test --workspace "${features[@]}" "$@"
+
+# The metrics tests need the core's (opt-in) `metrics` feature, which the
+# run above leaves off so that the core is tested as users build it.
+cargo test -p rocket_kvsession --features metrics --test metrics "$@"
