@@ -9,14 +9,14 @@
 //!   cookie value and store key are.
 //! * Cookie: the crate's own cipher (AES-256-GCM under a key derived from the
 //!   app's `secret_key`, built once as the fairing builds it at ignite), through
-//!   the hidden `bench-internals` feature (`rocket_kvsession_bench::CookieSealer`):
+//!   the core's hidden `__bench` module (`rocket_kvsession_bench::CookieSealer`):
 //!   sealing then encoding the `Set-Cookie` value with the `cookie` crate, as
 //!   Rocket does; opening then parsing the id.
 //! * MessagePack: the crate's own envelope code (format 1: a format byte, then
 //!   the MessagePack array `[last_active, permanent, {key: value bytes}]`,
 //!   each value its own `rmp_serde::to_vec_named` encoding, as
-//!   `Session::insert` makes it), through the core's hidden `bench-internals`
-//!   feature (`rocket_kvsession_bench::decode_record`): decoding indexes the
+//!   `Session::insert` makes it), through the core's hidden `__bench`
+//!   module (`rocket_kvsession_bench::decode_record`): decoding indexes the
 //!   record's keys and values without copying them; encoding a loaded record
 //!   copies the keys it did not change. The record is one that `KvSession`
 //!   itself wrote into a `MemoryStore` through a request, and is checked to
