@@ -23,6 +23,36 @@ pub const FLASH_KEY: &str = "_flashes";
 /// The stored form of the queue: `(kind, message)` pairs, oldest first.
 pub(crate) type FlashQueue = Vec<(String, String)>;
 
+/// At most this many messages wait in a session: queuing one more drops
+/// the oldest, so a client that triggers messages and never reads them
+/// cannot grow its record without bound.
+pub const MAX_FLASHES: usize = 32;
+
+/// At most this many bytes of a message (and of its kind) are kept; the
+/// rest is cut at a character boundary.
+pub const MAX_FLASH_LEN: usize = 1024;
+
+/// `text` cut to at most [`MAX_FLASH_LEN`] bytes, at a character boundary.
+pub(crate) fn bounded(mut text: String) -> String {
+    if text.len() > MAX_FLASH_LEN {
+        let mut end = MAX_FLASH_LEN;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// Queues `(kind, message)` at the end of `queue`, keeping the newest
+/// [`MAX_FLASHES`].
+pub(crate) fn push(queue: &mut FlashQueue, kind: String, message: String) {
+    queue.push((bounded(kind), bounded(message)));
+    if queue.len() > MAX_FLASHES {
+        queue.drain(..queue.len() - MAX_FLASHES);
+    }
+}
+
 /// One flash message: a kind chosen by the app (`"success"`, `"error"`,
 /// ...) and the message.
 ///
@@ -78,5 +108,26 @@ impl fmt::Display for Flash {
 impl From<(String, String)> for Flash {
     fn from((kind, message): (String, String)) -> Self {
         Flash { kind, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_keeps_the_newest_messages_and_cuts_long_ones() {
+        let mut queue = FlashQueue::new();
+        for n in 0..3000 {
+            push(&mut queue, "info".into(), format!("message {n}"));
+        }
+        assert_eq!(queue.len(), MAX_FLASHES);
+        assert_eq!(queue[0].1, format!("message {}", 3000 - MAX_FLASHES));
+        assert_eq!(queue[MAX_FLASHES - 1].1, "message 2999");
+        push(&mut queue, "é".repeat(600), "ü".repeat(2000));
+        let (kind, message) = queue.last().unwrap();
+        assert!(kind.len() <= MAX_FLASH_LEN && message.len() <= MAX_FLASH_LEN);
+        assert_eq!(message.chars().count(), MAX_FLASH_LEN / 2);
+        assert!(kind.starts_with('é'));
     }
 }

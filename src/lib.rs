@@ -38,7 +38,7 @@ pub use cookie::SameSitePolicy;
 pub use error::{redact_ids, BoxError, Error, StoreError};
 pub use events::{SessionEvent, SessionEventKind};
 pub use fairing::KvSession;
-pub use flash::{Flash, FLASH_KEY};
+pub use flash::{Flash, FLASH_KEY, MAX_FLASHES, MAX_FLASH_LEN};
 pub use manager::{SessionInfo, SessionManager};
 pub use memory::MemoryStore;
 pub use migrating::MigratingStore;

@@ -269,9 +269,11 @@ impl Session<'_> {
     /// Queues a flash message for a later request: the next page that
     /// calls [`flashes`](Self::flashes) shows it, once.
     ///
-    /// Any number of messages can be queued; they stay in the session
-    /// (across redirects and requests that do not read them) until
-    /// `flashes()` takes them. They are stored under the reserved key
+    /// Messages stay in the session (across redirects and requests that do
+    /// not read them) until `flashes()` takes them. At most
+    /// [`MAX_FLASHES`](crate::MAX_FLASHES) (32) wait at once: queuing one
+    /// more drops the oldest; a message or kind longer than
+    /// [`MAX_FLASH_LEN`](crate::MAX_FLASH_LEN) (1,024 bytes) is cut. They are stored under the reserved key
     /// [`FLASH_KEY`](crate::FLASH_KEY), one list per session: two
     /// concurrent requests that both queue a message keep only one of the
     /// two lists. Queuing a message into a new session starts the session
@@ -299,7 +301,7 @@ impl Session<'_> {
                 }),
                 None => FlashQueue::new(),
             };
-            queue.push((kind, message));
+            crate::flash::push(&mut queue, kind, message);
             st.insert(FLASH_KEY.to_owned(), encode(FLASH_KEY, &queue)?);
             Ok(())
         })

@@ -423,3 +423,51 @@ async fn testing_login_needs_the_fairing() {
         .expect_err("no fairing");
     assert!(matches!(err, Error::NotAttached), "{err:?}");
 }
+
+/// A client that triggers a flash on every request and never reads them
+/// keeps a bounded record: the newest 32 messages, each cut to 1,024 bytes.
+#[rocket::async_test]
+async fn unread_flashes_do_not_grow_the_record_without_bound() {
+    use rocket_kvsession::{KeyValueStore, MAX_FLASHES};
+    let store = MemoryStore::new();
+    let client = client(store.clone()).await;
+    let long = "x".repeat(5000);
+    for n in 0..300 {
+        let message = if n % 2 == 0 {
+            format!("note{n}")
+        } else {
+            long.clone()
+        };
+        let res = client
+            .post(format!("/flash/info/{message}"))
+            .dispatch()
+            .await;
+        assert!(res.status().class().is_success() || res.status().class().is_redirection());
+    }
+    let keys: Vec<rocket_kvsession::KeyInfo> = futures::TryStreamExt::try_collect(store.list(""))
+        .await
+        .unwrap();
+    let keys: Vec<String> = keys.into_iter().map(|k| k.key).collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let record = store.get(&keys[0]).await.unwrap().expect("the session");
+    assert!(
+        record.value.len() < MAX_FLASHES * 1100,
+        "the record grew to {} bytes",
+        record.value.len()
+    );
+    let res = client.get("/flashes").dispatch().await;
+    let shown = res.into_string().await.unwrap_or_default();
+    let shown: Vec<&str> = shown.split('|').collect();
+    assert_eq!(shown.len(), MAX_FLASHES);
+    assert_eq!(
+        shown[MAX_FLASHES - 1].len(),
+        "info:".len() + 1024,
+        "cut to 1,024 bytes"
+    );
+    assert_eq!(
+        shown[MAX_FLASHES - 2],
+        "info:note298",
+        "the newest are kept"
+    );
+    assert!(!shown.contains(&"info:note0"), "the oldest are dropped");
+}
