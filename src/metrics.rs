@@ -50,62 +50,67 @@ pub(crate) enum Op {
 
 #[cfg(feature = "metrics")]
 mod facade {
+    //! Every label value is a literal, so each key is built (and hashed)
+    //! at compile time: without a recorder a call costs little more than
+    //! the facade's look-up of the recorder.
     use super::{Load, Op, Save};
+    use metrics::{counter, histogram};
     use std::time::Duration;
 
     pub(crate) fn load(outcome: Load) {
-        let outcome = match outcome {
-            Load::Found => "found",
-            Load::None => "none",
-            Load::Rejected => "rejected",
-        };
-        metrics::counter!("kvsession_loads_total", "outcome" => outcome).increment(1);
-    }
-
-    pub(crate) fn save(kind: Save) {
-        let kind = match kind {
-            Save::Create => "create",
-            Save::Update => "update",
-            Save::Rotate => "rotate",
-            Save::Touch => "touch",
-            Save::End => "end",
-        };
-        metrics::counter!("kvsession_saves_total", "kind" => kind).increment(1);
-    }
-
-    pub(crate) fn conflict() {
-        metrics::counter!("kvsession_save_conflicts_total").increment(1);
-    }
-
-    fn op_label(op: Op) -> &'static str {
-        match op {
-            Op::Get => "get",
-            Op::Create => "create",
-            Op::Update => "update",
-            Op::Touch => "touch",
-            Op::Delete => "delete",
-            Op::List => "list",
+        match outcome {
+            Load::Found => counter!("kvsession_loads_total", "outcome" => "found").increment(1),
+            Load::None => counter!("kvsession_loads_total", "outcome" => "none").increment(1),
+            Load::Rejected => {
+                counter!("kvsession_loads_total", "outcome" => "rejected").increment(1)
+            }
         }
     }
 
+    pub(crate) fn save(kind: Save) {
+        match kind {
+            Save::Create => counter!("kvsession_saves_total", "kind" => "create").increment(1),
+            Save::Update => counter!("kvsession_saves_total", "kind" => "update").increment(1),
+            Save::Rotate => counter!("kvsession_saves_total", "kind" => "rotate").increment(1),
+            Save::Touch => counter!("kvsession_saves_total", "kind" => "touch").increment(1),
+            Save::End => counter!("kvsession_saves_total", "kind" => "end").increment(1),
+        }
+    }
+
+    pub(crate) fn conflict() {
+        counter!("kvsession_save_conflicts_total").increment(1);
+    }
+
     pub(crate) fn store_call(op: Op, elapsed: Duration, failed: bool) {
-        let op = op_label(op);
-        metrics::histogram!("kvsession_store_seconds", "op" => op).record(elapsed.as_secs_f64());
-        if failed {
-            metrics::counter!("kvsession_store_errors_total", "op" => op).increment(1);
+        let seconds = elapsed.as_secs_f64();
+        macro_rules! record {
+            ($op:literal) => {{
+                histogram!("kvsession_store_seconds", "op" => $op).record(seconds);
+                if failed {
+                    counter!("kvsession_store_errors_total", "op" => $op).increment(1);
+                }
+            }};
+        }
+        match op {
+            Op::Get => record!("get"),
+            Op::Create => record!("create"),
+            Op::Update => record!("update"),
+            Op::Touch => record!("touch"),
+            Op::Delete => record!("delete"),
+            Op::List => record!("list"),
         }
     }
 
     pub(crate) fn fallback_key_open() {
-        metrics::counter!("kvsession_fallback_key_opens_total").increment(1);
+        counter!("kvsession_fallback_key_opens_total").increment(1);
     }
 
     pub(crate) fn revoked(n: u64) {
-        metrics::counter!("kvsession_revoked_total").increment(n);
+        counter!("kvsession_revoked_total").increment(n);
     }
 
     pub(crate) fn sweep_deleted(n: u64) {
-        metrics::counter!("kvsession_sweep_deleted_total").increment(n);
+        counter!("kvsession_sweep_deleted_total").increment(n);
     }
 }
 
@@ -146,7 +151,10 @@ mod instrumented {
     /// The engine's store, measured.
     pub(crate) struct Instrumented(pub(crate) Arc<dyn KeyValueStore>);
 
-    async fn timed<T>(op: Op, call: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    async fn timed<T>(
+        op: Op,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let started = Instant::now();
         let result = call.await;
         store_call(op, started.elapsed(), result.is_err());
@@ -188,7 +196,11 @@ mod instrumented {
         ) -> Result<UpdateOutcome, StoreError> {
             timed(Op::Update, self.0.update(key, value, expected, expires_at)).await
         }
-        async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
+        async fn touch(
+            &self,
+            key: &str,
+            expires_at: SystemTime,
+        ) -> Result<UpdateOutcome, StoreError> {
             timed(Op::Touch, self.0.touch(key, expires_at)).await
         }
         async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -218,7 +230,9 @@ mod instrumented {
                 .boxed()
         }
         fn compare_and_delete(&self) -> Option<&dyn CompareAndDelete> {
-            self.0.compare_and_delete().map(|_| self as &dyn CompareAndDelete)
+            self.0
+                .compare_and_delete()
+                .map(|_| self as &dyn CompareAndDelete)
         }
         fn expired_deletion(&self) -> Option<&dyn ExpiredDeletion> {
             self.0.expired_deletion()
@@ -227,7 +241,11 @@ mod instrumented {
 
     #[async_trait]
     impl CompareAndDelete for Instrumented {
-        async fn delete_if(&self, key: &str, expected: &Version) -> Result<DeleteOutcome, StoreError> {
+        async fn delete_if(
+            &self,
+            key: &str,
+            expected: &Version,
+        ) -> Result<DeleteOutcome, StoreError> {
             // Offered only when the inner store has it.
             let Some(inner) = self.0.compare_and_delete() else {
                 return Err(StoreError::misconfigured(
