@@ -239,7 +239,11 @@ async fn remember_me_decides_the_cookie() {
             .dispatch()
             .await;
         assert_eq!(res.status(), Status::SeeOther);
-        let cookie = res.cookies().get("session").expect("a session cookie").clone();
+        let cookie = res
+            .cookies()
+            .get("session")
+            .expect("a session cookie")
+            .clone();
         let max_age = cookie.max_age().map(|d| d.whole_seconds());
         if permanent {
             let age = max_age.expect("a permanent cookie");

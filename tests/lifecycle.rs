@@ -39,7 +39,10 @@ async fn a_failed_save_emits_nothing() {
     assert_eq!(res.status(), Status::ServiceUnavailable);
     assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
     store.failing_writes.store(false, SeqCst);
-    assert_eq!(client.post("/login/ann").dispatch().await.status(), Status::Ok);
+    assert_eq!(
+        client.post("/login/ann").dispatch().await.status(),
+        Status::Ok
+    );
     assert_eq!(*log.lock().unwrap(), [SessionEventKind::Created]);
     // A logout whose write fails emits nothing either.
     store.failing_writes.store(true, SeqCst);
@@ -56,12 +59,22 @@ async fn a_panicking_handler_fails_no_request() {
     let sessions = KvSession::new(store.clone())
         .config(SessionConfig::default())
         .on_event(|_: &SessionEvent| panic!("the audit log is down"));
-    let client = Client::tracked(rocket::custom(figment()).attach(sessions).mount("/", routes()))
-        .await
-        .expect("launch");
-    assert_eq!(client.post("/login/ann").dispatch().await.status(), Status::Ok);
+    let client = Client::tracked(
+        rocket::custom(figment())
+            .attach(sessions)
+            .mount("/", routes()),
+    )
+    .await
+    .expect("launch");
+    assert_eq!(
+        client.post("/login/ann").dispatch().await.status(),
+        Status::Ok
+    );
     let res = client.get("/whoami").dispatch().await;
     assert_eq!(res.into_string().await.as_deref(), Some("ann"));
     assert_eq!(client.post("/logout").dispatch().await.status(), Status::Ok);
-    assert_eq!(client.get("/whoami").dispatch().await.status(), Status::NotFound);
+    assert_eq!(
+        client.get("/whoami").dispatch().await.status(),
+        Status::NotFound
+    );
 }

@@ -42,8 +42,7 @@ fn counter(snap: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
     snap.iter()
         .filter(|(key, ..)| {
             let key = key.key();
-            let mut got: Vec<(&str, &str)> =
-                key.labels().map(|l| (l.key(), l.value())).collect();
+            let mut got: Vec<(&str, &str)> = key.labels().map(|l| (l.key(), l.value())).collect();
             let mut want = labels.to_vec();
             got.sort_unstable();
             want.sort_unstable();
@@ -92,7 +91,9 @@ fn app(store: &TestStore, key: &str, fallbacks: &[&str]) -> rocket::Rocket<rocke
 }
 
 async fn client(store: &TestStore) -> Client {
-    Client::tracked(app(store, SECRET, &[])).await.expect("launch")
+    Client::tracked(app(store, SECRET, &[]))
+        .await
+        .expect("launch")
 }
 
 #[test]
@@ -100,10 +101,18 @@ fn loads_count_found_none_and_rejected() {
     let snap = with_recorder(|| async {
         let store = TestStore::new();
         let client = client(&store).await;
-        assert_eq!(client.get("/whoami").dispatch().await.status(), Status::NotFound);
-        assert_eq!(client.post("/login/ann").dispatch().await.status(), Status::Ok);
+        assert_eq!(
+            client.get("/whoami").dispatch().await.status(),
+            Status::NotFound
+        );
+        assert_eq!(
+            client.post("/login/ann").dispatch().await.status(),
+            Status::Ok
+        );
         assert_eq!(client.get("/whoami").dispatch().await.status(), Status::Ok);
-        let forged = Client::untracked(app(&store, SECRET, &[])).await.expect("launch");
+        let forged = Client::untracked(app(&store, SECRET, &[]))
+            .await
+            .expect("launch");
         let res = forged
             .get("/whoami")
             .cookie(Cookie::new("session", "not-a-sealed-id"))
@@ -112,9 +121,18 @@ fn loads_count_found_none_and_rejected() {
         assert_eq!(res.status(), Status::NotFound);
     });
     // The first /whoami had no cookie; /login loads too (no cookie yet).
-    assert_eq!(counter(&snap, "kvsession_loads_total", &[("outcome", "none")]), 2);
-    assert_eq!(counter(&snap, "kvsession_loads_total", &[("outcome", "found")]), 1);
-    assert_eq!(counter(&snap, "kvsession_loads_total", &[("outcome", "rejected")]), 1);
+    assert_eq!(
+        counter(&snap, "kvsession_loads_total", &[("outcome", "none")]),
+        2
+    );
+    assert_eq!(
+        counter(&snap, "kvsession_loads_total", &[("outcome", "found")]),
+        1
+    );
+    assert_eq!(
+        counter(&snap, "kvsession_loads_total", &[("outcome", "rejected")]),
+        1
+    );
 }
 
 #[test]
@@ -122,12 +140,21 @@ fn saves_count_each_kind_and_reads_save_nothing() {
     let snap = with_recorder(|| async {
         let store = TestStore::new();
         let client = client(&store).await;
-        assert_eq!(client.post("/login/ann").dispatch().await.status(), Status::Ok);
+        assert_eq!(
+            client.post("/login/ann").dispatch().await.status(),
+            Status::Ok
+        );
         for _ in 0..3 {
             assert_eq!(client.get("/whoami").dispatch().await.status(), Status::Ok);
         }
-        assert_eq!(client.post("/set/k/v").dispatch().await.status(), Status::Ok);
-        assert_eq!(client.post("/regenerate").dispatch().await.status(), Status::Ok);
+        assert_eq!(
+            client.post("/set/k/v").dispatch().await.status(),
+            Status::Ok
+        );
+        assert_eq!(
+            client.post("/regenerate").dispatch().await.status(),
+            Status::Ok
+        );
         assert_eq!(client.post("/logout").dispatch().await.status(), Status::Ok);
     });
     let saves = |kind| counter(&snap, "kvsession_saves_total", &[("kind", kind)]);
@@ -146,26 +173,44 @@ fn store_errors_count_by_operation() {
     let snap = with_recorder(|| async {
         let store = TestStore::new();
         let client = client(&store).await;
-        assert_eq!(client.post("/login/ann").dispatch().await.status(), Status::Ok);
+        assert_eq!(
+            client.post("/login/ann").dispatch().await.status(),
+            Status::Ok
+        );
         store.failing_writes.store(true, SeqCst);
         assert_eq!(
             client.post("/set/k/v").dispatch().await.status(),
             Status::ServiceUnavailable
         );
     });
-    assert_eq!(counter(&snap, "kvsession_store_errors_total", &[("op", "update")]), 1);
-    assert_eq!(counter(&snap, "kvsession_store_errors_total", &[("op", "get")]), 0);
+    assert_eq!(
+        counter(&snap, "kvsession_store_errors_total", &[("op", "update")]),
+        1
+    );
+    assert_eq!(
+        counter(&snap, "kvsession_store_errors_total", &[("op", "get")]),
+        0
+    );
 }
 
 #[test]
 fn a_fallback_key_cookie_counts_once_per_open() {
     let snap = with_recorder(|| async {
         let store = TestStore::new();
-        let old = Client::untracked(app(&store, OLD_KEY, &[])).await.expect("launch");
+        let old = Client::untracked(app(&store, OLD_KEY, &[]))
+            .await
+            .expect("launch");
         let res = old.post("/login/ann").dispatch().await;
-        let cookie = res.cookies().get("session").expect("a cookie").clone().into_owned();
+        let cookie = res
+            .cookies()
+            .get("session")
+            .expect("a cookie")
+            .clone()
+            .into_owned();
         drop(res);
-        let new = Client::untracked(app(&store, SECRET, &[OLD_KEY])).await.expect("launch");
+        let new = Client::untracked(app(&store, SECRET, &[OLD_KEY]))
+            .await
+            .expect("launch");
         for _ in 0..2 {
             let res = new.get("/whoami").cookie(cookie.clone()).dispatch().await;
             assert_eq!(res.status(), Status::Ok);
@@ -180,9 +225,17 @@ fn revocations_and_sweeps_count_what_they_ended() {
         let store = TestStore::new().without_ttl();
         let rocket = app(&store, SECRET, &[]);
         let a = Client::tracked(rocket).await.expect("launch");
-        let b = Client::tracked(app(&store, SECRET, &[])).await.expect("launch");
-        assert_eq!(a.post("/owner-login/ann").dispatch().await.status(), Status::Ok);
-        assert_eq!(b.post("/owner-login/ann").dispatch().await.status(), Status::Ok);
+        let b = Client::tracked(app(&store, SECRET, &[]))
+            .await
+            .expect("launch");
+        assert_eq!(
+            a.post("/owner-login/ann").dispatch().await.status(),
+            Status::Ok
+        );
+        assert_eq!(
+            b.post("/owner-login/ann").dispatch().await.status(),
+            Status::Ok
+        );
         let res = a.post("/revoke-owner/ann").dispatch().await;
         assert_eq!(res.into_string().await.as_deref(), Some("2"));
         let manager = a.rocket().state::<SessionManager>().expect("managed");
@@ -198,7 +251,10 @@ fn concurrent_writes_count_their_conflicts() {
     let snap = with_recorder(|| async {
         let store = TestStore::new().with_latency(std::time::Duration::from_millis(5));
         let client = client(&store).await;
-        assert_eq!(client.post("/set/init/1").dispatch().await.status(), Status::Ok);
+        assert_eq!(
+            client.post("/set/init/1").dispatch().await.status(),
+            Status::Ok
+        );
         let (a, b) = rocket::tokio::join!(
             client.post("/together/a").dispatch(),
             client.post("/together/b").dispatch()
@@ -207,4 +263,3 @@ fn concurrent_writes_count_their_conflicts() {
     });
     assert!(counter(&snap, "kvsession_save_conflicts_total", &[]) >= 1);
 }
-
