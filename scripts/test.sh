@@ -6,13 +6,13 @@
 # Installs and starts the servers the tests need (a MongoDB-compatible server
 # and an S3 server, each in a venv under target/test-state; redis-server from
 # Debian, a single server and a 3-node cluster; a throwaway PostgreSQL
-# cluster from Debian's postgresql), builds the tests meanwhile, runs every
-# test of the workspace, and stops the servers it started, by PID, whatever
-# happens.
+# cluster from Debian's postgresql; memcached from Debian), builds the tests
+# meanwhile, runs every test of the workspace, and stops the servers it
+# started, by PID, whatever happens.
 #
 # Opt-outs (CI sets none): KVSESSION_SKIP_MONGODB=1, KVSESSION_SKIP_S3=1,
-# KVSESSION_SKIP_REDIS=1, KVSESSION_SKIP_POSTGRES=1 skip the server and the
-# tests that need it.
+# KVSESSION_SKIP_REDIS=1, KVSESSION_SKIP_POSTGRES=1,
+# KVSESSION_SKIP_MEMCACHED=1 skip the server and the tests that need it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,6 +29,7 @@ servers=()
 [ "${KVSESSION_SKIP_S3:-}" = 1 ] || servers+=(s3)
 [ "${KVSESSION_SKIP_REDIS:-}" = 1 ] || servers+=(redis)
 [ "${KVSESSION_SKIP_POSTGRES:-}" = 1 ] || servers+=(postgres)
+[ "${KVSESSION_SKIP_MEMCACHED:-}" = 1 ] || servers+=(memcached)
 
 stop_servers() {
     for name in "${servers[@]}"; do

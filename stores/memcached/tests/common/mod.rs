@@ -1,0 +1,286 @@
+//! Shared helpers for the memcached store's tests: the server from
+//! `MEMCACHED_URL`, throwaway servers of a test's own, and a plain
+//! text-protocol connection for looking at what the store wrote
+//! (`mg`, `stats`).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rocket_kvsession_memcached::MemcachedStore;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// The opt-out: with `KVSESSION_SKIP_MEMCACHED=1` the tests that need a
+/// server are skipped (and say so); without it, a missing server fails
+/// them.
+pub fn skipping(test: &str) -> bool {
+    let skip = std::env::var("KVSESSION_SKIP_MEMCACHED").is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("{test}: skipped (KVSESSION_SKIP_MEMCACHED=1)");
+    }
+    skip
+}
+
+/// The test server's URL, or `None` when the run opted out.
+pub fn url(test: &str) -> Option<String> {
+    if skipping(test) {
+        return None;
+    }
+    match std::env::var("MEMCACHED_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => panic!(
+            "{test}: MEMCACHED_URL is not set. Start the test server with \
+             `eval \"$(bash scripts/memcached-server.sh start STATE_DIR)\"` \
+             (or point MEMCACHED_URL at your own), or set KVSESSION_SKIP_MEMCACHED=1 to skip"
+        ),
+    }
+}
+
+/// A store on the test server.
+pub async fn store(test: &str) -> Option<MemcachedStore> {
+    let url = url(test)?;
+    Some(
+        MemcachedStore::connect(&url)
+            .await
+            .expect("connect to MEMCACHED_URL"),
+    )
+}
+
+/// `host:port` of a `memcache://host:port` URL.
+pub fn address(url: &str) -> String {
+    url.strip_prefix("memcache://")
+        .unwrap_or(url)
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// A plain text-protocol connection to one server.
+pub struct Raw {
+    stream: BufReader<TcpStream>,
+}
+
+impl Raw {
+    /// Connects to the server of `url`.
+    pub async fn connect(url: &str) -> Raw {
+        let stream = TcpStream::connect(address(url))
+            .await
+            .expect("a raw connection to memcached");
+        Raw {
+            stream: BufReader::new(stream),
+        }
+    }
+
+    async fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.expect("a reply");
+        assert!(line.ends_with('\n'), "connection closed: {line:?}");
+        line.trim_end().to_owned()
+    }
+
+    /// Sends one command line (and a data block, for `ms`) and returns the
+    /// first reply line and, for a `VA` reply, its data.
+    pub async fn meta(&mut self, command: &str, data: Option<&[u8]>) -> (String, Option<Vec<u8>>) {
+        let mut payload = format!("{command}\r\n").into_bytes();
+        if let Some(data) = data {
+            payload.extend_from_slice(data);
+            payload.extend_from_slice(b"\r\n");
+        }
+        self.stream.get_mut().write_all(&payload).await.unwrap();
+        let head = self.line().await;
+        let data = match head.strip_prefix("VA ") {
+            Some(rest) => {
+                let len: usize = rest.split(' ').next().unwrap().parse().unwrap();
+                let mut data = vec![0; len + 2];
+                self.stream.read_exact(&mut data).await.unwrap();
+                data.truncate(len);
+                Some(data)
+            }
+            None => None,
+        };
+        (head, data)
+    }
+
+    /// The stored bytes of `key` (header included), its CAS value and
+    /// remaining TTL in seconds (`-1`: none), or `None`.
+    pub async fn item(&mut self, key: &str) -> Option<(Vec<u8>, u64, i64)> {
+        let (head, data) = self.meta(&format!("mg {key} v c t"), None).await;
+        if head == "EN" {
+            return None;
+        }
+        let flag = |f: char| -> String {
+            head.split(' ')
+                .find_map(|w| w.strip_prefix(f))
+                .unwrap_or_else(|| panic!("no {f} in {head}"))
+                .to_owned()
+        };
+        Some((
+            data.expect("a value"),
+            flag('c').parse().unwrap(),
+            flag('t').parse().unwrap(),
+        ))
+    }
+
+    /// The counters of `stats`.
+    pub async fn stats(&mut self) -> BTreeMap<String, u64> {
+        self.stream.get_mut().write_all(b"stats\r\n").await.unwrap();
+        let mut stats = BTreeMap::new();
+        loop {
+            let line = self.line().await;
+            if line == "END" {
+                return stats;
+            }
+            let mut words = line.split(' ').skip(1);
+            if let (Some(name), Some(value)) = (words.next(), words.next()) {
+                if let Ok(n) = value.parse() {
+                    stats.insert(name.to_owned(), n);
+                }
+            }
+        }
+    }
+}
+
+/// The `memcached` binary: `KVSESSION_MEMCACHED_SERVER`, else the one on
+/// `PATH`.
+pub fn server_binary() -> PathBuf {
+    std::env::var_os("KVSESSION_MEMCACHED_SERVER")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("memcached"))
+}
+
+/// A memcached of a test's own on a free loopback port. Killed (by its
+/// PID) when dropped.
+pub struct TestServer {
+    pub port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl TestServer {
+    /// Starts a server on a free port, or `None` when the run opted out.
+    pub async fn start(test: &str) -> Option<TestServer> {
+        Self::start_with(test, &[]).await
+    }
+
+    /// Starts a server with extra `memcached` arguments.
+    pub async fn start_with(test: &str, args: &[&str]) -> Option<TestServer> {
+        if skipping(test) {
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = TestServer {
+            port,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            child: None,
+        };
+        server.restart().await;
+        Some(server)
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("memcache://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on its port and waits until it answers
+    /// `version`.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        let binary = server_binary();
+        let child = Command::new(&binary)
+            .args(["-l", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "0", "-m", "64"])
+            // memcached refuses to run as root without -u, and ignores it
+            // otherwise.
+            .args(["-u", "root"])
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {}: {e}. Set KVSESSION_MEMCACHED_SERVER to a memcached binary \
+                     (scripts/memcached-server.sh prints it), or KVSESSION_SKIP_MEMCACHED=1 to skip",
+                    binary.display()
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if answers_version(self.port).await {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the test server on port {} did not answer within 10 s",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends the server `signal` (`STOP`, `CONT`, ...) by its PID.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server is running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Kills the server (SIGKILL, by its PID) and waits until it is gone:
+    /// its data is lost, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A stopped process dies of SIGKILL all the same.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn answers_version(port: u16) -> bool {
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let mut stream = BufReader::new(stream);
+    if stream.get_mut().write_all(b"version\r\n").await.is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), stream.read_line(&mut line)).await,
+        Ok(Ok(_))
+    ) && line.starts_with("VERSION ")
+}
+
+/// The counters of `stats` that grew between two snapshots, without the
+/// `stats` that took the second one.
+pub fn delta(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(name, n)| {
+            let grown = n.saturating_sub(before.get(name).copied().unwrap_or(0));
+            (grown > 0).then(|| (name.clone(), grown))
+        })
+        .collect()
+}
