@@ -219,7 +219,7 @@ pub enum DeleteOutcome {
 /// # The contract
 ///
 /// Checked for every store by the `conformance` suite (feature
-/// `conformance`, [`conformance::run_all`](crate::conformance)):
+/// `conformance`, `conformance::run_all` and `conformance::app::run_all`):
 ///
 /// * [`capabilities`](Self::capabilities) says, once, what the store does
 ///   with expiries ([`Expiry`]) and whether updates are compare-and-swap.
