@@ -23,7 +23,7 @@ pub(crate) const ROUNDING: u64 = 1;
 /// How long a store that keeps expiries keeps the "moved to" marker of a
 /// rotated session: far longer than any request that loaded the old session
 /// can run.
-const MARKER_GRACE: Duration = Duration::from_secs(600);
+pub(crate) const MARKER_GRACE: Duration = Duration::from_secs(600);
 
 /// The expiry rules of one configuration: its `lifetime`, `idle_timeout`
 /// and `touch_after`, taken once.
@@ -182,6 +182,11 @@ impl StoreExpiry {
             rules: Lifetime::of(config),
             handed: config.set_ttl && kept,
         }
+    }
+
+    /// Whether the store is handed expiries at all.
+    pub(crate) fn is_handed(&self) -> bool {
+        self.handed
     }
 
     /// The expiries of a session with its own expiry settings `own`.

@@ -31,7 +31,7 @@ use crate::id::SessionId;
 /// The format tag of a live session.
 const FORMAT_SESSION: u8 = 1;
 /// The format tag of an ended session ("ended" or "moved to" marker).
-const FORMAT_MARKER: u8 = 2;
+pub(crate) const FORMAT_MARKER: u8 = 2;
 /// The format tag of an owner index.
 const FORMAT_INDEX: u8 = 3;
 
