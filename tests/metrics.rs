@@ -263,3 +263,49 @@ fn concurrent_writes_count_their_conflicts() {
     });
     assert!(counter(&snap, "kvsession_save_conflicts_total", &[]) >= 1);
 }
+
+#[test]
+fn touches_and_sweeps_count_when_they_happen() {
+    use rocket_kvsession::testing::ManualClock;
+    use std::time::Duration;
+    let mut deleted = 0;
+    let snap = with_recorder(|| async {
+        let store = TestStore::new().without_ttl();
+        let clock = ManualClock::new();
+        let config = SessionConfig {
+            lifetime: 3600,
+            idle_timeout: Some(600),
+            touch_after: 10,
+            ..SessionConfig::default()
+        };
+        let rocket = rocket::custom(common::figment())
+            .attach(
+                KvSession::new(store.clone())
+                    .config(config)
+                    .clock(clock.clone()),
+            )
+            .mount("/", routes());
+        let client = Client::tracked(rocket).await.expect("launch");
+        assert_eq!(
+            client.post("/login/ann").dispatch().await.status(),
+            Status::Ok
+        );
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(client.get("/whoami").dispatch().await.status(), Status::Ok);
+        clock.advance(Duration::from_secs(20));
+        assert_eq!(client.get("/whoami").dispatch().await.status(), Status::Ok);
+        clock.advance(Duration::from_secs(7200));
+        let manager = client.rocket().state::<SessionManager>().expect("managed");
+        deleted = manager.cleanup().await.expect("sweep").deleted;
+    });
+    assert_eq!(
+        counter(&snap, "kvsession_saves_total", &[("kind", "touch")]),
+        1,
+        "one read was due a touch, the other not"
+    );
+    assert!(deleted >= 1, "the sweep deleted the expired session");
+    assert_eq!(
+        counter(&snap, "kvsession_sweep_deleted_total", &[]),
+        deleted
+    );
+}
