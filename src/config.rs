@@ -130,6 +130,15 @@ pub struct SessionConfig {
     ///
     /// _Default:_ `[]`.
     pub secret_key_fallbacks: Vec<Secret>,
+    /// A request header that may carry the session as a token instead of
+    /// the cookie (API clients), e.g. `x-session-token`. With it set, a
+    /// request may also send `Authorization: Bearer <token>`. A request
+    /// that carries a token never reads or sets the session cookie; when
+    /// its session gets a new id, the response carries the new token in
+    /// this header. See [`Session::token`](crate::Session::token).
+    ///
+    /// _Default:_ none (sessions travel only in the cookie).
+    pub token_header: Option<String>,
 }
 
 /// A secret configuration value (a key of `secret_key_fallbacks`): read and
@@ -193,6 +202,7 @@ impl Default for SessionConfig {
             save_attempts: 10,
             save_timeout: 5,
             secret_key_fallbacks: Vec::new(),
+            token_header: None,
         }
     }
 }
@@ -211,7 +221,43 @@ impl SessionConfig {
         self.validate_lifetimes()?;
         self.validate_keys()?;
         self.validate_saves()?;
+        self.validate_token_header()?;
         self.validate_secrets()
+    }
+
+    /// `token_header`: a header name a client can send, not one HTTP or
+    /// the cookie already gives a meaning.
+    fn validate_token_header(&self) -> Result<(), Error> {
+        let Some(name) = &self.token_header else {
+            return Ok(());
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(Error::config(
+                "token_header",
+                "must be a header name of 1 to 64 letters, digits, '-' or '_'",
+            ));
+        }
+        const TAKEN: [&str; 7] = [
+            "authorization",
+            "cookie",
+            "set-cookie",
+            "host",
+            "origin",
+            "vary",
+            "cache-control",
+        ];
+        if TAKEN.iter().any(|taken| name.eq_ignore_ascii_case(taken)) {
+            return Err(Error::config(
+                "token_header",
+                format!("must not be a standard header, got {name:?}"),
+            ));
+        }
+        Ok(())
     }
 
     /// The cookie's part of the configuration.

@@ -42,11 +42,14 @@ use rocket::{get, post, routes, Build, Rocket, State};
 use super::unique_prefix;
 
 mod expiry;
+mod interleave;
 mod owners;
 use crate::id::SessionId;
 use crate::record::Stored;
 use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig};
 pub use expiry::*;
+#[allow(unused_imports)]
+pub use interleave::*;
 pub use owners::*;
 
 /// The secret key of every conformance app, so that a cookie issued by one
