@@ -139,6 +139,13 @@ pub struct SessionConfig {
     ///
     /// _Default:_ none (sessions travel only in the cookie).
     pub token_header: Option<String>,
+    /// Origins (`scheme://host[:port]`) that [`CsrfChecked`](crate::CsrfChecked)
+    /// and [`CsrfForm`](crate::CsrfForm) accept in a request's `Origin`
+    /// besides the request's own `Host`: the public origin of an app behind
+    /// a proxy that rewrites `Host`, e.g. `["https://example.com"]`.
+    ///
+    /// _Default:_ `[]`.
+    pub csrf_trusted_origins: Vec<String>,
 }
 
 /// A secret configuration value (a key of `secret_key_fallbacks`): read and
@@ -203,6 +210,7 @@ impl Default for SessionConfig {
             save_timeout: 5,
             secret_key_fallbacks: Vec::new(),
             token_header: None,
+            csrf_trusted_origins: Vec::new(),
         }
     }
 }
@@ -222,7 +230,21 @@ impl SessionConfig {
         self.validate_keys()?;
         self.validate_saves()?;
         self.validate_token_header()?;
+        self.validate_origins()?;
         self.validate_secrets()
+    }
+
+    /// `csrf_trusted_origins`: each a `scheme://host[:port]`.
+    fn validate_origins(&self) -> Result<(), Error> {
+        for (i, origin) in self.csrf_trusted_origins.iter().enumerate() {
+            if crate::csrf::normalize_origin(origin).is_none() {
+                return Err(Error::config(
+                    "csrf_trusted_origins",
+                    format!("[{i}] {origin:?} is not an origin like \"https://example.com\""),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `token_header`: a header name a client can send, not one HTTP or

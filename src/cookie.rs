@@ -199,9 +199,11 @@ pub(crate) fn session_cookie(
     let mut cookie = base(settings, sealed);
     match max_age {
         Some(remaining) => {
-            let remaining = rocket::time::Duration::seconds(
-                i64::try_from(remaining.as_secs()).unwrap_or(i64::MAX),
-            );
+            // Rounded up, and at least a second: a live session's cookie
+            // never gets `Max-Age=0`, which browsers drop at once.
+            let seconds = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+            let remaining =
+                rocket::time::Duration::seconds(i64::try_from(seconds.max(1)).unwrap_or(i64::MAX));
             cookie.set_max_age(remaining);
             cookie.set_expires(rocket::time::OffsetDateTime::now_utc().saturating_add(remaining));
         }
@@ -241,11 +243,19 @@ fn base(settings: &CookieSettings, value: String) -> Cookie<'static> {
     cookie
 }
 
+/// Whether the `Set-Cookie` header value `value` sets cookie `name`.
+fn sets(value: &str, name: &str) -> bool {
+    value
+        .trim_start()
+        .strip_prefix(name)
+        .is_some_and(|rest| rest.trim_start().starts_with('='))
+}
+
 /// Whether the response sets cookie `name`.
 pub(crate) fn has_set_cookie(res: &Response<'_>, name: &str) -> bool {
     res.headers()
         .get("Set-Cookie")
-        .any(|value| Cookie::parse(value).is_ok_and(|cookie| cookie.name() == name))
+        .any(|value| sets(value, name))
 }
 
 /// Removes the `Set-Cookie` headers for cookie `name` from a response,
@@ -254,12 +264,44 @@ pub(crate) fn drop_set_cookie(res: &mut Response<'_>, name: &str) {
     let keep: Vec<String> = res
         .headers()
         .get("Set-Cookie")
-        .filter(|value| Cookie::parse(*value).map_or(true, |cookie| cookie.name() != name))
+        .filter(|value| !sets(value, name))
         .map(str::to_owned)
         .collect();
     res.remove_header("Set-Cookie");
     for value in keep {
         res.adjoin_raw_header("Set-Cookie", value);
+    }
+}
+
+/// The name of the probe cookie (see [`probe`]).
+pub(crate) const PROBE_NAME: &str = "kvsession-probe";
+
+/// A cookie put into the jar on a session's first change: Rocket drops the
+/// jar's cookies when a catcher answers, so a response without it came
+/// from a catcher. The response fairing always strips it.
+pub(crate) fn probe() -> Cookie<'static> {
+    Cookie::new(PROBE_NAME, "1")
+}
+
+/// Removes every `Set-Cookie` of `name`; returns whether there was one.
+pub(crate) fn take_set_cookie(res: &mut Response<'_>, name: &str) -> bool {
+    if !has_set_cookie(res, name) {
+        return false;
+    }
+    drop_set_cookie(res, name);
+    true
+}
+
+/// Adds `value` to the response's `Vary` unless it is there already (or
+/// `Vary: *`).
+pub(crate) fn vary(res: &mut Response<'_>, value: &str) {
+    let present = res.headers().get("Vary").any(|header| {
+        header
+            .split(',')
+            .any(|v| v.trim() == "*" || v.trim().eq_ignore_ascii_case(value))
+    });
+    if !present {
+        res.adjoin_raw_header("Vary", value.to_owned());
     }
 }
 

@@ -15,7 +15,7 @@ use crate::cleanup::sweep;
 use crate::clock::Clock;
 use crate::config::{Secret, SessionConfig};
 use crate::cookie::{self, CookieSettings};
-use crate::engine::{Engine, SaveOutcome};
+use crate::engine::{Engine, SaveOutcome, SessionCell};
 use crate::error::chain;
 use crate::events::{Events, SessionEvent};
 use crate::manager::SessionManager;
@@ -288,15 +288,34 @@ impl Fairing for KvSession {
             return;
         };
         let cookies = &engine.cookies;
-        // Only a request that issued a cookie needs to know whether it went out.
-        let issued = cell.lock().cookie_issued();
-        let cookie_sent = issued && cookie::has_set_cookie(res, &cookies.name);
-        match engine.save(cell, res.status(), cookie_sent).await {
-            SaveOutcome::Done => {}
+        let uses_token = cell.uses_token();
+        // A changed session put a probe into the jar: Rocket drops the
+        // jar's cookies when a catcher answers, so the probe tells the
+        // handler's response from a catcher's. It never reaches the client.
+        let from_handler = if cell.probing() {
+            cookie::take_set_cookie(res, cookie::PROBE_NAME)
+        } else {
+            // Nothing changed: only a re-issued cookie can tell.
+            !cell.lock().cookie_issued() || cookie::has_set_cookie(res, &cookies.name)
+        };
+        let outcome = engine.save(cell, res.status(), from_handler).await;
+        if uses_token {
+            // A token request never sets or removes the session cookie.
+            cookie::drop_set_cookie(res, &cookies.name);
+        }
+        let mut credential_sent = false;
+        match outcome {
+            SaveOutcome::Done => {
+                if uses_token {
+                    credential_sent = self.send_token(engine, cell, res);
+                }
+            }
             SaveOutcome::DropCookie => cookie::drop_set_cookie(res, &cookies.name),
             SaveOutcome::RemoveCookie => {
                 cookie::drop_set_cookie(res, &cookies.name);
-                res.adjoin_header(cookie::removal_header(cookies));
+                if !uses_token {
+                    res.adjoin_header(cookie::removal_header(cookies));
+                }
             }
             SaveOutcome::Failed { error, drop_cookie } => {
                 log::error!("kvsession: cannot save session: {}", chain(&error));
@@ -309,5 +328,49 @@ impl Fairing for KvSession {
                 res.set_sized_body(body.len(), Cursor::new(body));
             }
         }
+        cache_headers(
+            engine,
+            res,
+            credential_sent || cookie::has_set_cookie(res, &cookies.name),
+        );
+    }
+}
+
+impl KvSession {
+    /// Puts the session's new token into the `token_header` response
+    /// header, if its credential changed in this request (a first save, a
+    /// rotation, a re-seal with the current key); returns whether it did.
+    fn send_token(&self, engine: &Engine, cell: &SessionCell, res: &mut Response<'_>) -> bool {
+        let Some(header) = engine.config.token_header.as_ref() else {
+            return false;
+        };
+        let spec = {
+            let st = cell.lock();
+            if !st.cookie_issued() || !st.is_stored() {
+                return false;
+            }
+            match st.credential() {
+                Some(spec) => spec.id.clone(),
+                None => return false,
+            }
+        };
+        let token = cell.token_for(&spec, || engine.seal_token(&spec));
+        res.set_raw_header(header.clone(), token);
+        true
+    }
+}
+
+/// `Vary` for a response that read the session, and `Cache-Control:
+/// no-store` (unless the handler set its own) for one that sets or removes
+/// its credential: no shared cache may serve one user's page, or cookie,
+/// to another.
+fn cache_headers(engine: &Engine, res: &mut Response<'_>, credential: bool) {
+    cookie::vary(res, "Cookie");
+    if let Some(header) = &engine.config.token_header {
+        cookie::vary(res, header);
+        cookie::vary(res, "Authorization");
+    }
+    if credential && !res.headers().contains("Cache-Control") {
+        res.set_raw_header("Cache-Control", "no-store");
     }
 }

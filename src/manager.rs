@@ -38,6 +38,35 @@ pub struct SessionInfo {
     pub expires_at: SystemTime,
     /// Whether the session's cookie is permanent ("remember me").
     pub permanent: bool,
+    /// The session's label ([`Session::set_label`](crate::Session::set_label)),
+    /// e.g. a device name. It came from the client: escape it in pages.
+    pub label: Option<String>,
+}
+
+/// The reserved session key under which [`Session::set_label`](crate::Session::set_label)
+/// stores the label.
+pub const LABEL_KEY: &str = "_label";
+
+/// The longest label, in bytes.
+pub const MAX_LABEL_LEN: usize = 128;
+
+/// `label` without control characters, trimmed, cut to [`MAX_LABEL_LEN`]
+/// bytes at a character boundary.
+pub(crate) fn clean_label(label: &str) -> String {
+    let mut clean = String::with_capacity(label.len().min(MAX_LABEL_LEN));
+    for c in label.trim().chars().filter(|c| !c.is_control()) {
+        if clean.len() + c.len_utf8() > MAX_LABEL_LEN {
+            break;
+        }
+        clean.push(c);
+    }
+    clean.trim_end().to_owned()
+}
+
+/// The label stored in `envelope`, if any and readable.
+fn label_of(envelope: &crate::record::Envelope) -> Option<String> {
+    let bytes = envelope.data.get(LABEL_KEY)?;
+    rmp_serde::from_slice::<String>(bytes).ok()
 }
 
 /// The app-wide handle on sessions: list and revoke the sessions of an
@@ -123,6 +152,7 @@ impl SessionManager {
                     last_active: from_unix(active.min(self.engine.clock.now_unix())),
                     expires_at: rules.expires_at(&entry.id, envelope.last_active, expires_at),
                     permanent: envelope.permanent,
+                    label: label_of(&envelope),
                 })
             })
             .collect();

@@ -28,6 +28,8 @@ use sha2::Sha256;
 
 /// The HKDF `info` of this crate's cookie key: a new layout gets a new label.
 const KEY_LABEL: &[u8] = b"rocket_kvsession cookie v1";
+/// The HKDF label of the key CSRF secrets are derived with.
+const CSRF_LABEL: &[u8] = b"rocket_kvsession csrf v1";
 
 /// Bytes of a nonce (96 bits).
 const NONCE_LEN: usize = 12;
@@ -114,11 +116,23 @@ fn derive_cipher(master: &MasterKey) -> Aes256Gcm {
     Aes256Gcm::new(&key.into())
 }
 
+/// The key CSRF secrets are derived with, of one master key.
+fn derive_csrf(master: &MasterKey) -> Hkdf<Sha256> {
+    let mut key = [0u8; 32];
+    Hkdf::<Sha256>::new(None, master)
+        .expand(CSRF_LABEL, &mut key)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    Hkdf::<Sha256>::from_prk(&key).expect("32 bytes is a valid HKDF-SHA256 key")
+}
+
 /// Seals and opens the session cookie's value. Built once at ignite (each
 /// key's AES key schedule computed once), then shared by every request.
 pub(crate) struct CookieCipher {
     /// The cipher of the current `secret_key`: every seal uses it.
     current: Aes256Gcm,
+    /// The pseudo-random key CSRF secrets are derived with (HKDF of the
+    /// current key, under its own label).
+    csrf: Hkdf<Sha256>,
     /// The ciphers of `secret_key_fallbacks`, in order, without the current
     /// key or repeats: they only open.
     fallbacks: Vec<Aes256Gcm>,
@@ -229,8 +243,21 @@ impl CookieCipher {
         }
         CookieCipher {
             current: derive_cipher(current),
+            csrf: derive_csrf(current),
             fallbacks: ciphers,
         }
+    }
+
+    /// The CSRF secret of the session whose id is `id`: HKDF-SHA256
+    /// expanded under the current key's CSRF key with the id as info, so
+    /// every request of one session derives the same secret (two requests
+    /// that both create it agree) and no one without the key can.
+    pub(crate) fn csrf_secret(&self, id: &[u8]) -> [u8; 32] {
+        let mut secret = [0u8; 32];
+        self.csrf
+            .expand(id, &mut secret)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        secret
     }
 
     /// `plaintext` sealed for the cookie `name` with the current key and a

@@ -11,9 +11,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::cookie;
+use crate::csrf::CSRF_KEY;
 use crate::engine::{Engine, SessionCell};
 use crate::error::Error;
 use crate::flash::{Flash, FlashQueue, FLASH_KEY};
+use crate::manager::LABEL_KEY;
 use crate::state::SessionState;
 
 static NOT_ATTACHED: Error = Error::NotAttached;
@@ -573,7 +575,11 @@ impl Session<'_> {
     /// }
     /// ```
     pub async fn regenerate(&self) -> Result<(), Error> {
-        self.change(SessionState::rotate);
+        self.change(|st| {
+            st.rotate();
+            // A new id, a new CSRF secret: tokens issued before stop working.
+            st.remove(CSRF_KEY);
+        });
         Ok(())
     }
 
@@ -596,9 +602,140 @@ impl Session<'_> {
     /// ```
     pub async fn destroy(&self) -> Result<(), Error> {
         self.engine.destroy(self.cell).await?;
-        self.jar
-            .remove(cookie::removal_for_jar(&self.engine.cookies));
+        if !self.cell.uses_token() {
+            self.jar
+                .remove(cookie::removal_for_jar(&self.engine.cookies));
+        }
         Ok(())
+    }
+
+    /// This session's token, for an API client to send back as
+    /// `<token_header>: <token>` or `Authorization: Bearer <token>`: what a
+    /// login endpoint returns in its body. `None` without `token_header`
+    /// configured, or for a new session nothing was stored in yet.
+    ///
+    /// Calling it makes the response answer with a token instead of a
+    /// cookie (no `Set-Cookie` for the session), as a request that carried
+    /// a token does: when the session's id changes, the response also
+    /// carries the new token in the `<token_header>` response header. Call
+    /// it after [`regenerate`](Self::regenerate) and after the first
+    /// change of a new session, so it names the id the response saves.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::post;
+    /// use rocket::serde::json::{json, Value};
+    /// use rocket_kvsession::{Error, Session};
+    ///
+    /// #[post("/api/login/<user>")]
+    /// async fn login(session: Session<'_>, user: &str) -> Result<Value, Error> {
+    ///     // ... check the credentials first ...
+    ///     session.regenerate().await?;
+    ///     session.insert("user", user)?;
+    ///     Ok(json!({ "token": session.token() }))
+    /// }
+    /// ```
+    pub fn token(&self) -> Option<String> {
+        self.engine.config.token_header.as_ref()?;
+        self.cell.want_token();
+        let id = self.cell.lock().id()?.clone();
+        Some(self.cell.token_for(&id, || self.engine.seal_token(&id)))
+    }
+
+    /// A CSRF token of this session, for a form's hidden `csrf_token`
+    /// field ([`CsrfForm`](crate::CsrfForm)) or a script's `X-CSRF-Token`
+    /// header ([`CsrfChecked`](crate::CsrfChecked)).
+    ///
+    /// The session's CSRF secret (256 bits) is stored in the session on
+    /// first use, under the reserved key [`CSRF_KEY`](crate::CSRF_KEY), so
+    /// the first call saves a session that was not stored yet. Every call
+    /// returns the secret masked with a fresh random pad (base64url, 86
+    /// characters): no two responses carry the same token, which defeats
+    /// compression side channels (BREACH). Any of them validates while the
+    /// session keeps its id; [`regenerate`](Self::regenerate) gives the
+    /// session a new secret, so tokens issued before a login stop working.
+    ///
+    /// The secret is derived from the session's id under a key derived
+    /// from the app's `secret_key`, then stored: two concurrent requests
+    /// that both create it store the same secret, so the tokens of both
+    /// responses validate; a later change of `secret_key` keeps it.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::get;
+    /// use rocket::response::content::RawHtml;
+    /// use rocket_kvsession::{Error, Session};
+    ///
+    /// #[get("/transfer")]
+    /// fn form(session: Session<'_>) -> Result<RawHtml<String>, Error> {
+    ///     let token = session.csrf_token()?;
+    ///     Ok(RawHtml(format!(
+    ///         r#"<form method="post" action="/transfer">
+    ///              <input type="hidden" name="csrf_token" value="{token}">
+    ///              <button>Send</button></form>"#
+    ///     )))
+    /// }
+    /// ```
+    pub fn csrf_token(&self) -> Result<String, Error> {
+        let secret = self.change(|st| {
+            if let Some(secret) = st.value(CSRF_KEY).and_then(crate::csrf::decode_secret) {
+                return secret;
+            }
+            let id = st.ensure_id(|| self.engine.new_id()).clone();
+            let secret = self.engine.csrf_secret(&id);
+            st.insert(CSRF_KEY.to_owned(), crate::csrf::encode_secret(&secret));
+            secret
+        });
+        Ok(crate::csrf::mask(&secret, |pad| {
+            self.engine.fill_secret(pad)
+        }))
+    }
+
+    /// Whether `token` is a valid CSRF token of this session: one that
+    /// [`csrf_token`](Self::csrf_token) returned while the session had its
+    /// current id. Compared in constant time. [`CsrfChecked`](crate::CsrfChecked)
+    /// and [`CsrfForm`](crate::CsrfForm) call it; call it yourself for
+    /// tokens that arrive some other way.
+    pub fn verify_csrf_token(&self, token: &str) -> bool {
+        crate::csrf::verify_state(self.engine, &self.cell.lock(), token)
+    }
+
+    /// Gives the session a label that [`SessionInfo::label`](crate::SessionInfo::label)
+    /// lists, so a page of the owner's sessions can tell them apart (a
+    /// device name from the `User-Agent`, "Firefox on Linux"). Control
+    /// characters are dropped, surrounding space trimmed, and the label cut
+    /// to [`MAX_LABEL_LEN`](crate::MAX_LABEL_LEN) bytes at a character
+    /// boundary; an empty label removes it. Stored under the reserved key
+    /// [`LABEL_KEY`](crate::LABEL_KEY) and saved like any change (setting
+    /// the same label again is no change). The label is shown to the
+    /// owner: it comes from the client, so escape it in pages.
+    ///
+    /// ```rust,no_run
+    /// # use rocket::post;
+    /// use rocket::http::Status;
+    /// use rocket_kvsession::Session;
+    ///
+    /// #[post("/login/<user>")]
+    /// async fn login(session: Session<'_>, user: &str) -> Result<(), rocket_kvsession::Error> {
+    ///     session.regenerate().await?;
+    ///     session.set_owner(user);
+    ///     session.set_label("Firefox on Linux");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn set_label(&self, label: &str) {
+        let label = crate::manager::clean_label(label);
+        if label.is_empty() {
+            self.remove(LABEL_KEY);
+            return;
+        }
+        // A string encodes infallibly.
+        if let Ok(bytes) = encode(LABEL_KEY, &label) {
+            self.change(|st| st.insert(LABEL_KEY.to_owned(), bytes));
+        }
+    }
+
+    /// The session's label, if [`set_label`](Self::set_label) gave it one.
+    pub fn label(&self) -> Option<String> {
+        self.get_or_discard(LABEL_KEY)
     }
 
     /// Makes `owner` (a user id, an email: any string) the session's owner,
@@ -670,17 +807,29 @@ impl Session<'_> {
     /// now needs (if any) into the jar, while the handler can still set
     /// cookies: every mutator goes through here, so no change can leave the
     /// browser's cookie behind.
+    ///
+    /// The first change also puts a probe cookie into the jar: Rocket
+    /// drops the jar's cookies when a catcher answers instead of the
+    /// handler, so the response fairing tells the two apart by it (and
+    /// strips it), and a catcher's response saves nothing.
     fn change<R>(&self, change: impl FnOnce(&mut SessionState) -> R) -> R {
         let mut st = self.cell.lock();
         let result = change(&mut st);
         self.sync_cookie(&mut st);
+        if st.has_pending() && self.cell.start_probe() {
+            self.jar.add(cookie::probe());
+        }
         result
     }
 
-    /// Puts the cookie the session now needs, if any, into the jar.
+    /// Puts the cookie the session now needs, if any, into the jar; a
+    /// session that answers with a token only notes that a new credential
+    /// is due (the response fairing sends the token).
     fn sync_cookie(&self, st: &mut SessionState) {
         if let Some(spec) = st.cookie_due(|| self.engine.new_id()) {
-            self.jar.add(self.engine.session_cookie(&spec));
+            if !self.cell.uses_token() {
+                self.jar.add(self.engine.session_cookie(&spec));
+            }
         }
     }
 }

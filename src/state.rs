@@ -279,6 +279,23 @@ impl SessionState {
         !self.changes.is_empty()
     }
 
+    /// The session's id, drawn with `new_id` if it has none yet (a new
+    /// session, or one that rotated): the id its next cookie carries.
+    pub(crate) fn ensure_id(&mut self, new_id: impl FnOnce() -> SessionId) -> &SessionId {
+        self.id.get_or_insert_with(new_id)
+    }
+
+    /// Whether the save has anything to write: changes, or a rotation.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.changes.is_empty() || self.rotated_from.is_some()
+    }
+
+    /// The credential (cookie or token) the client holds as of this
+    /// response, if the session has one.
+    pub(crate) fn credential(&self) -> Option<&CookieSpec> {
+        self.cookie.as_ref()
+    }
+
     pub(crate) fn is_permanent(&self) -> bool {
         self.envelope.permanent
     }
@@ -382,10 +399,13 @@ impl SessionState {
         if self.envelope.owner.as_ref().is_some_and(|o| o.name == name) {
             return false;
         }
-        let owner = Owner {
-            name,
-            handle: handle(),
+        // The owner a `clear()` of this request removed, set again: its
+        // index entry names the session with the old handle, so keep it.
+        let handle = match &self.cleared_owner {
+            Some(cleared) if cleared.name == name => cleared.handle,
+            _ => handle(),
         };
+        let owner = Owner { name, handle };
         self.envelope.owner = Some(owner.clone());
         self.changes.owner = Some(owner);
         true
@@ -520,8 +540,9 @@ impl SessionState {
 
     /// What the response must write, at `now` (Unix seconds). `persist` is
     /// false for a response whose changes are not kept (a 5xx without
-    /// `save_on_error`); `cookie_sent` tells whether the response carries
-    /// the cookie this request issued (a catcher's response does not).
+    /// `save_on_error`); `from_handler` tells whether the handler's
+    /// response is sent (with the cookie this request issued), not a
+    /// catcher's.
     ///
     /// The rules: a read-only request only touches, and only if its
     /// response persists; a response that does not persist writes nothing,
@@ -530,7 +551,7 @@ impl SessionState {
     /// moved, or ended if it was emptied; a new session is created unless
     /// it is empty (never stored, its cookie dropped); a stored session's
     /// changes are merged in, and a `clear()` that left it empty ends it.
-    pub(crate) fn plan(&self, now: u64, persist: bool, cookie_sent: bool) -> SavePlan {
+    pub(crate) fn plan(&self, now: u64, persist: bool, from_handler: bool) -> SavePlan {
         if let Some(untouched) = self.untouched() {
             return if persist {
                 SavePlan::Touch(untouched)
@@ -549,7 +570,7 @@ impl SessionState {
             // browser keeps the cookie it had, which still works.
             return unsaved;
         }
-        if self.cookie_issued && !cookie_sent {
+        if !from_handler {
             // A catcher answered: the request failed, nothing is written.
             return SavePlan::Nothing;
         }
@@ -855,10 +876,11 @@ mod tests {
         rotated.rotate();
         rotated.cookie_due(|| id(3));
         assert!(matches!(rotated.plan(5, true, false), SavePlan::Nothing));
-        // A stored session changed without a new cookie is saved.
+        // Nor is a stored session changed without a new cookie.
         let mut changed = loaded(&[("a", b"1")]);
         changed.insert("b".into(), b"1".to_vec());
-        assert!(matches!(changed.plan(5, true, false), SavePlan::Update(_)));
+        assert!(matches!(changed.plan(5, true, false), SavePlan::Nothing));
+        assert!(matches!(changed.plan(5, true, true), SavePlan::Update(_)));
     }
 
     #[test]

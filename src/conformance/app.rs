@@ -48,7 +48,7 @@ use crate::id::SessionId;
 use crate::record::Stored;
 use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig};
 pub use expiry::*;
-#[allow(unused_imports)]
+#[allow(unused_imports, unreachable_pub)]
 pub use interleave::*;
 pub use owners::*;
 

@@ -1,9 +1,9 @@
-//! Loading a request's session from its cookie.
+//! Loading a request's session from its cookie or its token.
 
-use rocket::http::CookieJar;
+use rocket::Request;
 
 use super::end::Step;
-use super::{Engine, SessionCell};
+use super::{Carrier, Engine, SessionCell};
 use crate::error::Error;
 use crate::events::SessionEventKind;
 use crate::id::SessionId;
@@ -27,27 +27,45 @@ impl Engine {
         }
     }
 
-    fn new_session(&self) -> SessionCell {
-        SessionCell::new(SessionState::fresh(self.config.permanent))
-    }
-
-    /// Loads the session named by the request's cookie, or a new one: a
-    /// cookie that does not open, does not parse, names an id of another
-    /// layout, has outlived its lifetime or names no live record gives a
-    /// new, empty session (a client's id is never adopted).
-    pub(super) async fn load(&self, jar: &CookieJar<'_>) -> Result<SessionCell, Error> {
-        let (cell, outcome) = self.open(jar).await?;
+    /// Loads the session named by the request's token (with
+    /// `token_header`) or else its cookie, or a new one: a credential that
+    /// does not open, does not parse, names an id of another layout, has
+    /// outlived its lifetime or names no live record gives a new, empty
+    /// session (a client's id is never adopted).
+    pub(super) async fn load(&self, req: &Request<'_>) -> Result<SessionCell, Error> {
+        let token = crate::token::carried(req, self.config.token_header.as_deref());
+        let (carrier, credential, aad) = match token {
+            Some(token) => (Carrier::Token, Some(token), crate::token::TOKEN_AAD),
+            None => (
+                Carrier::Cookie,
+                req.cookies()
+                    .get(&self.config.cookie_name)
+                    .map(|cookie| cookie.value()),
+                self.config.cookie_name.as_str(),
+            ),
+        };
+        let (state, outcome) = self.open(credential, aad).await?;
         metrics::load(outcome);
-        Ok(cell)
+        Ok(SessionCell::new(state, carrier))
     }
 
-    /// [`Engine::load`], saying how the load ended.
-    async fn open(&self, jar: &CookieJar<'_>) -> Result<(SessionCell, Load), Error> {
-        let Some(cookie) = jar.get(&self.config.cookie_name) else {
+    fn new_session(&self) -> SessionState {
+        SessionState::fresh(self.config.permanent)
+    }
+
+    /// The session `credential` (a cookie's or a token's value, sealed for
+    /// `aad`) names, saying how the load ended.
+    async fn open(
+        &self,
+        credential: Option<&str>,
+        aad: &str,
+    ) -> Result<(SessionState, Load), Error> {
+        let Some(credential) = credential.filter(|value| !value.is_empty()) else {
             return Ok((self.new_session(), Load::None));
         };
-        let Some(opened) = self.cipher.open(&self.config.cookie_name, cookie.value()) else {
-            // Sealed with another key, changed, or not sealed at all.
+        let Some(opened) = self.cipher.open(aad, credential) else {
+            // Sealed with another key, for the other carrier, changed, or
+            // not sealed at all.
             return Ok((self.new_session(), Load::Rejected));
         };
         if opened.needs_reseal {
@@ -88,6 +106,6 @@ impl Engine {
             // carries the cookie sealed with the current key.
             state.reissue_cookie();
         }
-        Ok((SessionCell::new(state), Load::Found))
+        Ok((state, Load::Found))
     }
 }

@@ -15,8 +15,11 @@ mod owned;
 mod save;
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
 use rocket::http::Cookie;
 use rocket::{Phase, Request, Rocket};
 
@@ -38,16 +41,42 @@ use crate::store::KeyValueStore;
 
 pub(crate) use save::SaveOutcome;
 
+/// How a request's session travels between client and server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Carrier {
+    /// The session cookie (browsers).
+    Cookie,
+    /// The `token_header` or `Authorization: Bearer` (API clients): the
+    /// cookie is neither read nor set.
+    Token,
+}
+
 /// The session of one request, cached in the request's local cache.
 #[derive(Debug)]
 pub(crate) struct SessionCell {
     state: Mutex<SessionState>,
+    /// How the request carried its session.
+    carrier: Carrier,
+    /// Whether the handler asked for the session's token
+    /// (`Session::token`): the response then answers with a token, not a
+    /// cookie, whatever the request carried.
+    token_wanted: AtomicBool,
+    /// Whether the probe cookie that tells a handler's response from a
+    /// catcher's is in the jar.
+    probing: AtomicBool,
+    /// The token handed to the handler, for the id it seals: the response
+    /// header repeats it rather than sealing the id again.
+    token: Mutex<Option<(SessionId, String)>>,
 }
 
 impl SessionCell {
-    fn new(state: SessionState) -> Self {
+    fn new(state: SessionState, carrier: Carrier) -> Self {
         SessionCell {
             state: Mutex::new(state),
+            carrier,
+            token_wanted: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
+            token: Mutex::new(None),
         }
     }
 
@@ -55,6 +84,45 @@ impl SessionCell {
         // Every mutation under this lock is completed before any code that
         // could panic runs, so a poisoned lock still holds a consistent state.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How the request carried its session.
+    pub(crate) fn carrier(&self) -> Carrier {
+        self.carrier
+    }
+
+    /// Whether the response answers with a token instead of a cookie: the
+    /// request carried one, or the handler asked for it.
+    pub(crate) fn uses_token(&self) -> bool {
+        self.carrier == Carrier::Token || self.token_wanted.load(Ordering::Relaxed)
+    }
+
+    /// From now on the session answers with a token.
+    pub(crate) fn want_token(&self) {
+        self.token_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks the probe as placed; `true` the first time only.
+    pub(crate) fn start_probe(&self) -> bool {
+        !self.probing.swap(true, Ordering::Relaxed)
+    }
+
+    /// Whether the probe cookie was placed.
+    pub(crate) fn probing(&self) -> bool {
+        self.probing.load(Ordering::Relaxed)
+    }
+
+    /// The token sealed for `id`, sealing it with `seal` the first time.
+    pub(crate) fn token_for(&self, id: &SessionId, seal: impl FnOnce() -> String) -> String {
+        let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((sealed_id, token)) if sealed_id == id => token.clone(),
+            _ => {
+                let token = seal();
+                *cached = Some((id.clone(), token.clone()));
+                token
+            }
+        }
     }
 }
 
@@ -80,8 +148,15 @@ pub(crate) struct Engine {
     pub(crate) clock: Clock,
     /// Where lifecycle events go.
     pub(crate) events: Events,
+    /// `csrf_trusted_origins`, normalized.
+    trusted_origins: Vec<String>,
     cipher: CookieCipher,
+    /// Session ids and retry jitter: `KvSession::rng`, or OS-seeded.
     rng: Arc<SharedRng>,
+    /// Cookie and token nonces, owner handles, CSRF pads: always seeded
+    /// from the OS, whatever `KvSession::rng` is, so a seeded generator
+    /// (tests) can never repeat an AES-GCM nonce across restarts.
+    secrets: SharedRng,
 }
 
 impl fmt::Debug for Engine {
@@ -108,6 +183,11 @@ impl Engine {
         #[cfg(feature = "metrics")]
         let store: Arc<dyn KeyValueStore> = Arc::new(crate::metrics::Instrumented(store));
         Engine {
+            trusted_origins: config
+                .csrf_trusted_origins
+                .iter()
+                .filter_map(|origin| crate::csrf::normalize_origin(origin))
+                .collect(),
             keys: Keys::of(&config),
             rules: Lifetime::of(&config),
             expiry: StoreExpiry::new(&config, store.capabilities().expiry.is_kept()),
@@ -117,6 +197,7 @@ impl Engine {
             cookies,
             cipher,
             rng,
+            secrets: SharedRng::new(Box::new(ChaCha20Rng::from_os_rng())),
             clock,
             events,
         }
@@ -131,7 +212,7 @@ impl Engine {
     /// ask for it.
     pub(crate) async fn session<'r>(&self, req: &'r Request<'_>) -> &'r Result<SessionCell, Error> {
         let slot: &'r Slot = req
-            .local_cache_async(async { Slot(Some(self.load(req.cookies()).await)) })
+            .local_cache_async(async { Slot(Some(self.load(req).await)) })
             .await;
         slot.0
             .as_ref()
@@ -165,21 +246,48 @@ impl Engine {
             .with(|rng| SessionId::generate(rng, self.config.key_bits, self.clock.now()))
     }
 
+    /// The origins CSRF checks accept besides the request's own.
+    pub(crate) fn trusted_origins(&self) -> &[String] {
+        &self.trusted_origins
+    }
+
     /// A new random session handle.
     pub(crate) fn new_handle(&self) -> Handle {
         let mut bytes = [0u8; 16];
-        self.rng.with(|rng| rng.fill_bytes(&mut bytes));
+        self.secrets.with(|rng| rng.fill_bytes(&mut bytes));
         Handle(bytes)
+    }
+
+    /// `bytes` filled from the OS-seeded generator.
+    pub(crate) fn fill_secret(&self, bytes: &mut [u8]) {
+        self.secrets.with(|rng| rng.fill_bytes(bytes));
+    }
+
+    /// `id` sealed for `aad` (the cookie name, or the token's label) with
+    /// the current key.
+    fn seal_id(&self, aad: &str, id: &SessionId) -> String {
+        let mut plain = String::with_capacity(82);
+        id.push_to(&mut plain);
+        self.secrets
+            .with(|rng| self.cipher.seal(aad, plain.as_bytes(), rng))
+    }
+
+    /// The token of `id`: sealed like the cookie, with the token's own
+    /// associated data, so neither opens as the other.
+    pub(crate) fn seal_token(&self, id: &SessionId) -> String {
+        self.seal_id(crate::token::TOKEN_AAD, id)
+    }
+
+    /// The CSRF secret of session `id` (see `crate::csrf`).
+    pub(crate) fn csrf_secret(&self, id: &SessionId) -> [u8; crate::csrf::SECRET_LEN] {
+        let mut plain = String::with_capacity(82);
+        id.push_to(&mut plain);
+        self.cipher.csrf_secret(plain.as_bytes())
     }
 
     /// The session cookie for `spec`: its id sealed with the current key.
     pub(crate) fn session_cookie(&self, spec: &CookieSpec) -> Cookie<'static> {
-        let mut id = String::with_capacity(82);
-        spec.id.push_to(&mut id);
-        let sealed = self.rng.with(|rng| {
-            self.cipher
-                .seal(&self.config.cookie_name, id.as_bytes(), rng)
-        });
+        let sealed = self.seal_id(&self.config.cookie_name, &spec.id);
         let own = OwnExpiry {
             lifetime: spec.lifetime,
             idle_timeout: None,

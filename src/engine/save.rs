@@ -28,21 +28,21 @@ pub(crate) enum SaveOutcome {
 
 impl Engine {
     /// Persists the request's session after the response was built.
-    /// `cookie_sent` tells whether the response carries the session's
-    /// `Set-Cookie`: Rocket drops the handler's cookies when a catcher
-    /// answers instead, and a session whose new cookie never reaches the
-    /// browser is not saved (its record would be unreachable, or a rotation
-    /// would strand the browser on the old id).
+    /// `from_handler` tells whether the handler's response is sent: Rocket
+    /// drops the handler's cookies when a catcher answers instead, and a
+    /// catcher's response saves nothing (a session whose new cookie never
+    /// reaches the browser would be unreachable, a rotation would strand
+    /// the browser on the old id, and the request failed).
     pub(crate) async fn save(
         &self,
         cell: &SessionCell,
         status: Status,
-        cookie_sent: bool,
+        from_handler: bool,
     ) -> SaveOutcome {
         let persist = status.code < 500 || self.config.save_on_error;
         let plan = cell
             .lock()
-            .plan(self.clock.now_unix(), persist, cookie_sent);
+            .plan(self.clock.now_unix(), persist, from_handler);
         let drop_cookie = plan.issues_new_cookie();
         let result = match plan {
             SavePlan::Nothing => Ok(SaveOutcome::Done),
