@@ -278,6 +278,12 @@ impl Engine {
         let key = self.keys.session(id);
         if let Some(owner) = snapshot.changes.new_owner() {
             self.index(owner, id).await?;
+        } else if let Some(owner) = &snapshot.envelope.owner {
+            // A session whose index entry is gone (an evicted or rebuilt
+            // index) names itself again before it is written.
+            if !self.owners().ensure(owner, id).await? {
+                log::warn!("kvsession: an owner index is full; a session stays unlisted");
+            }
         }
         let versioned = self.store.capabilities().compare_and_swap;
         let mut envelope = snapshot.written();
@@ -297,7 +303,9 @@ impl Engine {
                 UpdateOutcome::Updated(new_version) => {
                     metrics::save(Save::Update);
                     if envelope.is_empty() {
-                        return self.drop_emptied(cell, &key, envelope, new_version).await;
+                        return self
+                            .drop_emptied(cell, &key, id, envelope, new_version)
+                            .await;
                     }
                     cell.lock().saved(envelope, new_version);
                     return Ok(SaveOutcome::Done);
@@ -316,25 +324,22 @@ impl Engine {
     }
 
     /// Every key was removed (and no concurrent request added one before
-    /// the write): an empty session is not kept. Where the store can, only
-    /// the record just written goes, not one a concurrent request wrote
-    /// since.
+    /// the write): an empty session is not kept. Only the record just
+    /// written goes, not one a concurrent request wrote since: it is ended
+    /// conditionally on the version written (the store's compare-and-delete,
+    /// or the "ended" marker written with a compare-and-swap, then deleted).
     async fn drop_emptied(
         &self,
         cell: &SessionCell,
         key: &str,
+        id: &SessionId,
         envelope: Envelope,
         written: Option<Version>,
     ) -> Result<SaveOutcome, Error> {
-        match (self.store.compare_and_delete(), written.as_ref()) {
-            (Some(cad), Some(version)) => {
-                if cad.delete_if(key, version).await? == DeleteOutcome::Conflict {
-                    // Another request wrote the session meanwhile: it lives on.
-                    cell.lock().saved(envelope, written);
-                    return Ok(SaveOutcome::Done);
-                }
-            }
-            _ => self.store.delete(key).await?,
+        if self.end_record(key, id, written.as_ref()).await? == DeleteOutcome::Conflict {
+            // Another request wrote the session meanwhile: it lives on.
+            cell.lock().saved(envelope, written);
+            return Ok(SaveOutcome::Done);
         }
         cell.lock().reset(self.config.permanent);
         Ok(SaveOutcome::RemoveCookie)
@@ -376,7 +381,7 @@ impl Engine {
     async fn touch_if_due(&self, cell: &SessionCell, untouched: &Untouched) {
         let now = self.clock.now_unix();
         let rules = self.rules.for_session(&untouched.expiry);
-        let activity = rules.activity(untouched.last_active, untouched.record_expires_at);
+        let activity = rules.activity(untouched.last_active, untouched.record_expires_at, now);
         if !rules.touch_due(activity, now) {
             return;
         }
