@@ -68,9 +68,14 @@ impl Engine {
         ending: Ending,
     ) -> Result<SaveOutcome, Error> {
         let owner = cell.lock().loaded_owner().cloned();
+        let id = origin.id.clone();
         if self.end(origin).await? > 0 {
             self.events
                 .emit(SessionEventKind::Destroyed, owner.as_ref());
+        }
+        if let Some(owner) = owner {
+            // Ended: it leaves its owner's index, as on a logout.
+            self.unindex(&owner.name, &[id]).await;
         }
         Ok(match ending {
             Ending::DropCookie => SaveOutcome::DropCookie,
@@ -275,16 +280,36 @@ impl Engine {
         snapshot: Snapshot,
     ) -> Result<SaveOutcome, Error> {
         let id = &snapshot.id;
-        let key = self.keys.session(id);
         if let Some(owner) = snapshot.changes.new_owner() {
             self.index(owner, id).await?;
         } else if let Some(owner) = &snapshot.envelope.owner {
             // A session whose index entry is gone (an evicted or rebuilt
-            // index) names itself again before it is written.
-            if !self.owners().ensure(owner, id).await? {
-                log::warn!("kvsession: an owner index is full; a session stays unlisted");
-            }
+            // index) names itself again, alongside the write (one read of
+            // the index when nothing is missing).
+            let repair = async {
+                match self.owners().ensure(owner, id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        log::warn!("kvsession: an owner index is full; a session stays unlisted")
+                    }
+                    Err(e) => log::warn!("kvsession: could not check an owner index: {e}"),
+                }
+            };
+            let (saved, ()) =
+                futures_util::future::join(self.write_existing(cell, &snapshot), repair).await;
+            return saved;
         }
+        self.write_existing(cell, &snapshot).await
+    }
+
+    /// The compare-and-swap loop of [`Engine::save_existing`].
+    async fn write_existing(
+        &self,
+        cell: &SessionCell,
+        snapshot: &Snapshot,
+    ) -> Result<SaveOutcome, Error> {
+        let id = &snapshot.id;
+        let key = self.keys.session(id);
         let versioned = self.store.capabilities().compare_and_swap;
         let mut envelope = snapshot.written();
         let mut version = snapshot.version.clone();
@@ -313,7 +338,7 @@ impl Engine {
                 UpdateOutcome::Missing => return Ok(self.vanished()),
                 UpdateOutcome::Conflict => {
                     retries.next().await?;
-                    let Some((merged, current)) = self.remerge(&key, &snapshot).await? else {
+                    let Some((merged, current)) = self.remerge(&key, snapshot).await? else {
                         return Ok(self.vanished());
                     };
                     envelope = merged;
