@@ -69,11 +69,15 @@ fn expired(info: &KeyInfo, keys: &Keys, rules: &Lifetime, now: u64) -> Option<bo
 /// Stores that keep the expiry in a queryable field but do not remove
 /// expired records by themselves (the SQL stores) offer a native path
 /// ([`KeyValueStore::expired_deletion`]),
-/// [`ExpiredDeletion::delete_expired`](crate::ExpiredDeletion::delete_expired): the sweep first has the store delete
-/// every record whose stored expiry has passed, in statements of at most
-/// 10,000 records, and then judges by their keys only the records stored
-/// without an expiry ([`ExpiredDeletion::list_without_expiry`](crate::ExpiredDeletion::list_without_expiry)). Such records
-/// are counted in `scanned`; the natively deleted ones only in `deleted`.
+/// [`ExpiredDeletion::delete_expired`](crate::ExpiredDeletion::delete_expired):
+/// the sweep first has the store delete every record under the prefix
+/// whose stored expiry has passed, in statements of at most 10,000 records
+/// (such records are dead to every reader already, whichever app wrote
+/// them; they are counted in `deleted` only). It then lists and judges by
+/// their keys the records that are left, as on any store: a record stored
+/// with an expiry computed under an earlier, longer `lifetime` or without
+/// an `idle_timeout` is deleted by the configuration in force, not by the
+/// expiry it was written with.
 ///
 /// Stores with TTL expire sessions by themselves; a sweep on them is
 /// harmless but rarely needed. Schedule sweeps with `cleanup_interval`
@@ -126,10 +130,9 @@ pub(crate) async fn sweep<S: KeyValueStore + ?Sized>(
             }
         }
     }
-    let listed = match native {
-        Some(native) => native.list_without_expiry(prefix),
-        None => store.list(prefix),
-    };
+    // Every key, also after a native deletion: the configuration in force
+    // decides, not the expiries written under an earlier one.
+    let listed = store.list(prefix);
     let scanned = AtomicU64::new(0);
     let skipped = AtomicU64::new(0);
     let pruned = AtomicU64::new(0);
@@ -172,21 +175,6 @@ pub(crate) async fn sweep<S: KeyValueStore + ?Sized>(
         .try_buffer_unordered(SWEEP_CONCURRENCY)
         .try_fold(0u64, |total, n| future::ready(Ok::<_, Error>(total + n)))
         .await?;
-    if native.is_some() {
-        // Owner indexes carry an expiry, so the listing above skipped them.
-        let indexes = keys.index_prefix();
-        store
-            .list(&indexes)
-            .map_err(Error::from)
-            .try_filter(|info| future::ready(keys.is_index(&info.key)))
-            .map_ok(|info| async move { owners.prune_key(&info.key).await })
-            .try_buffer_unordered(CONCURRENCY)
-            .try_for_each(|n| {
-                pruned.fetch_add(n, Relaxed);
-                future::ready(Ok(()))
-            })
-            .await?;
-    }
     crate::metrics::sweep_deleted(natively_deleted + deleted);
     Ok(CleanupReport {
         scanned: scanned.into_inner(),

@@ -75,7 +75,9 @@ pub struct SessionConfig {
     /// Prefix of every store key, so several apps can share one store. End it
     /// with a separator (e.g. `"shop:"`) so no prefix is the start of another.
     /// The sweep only ever deletes keys that start with it and end in an id
-    /// of exactly this configuration's layout.
+    /// of exactly this configuration's layout. An empty prefix, or one that
+    /// ends in a hex digit (`0-9`, `a-f`), refuses launch: another app's keys
+    /// could parse as this app's sessions.
     ///
     /// _Default:_ `"session:"`.
     pub key_prefix: String,
@@ -345,6 +347,12 @@ impl SessionConfig {
             return Err(Error::config(
                 "key_prefix",
                 "must be at most 256 bytes with no control characters",
+            ));
+        }
+        if let Some(problem) = crate::keys::prefix_problem(&self.key_prefix) {
+            return Err(Error::config(
+                "key_prefix",
+                format!("{problem}, got {:?}", self.key_prefix),
             ));
         }
         Ok(())

@@ -19,6 +19,30 @@ const EARLIEST_CREATED: u64 = 1_577_836_800;
 /// servers) before the key is taken as not written by this crate.
 const CLOCK_SKEW: u64 = 24 * 3600;
 
+/// Why `prefix` cannot be a `key_prefix`, if it cannot.
+///
+/// A key is ours when it is the prefix followed by an id of our layout
+/// (lower-case hex, `_`, lower-case hex). Another app sharing the store
+/// could write keys that parse as ours only under a prefix that is ours
+/// followed by hex digits, and so ends in one (`"app1"` holds keys of
+/// `"app"` with a random part one digit longer; the empty prefix holds
+/// every bare id, Flask-KVSession's among them). So a prefix must be
+/// non-empty and end in something an id cannot start with: then no two
+/// valid prefixes ever see each other's keys as their own.
+pub(crate) fn prefix_problem(prefix: &str) -> Option<&'static str> {
+    match prefix.chars().last() {
+        None => Some(
+            "must not be empty: every bare session id in the store, another app's too, \
+             would be taken for one of this app's (use e.g. \"session:\")",
+        ),
+        Some(last) if last.is_ascii_hexdigit() => Some(
+            "must not end in a hex digit (0-9, a-f): another app's keys could then parse \
+             as this app's sessions (end it with a separator such as ':')",
+        ),
+        Some(_) => None,
+    }
+}
+
 /// The key layout of one configuration: its `key_prefix` and `key_bits`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Keys {
@@ -58,11 +82,6 @@ impl Keys {
         key.push_str(INDEX_MARK);
         key.push_str(&Handle(digest[..16].try_into().expect("16 of 32 bytes")).to_hex());
         key
-    }
-
-    /// The prefix every owner index key starts with.
-    pub(crate) fn index_prefix(&self) -> String {
-        format!("{}{INDEX_MARK}", self.prefix)
     }
 
     /// Whether `key` is the key of an owner index of this app.
@@ -123,7 +142,6 @@ mod tests {
         let keys = Keys::of(&SessionConfig::default());
         let key = keys.index("alice");
         assert!(key.starts_with("session:owner_"));
-        assert!(key.starts_with(&keys.index_prefix()));
         assert!(!key.contains("alice"));
         assert_eq!(key.len(), "session:owner_".len() + 32);
         assert_ne!(key, keys.index("bob"));
@@ -153,6 +171,34 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_must_end_in_something_an_id_cannot_start_with() {
+        for good in ["session:", "app-", "shop/", "a_", "myapp", "x.y:"] {
+            assert_eq!(prefix_problem(good), None, "{good:?}");
+        }
+        for bad in ["", "app1", "cafe", "session:A", "x_f"] {
+            assert!(prefix_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys_under_a_valid_prefix_are_never_another_valid_prefixs_sessions() {
+        let now = now_unix();
+        let id = format!("{:014x}_{:x}", 5, now - 10); // 56 random bits
+                                                       // A prefix that extends ours by hex digits is refused, so an app of
+                                                       // 56-bit ids under "app:ab" cannot exist beside "app:" of 64 bits.
+        assert!(prefix_problem("app:ab").is_some());
+        let ours = Keys::of(&SessionConfig {
+            key_prefix: "app:".into(),
+            ..SessionConfig::default()
+        });
+        for theirs in ["app:ab_", "app:x", "app:_"] {
+            assert_eq!(prefix_problem(theirs), None);
+            let key = format!("{theirs}{id}");
+            assert_eq!(ours.own_session_id(&key, now), None, "{key}");
+        }
+    }
+
+    #[test]
     fn the_longest_keys_cover_sessions_and_indexes() {
         let keys = Keys::of(&SessionConfig {
             key_bits: 256,
@@ -161,5 +207,8 @@ mod tests {
         let [session, index] = keys.longest();
         assert_eq!(session.len(), "session:".len() + 64 + 1 + 8);
         assert_eq!(index.len(), keys.index("alice").len());
+        // With the default 64 bits, the index key is the longest.
+        let [session, index] = Keys::of(&SessionConfig::default()).longest();
+        assert!(index.len() > session.len());
     }
 }

@@ -25,6 +25,11 @@ pub(crate) const ROUNDING: u64 = 1;
 /// can run.
 pub(crate) const MARKER_GRACE: Duration = Duration::from_secs(600);
 
+/// Added to `save_timeout` for how long an owner index entry may name a
+/// session whose record is not written yet (see [`Lifetime::may_be_pending`]):
+/// the store round trips of a save beyond its compare-and-swap budget.
+pub(crate) const PENDING_MARGIN: u64 = 60;
+
 /// The expiry rules of one configuration: its `lifetime`, `idle_timeout`
 /// and `touch_after`, taken once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +37,9 @@ pub(crate) struct Lifetime {
     lifetime: u64,
     idle_timeout: Option<u64>,
     touch_after: u64,
+    /// How long after it was indexed a session's record may still be
+    /// being written: `save_timeout` plus [`PENDING_MARGIN`].
+    pending: u64,
 }
 
 impl Lifetime {
@@ -41,6 +49,7 @@ impl Lifetime {
             lifetime: config.lifetime,
             idle_timeout: config.idle_timeout,
             touch_after: config.touch_after,
+            pending: config.save_timeout.saturating_add(PENDING_MARGIN),
         }
     }
 
@@ -66,6 +75,7 @@ impl Lifetime {
             lifetime,
             idle_timeout,
             touch_after,
+            pending: self.pending,
         }
     }
 
@@ -102,10 +112,26 @@ impl Lifetime {
     /// `last_active`, or later if a touch moved the store's expiry since (a
     /// touch rewrites only the expiry, which is the idle deadline of the
     /// activity it recorded).
-    pub(crate) fn activity(&self, last_active: u64, record_expires_at: Option<SystemTime>) -> u64 {
+    ///
+    /// Only an activity that the rules in force could have recorded counts:
+    /// one at or before `now` (Unix seconds). An expiry written under another
+    /// configuration (no idle timeout, or a longer one) gives a time in the
+    /// future and is ignored, so a new or shorter `idle_timeout` applies at
+    /// once to sessions written before it.
+    pub(crate) fn activity(
+        &self,
+        last_active: u64,
+        record_expires_at: Option<SystemTime>,
+        now: u64,
+    ) -> u64 {
         match (self.idle_timeout, record_expires_at) {
             (Some(idle), Some(at)) => {
-                last_active.max(unix(at).saturating_sub(idle.saturating_add(ROUNDING)))
+                let touched = unix(at).saturating_sub(idle.saturating_add(ROUNDING));
+                if touched <= now {
+                    last_active.max(touched)
+                } else {
+                    last_active
+                }
             }
             _ => last_active,
         }
@@ -120,7 +146,7 @@ impl Lifetime {
         record_expires_at: Option<SystemTime>,
         now: SystemTime,
     ) -> bool {
-        let activity = self.activity(last_active, record_expires_at);
+        let activity = self.activity(last_active, record_expires_at, unix(now));
         unix(now) < self.end(id, activity) && record_expires_at.is_none_or(|at| now < at)
     }
 
@@ -131,8 +157,9 @@ impl Lifetime {
         id: &SessionId,
         last_active: u64,
         record_expires_at: Option<SystemTime>,
+        now: u64,
     ) -> SystemTime {
-        let end = self.deadline(id, self.activity(last_active, record_expires_at));
+        let end = self.deadline(id, self.activity(last_active, record_expires_at, now));
         record_expires_at.map_or(end, |at| end.min(at))
     }
 
@@ -141,6 +168,23 @@ impl Lifetime {
     /// at most once per `touch_after`.
     pub(crate) fn touch_due(&self, activity: u64, now: u64) -> bool {
         self.idle_timeout.is_some() && now.saturating_sub(activity) >= self.touch_after
+    }
+
+    /// Whether an owner index entry written at `indexed` (Unix seconds) may
+    /// still name a session whose record is being written at `now`: a
+    /// session is indexed before its record is written (a login, a
+    /// rotation, a new owner), within one save's budget. Until then, an
+    /// entry whose record is missing or names another owner is kept.
+    ///
+    /// With an idle timeout, never longer than it: the record a save writes
+    /// is active as of the save's start, before the entry was indexed, so
+    /// once the idle timeout has passed since, that session is over even if
+    /// its record is still to come.
+    pub(crate) fn may_be_pending(&self, indexed: u64, now: u64) -> bool {
+        let window = self
+            .idle_timeout
+            .map_or(self.pending, |idle| self.pending.min(idle));
+        now < indexed.saturating_add(window).saturating_add(ROUNDING)
     }
 
     /// Whether the sweep deletes the session `id`, judged without reading
@@ -290,11 +334,53 @@ mod tests {
         let r = rules(1000, Some(60));
         // A touch at CREATED + 300 handed the store its idle deadline.
         let touched = r.deadline(&id(), CREATED + 300);
-        assert_eq!(r.activity(CREATED, Some(touched)), CREATED + 300);
+        let now = CREATED + 310;
+        assert_eq!(r.activity(CREATED, Some(touched), now), CREATED + 300);
         // Without an idle timeout the store's expiry says nothing of activity.
-        assert_eq!(rules(1000, None).activity(CREATED, Some(touched)), CREATED);
+        assert_eq!(
+            rules(1000, None).activity(CREATED, Some(touched), now),
+            CREATED
+        );
         // An expiry earlier than the record's own activity never lowers it.
-        assert_eq!(r.activity(CREATED + 400, Some(touched)), CREATED + 400);
+        assert_eq!(r.activity(CREATED + 400, Some(touched), now), CREATED + 400);
+    }
+
+    #[test]
+    fn a_new_idle_timeout_applies_to_sessions_written_without_one() {
+        // Written with no idle timeout: the store holds the lifetime's end.
+        let written = rules(1000, None).deadline(&id(), CREATED);
+        let now = CREATED + 120;
+        let r = rules(1000, Some(60));
+        // Read as a touch, that expiry would mean activity in the future.
+        assert_eq!(r.activity(CREATED, Some(written), now), CREATED);
+        assert!(!r.is_live(&id(), CREATED, Some(written), at(now)));
+        assert_eq!(
+            r.expires_at(&id(), CREATED, Some(written), now),
+            at(CREATED + 61)
+        );
+        // A shorter idle timeout than the one a touch was written with.
+        let touched = rules(1000, Some(600)).deadline(&id(), CREATED + 100);
+        let shorter = rules(1000, Some(60));
+        assert!(!shorter.is_live(&id(), CREATED, Some(touched), at(CREATED + 200)));
+    }
+
+    #[test]
+    fn index_entries_are_pending_for_the_save_budget_and_a_margin() {
+        let r = Lifetime::of(&SessionConfig {
+            save_timeout: 5,
+            ..SessionConfig::default()
+        });
+        let end = CREATED + 5 + PENDING_MARGIN + ROUNDING;
+        assert!(r.may_be_pending(CREATED, CREATED));
+        assert!(r.may_be_pending(CREATED, end - 1));
+        assert!(!r.may_be_pending(CREATED, end));
+        assert!(r
+            .for_session(&OwnExpiry::default())
+            .may_be_pending(CREATED, end - 1));
+        // An idle timeout ends what is still missing sooner.
+        let idle = rules(1000, Some(6));
+        assert!(idle.may_be_pending(CREATED, CREATED + 6));
+        assert!(!idle.may_be_pending(CREATED, CREATED + 7));
     }
 
     #[test]
@@ -303,8 +389,11 @@ mod tests {
         let expiry = at(CREATED + 10);
         assert!(r.is_live(&id(), CREATED, Some(expiry), at(CREATED + 9)));
         assert!(!r.is_live(&id(), CREATED, Some(expiry), expiry));
-        assert_eq!(r.expires_at(&id(), CREATED, Some(expiry)), expiry);
-        assert_eq!(r.expires_at(&id(), CREATED, None), at(CREATED + 1001));
+        assert_eq!(r.expires_at(&id(), CREATED, Some(expiry), CREATED), expiry);
+        assert_eq!(
+            r.expires_at(&id(), CREATED, None, CREATED),
+            at(CREATED + 1001)
+        );
     }
 
     #[test]

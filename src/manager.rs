@@ -131,6 +131,7 @@ impl SessionManager {
     /// that ended, expired or changed owner are not listed (and are dropped
     /// from the owner's index on the way).
     pub async fn sessions_of(&self, owner: &str) -> Result<Vec<SessionInfo>, Error> {
+        let now = self.engine.clock.now_unix();
         let mut infos: Vec<SessionInfo> = self
             .engine
             .owned(owner)
@@ -145,12 +146,12 @@ impl SessionManager {
                     return None;
                 };
                 let rules = self.engine.rules.for_session(&envelope.expiry);
-                let active = rules.activity(envelope.last_active, expires_at);
+                let active = rules.activity(envelope.last_active, expires_at, now);
                 Some(SessionInfo {
                     handle: entry.handle.to_hex(),
                     created: from_unix(entry.id.created_unix()),
-                    last_active: from_unix(active.min(self.engine.clock.now_unix())),
-                    expires_at: rules.expires_at(&entry.id, envelope.last_active, expires_at),
+                    last_active: from_unix(active.min(now)),
+                    expires_at: rules.expires_at(&entry.id, envelope.last_active, expires_at, now),
                     permanent: envelope.permanent,
                     label: label_of(&envelope),
                 })

@@ -10,7 +10,13 @@
 //! rotation, a new owner), so the index may name sessions that do not exist
 //! (yet, or any more), never the reverse. Readers check each session's
 //! record (live, not expired, same owner) and prune the rest; the sweep
-//! prunes too, and every write drops the ids whose lifetime is over. On
+//! prunes too, and every write drops the ids whose lifetime is over. An
+//! entry whose record is missing or names another owner is kept while that
+//! session may still be being written (for a save's budget after it was
+//! indexed, [`Lifetime::may_be_pending`]): a listing, a sweep or a
+//! revocation racing a login never unlists the session it logs in. A saved
+//! session that finds itself missing from its owner's index (an evicted or
+//! rebuilt index) adds itself back ([`OwnerIndex::ensure`]). On
 //! stores that keep expiries the index expires with its last session; an
 //! emptied index is deleted where the store has a compare-and-delete.
 //!
@@ -50,6 +56,10 @@ pub(crate) enum Found {
     /// It ended, expired, moved to another id (which has its own entry),
     /// or belongs to someone else now: the entry can go.
     Gone,
+    /// Not live for the owner yet: missing or another owner's, but indexed
+    /// so recently that its record may still be being written. Neither
+    /// listed nor pruned.
+    Pending,
 }
 
 /// The owner indexes of one app (its keys and expiry rules) in one store.
@@ -70,14 +80,22 @@ impl<S: KeyValueStore + ?Sized> OwnerIndex<'_, S> {
         if self.rules.outlived(&entry.id, unix(now)) {
             return Ok(Found::Gone);
         }
+        // Not (yet) this owner's: gone, unless it may still be being written.
+        let not_yet = || {
+            if self.rules.may_be_pending(entry.indexed, unix(now)) {
+                Found::Pending
+            } else {
+                Found::Gone
+            }
+        };
         let Some(record) = self.store.get(&self.keys.session(&entry.id)).await? else {
-            return Ok(Found::Gone);
+            return Ok(not_yet());
         };
         let Ok(Stored::Live(envelope)) = Stored::decode(record.value) else {
             return Ok(Found::Gone);
         };
         if envelope.owner.as_ref().is_none_or(|o| o.name != owner) {
-            return Ok(Found::Gone);
+            return Ok(not_yet());
         }
         if !self.rules.for_session(&envelope.expiry).is_live(
             &entry.id,
@@ -205,6 +223,7 @@ impl<S: KeyValueStore + ?Sized> OwnerIndex<'_, S> {
     /// is full ([`MAX_SESSIONS_PER_OWNER`]): returns whether it did.
     pub(crate) async fn add(&self, owner: &Owner, id: &SessionId) -> Result<bool, Error> {
         let mut added = true;
+        let indexed = self.clock.now_unix();
         self.modify(&owner.name, |entries| {
             added = true;
             if entries.iter().any(|e| &e.id == id) {
@@ -217,10 +236,24 @@ impl<S: KeyValueStore + ?Sized> OwnerIndex<'_, S> {
             entries.push(IndexEntry {
                 id: id.clone(),
                 handle: owner.handle,
+                indexed,
             });
         })
         .await?;
         Ok(added)
+    }
+
+    /// Makes sure `owner`'s index names `id`: one read when it does, else
+    /// [`add`](Self::add) (the index was evicted, rebuilt, or pruned while
+    /// the session was being written). Returns whether the index names it.
+    pub(crate) async fn ensure(&self, owner: &Owner, id: &SessionId) -> Result<bool, Error> {
+        if let Some((index, _)) = self.read(&owner.name).await? {
+            if index.entries.iter().any(|e| &e.id == id) {
+                return Ok(true);
+            }
+        }
+        log::info!("kvsession: a session missing from its owner index is indexed again");
+        self.add(owner, id).await
     }
 
     /// Drops `ids` from `owner`'s index.

@@ -70,6 +70,23 @@ impl Retries<'_> {
         crate::metrics::conflict();
         Ok(())
     }
+
+    /// Like [`next`](Self::next), but retries at once, without backoff:
+    /// for a loop that must win against writers that keep coming (a logout
+    /// or revocation ending a session that a copy of its cookie keeps
+    /// saving). Such a loop writes nothing the others must merge, so it
+    /// does not add to their contention; their saves back off and never
+    /// overwrite what it writes.
+    pub(crate) fn next_now(&mut self) -> Result<(), Error> {
+        if self.attempt >= self.policy.attempts || Instant::now() >= self.deadline {
+            return Err(Error::Conflict {
+                attempts: self.attempt,
+            });
+        }
+        self.attempt += 1;
+        crate::metrics::conflict();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +115,21 @@ mod tests {
         assert!(matches!(
             retries.next().await,
             Err(Error::Conflict { attempts: 4 })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_now_never_wait_and_keep_the_budget() {
+        let policy = policy(5, 60);
+        let mut retries = policy.start();
+        let started = tokio::time::Instant::now();
+        for _ in 0..4 {
+            retries.next_now().expect("within the budget");
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(matches!(
+            retries.next_now(),
+            Err(Error::Conflict { attempts: 5 })
         ));
     }
 

@@ -42,12 +42,14 @@ use rocket::{get, post, routes, Build, Rocket, State};
 use super::unique_prefix;
 
 mod expiry;
+mod guarantees;
 mod interleave;
 mod owners;
 use crate::id::SessionId;
 use crate::record::Stored;
 use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig};
 pub use expiry::*;
+pub use guarantees::*;
 #[allow(unused_imports, unreachable_pub)]
 pub use interleave::*;
 pub use owners::*;
@@ -378,6 +380,10 @@ macro_rules! app_conformance_cases {
             owners_revoke_all,
             owners_revoke_wins_over_a_slow_write,
             owners_expired_sessions_drop_out,
+            guarantees_a_logout_follows_a_session_that_keeps_rotating,
+            guarantees_a_login_raced_by_a_listing_stays_listed,
+            guarantees_a_session_missing_from_its_index_adds_itself_back,
+            guarantees_removing_the_last_key_keeps_a_concurrent_write,
             per_session_lifetime_ends_on_time,
             per_session_lifetime_is_capped_and_can_change,
             per_session_idle_timeout,

@@ -8,6 +8,14 @@
 //! sees the other: a logout that finds a "moved to" marker ends the new
 //! record too, and a rotation that finds its source ended (or gone) deletes
 //! the record it just wrote.
+//!
+//! An end wins against writers that keep coming (a copy of the cookie
+//! saving the session over and over): after a conflict it re-reads and
+//! retries at once, without the backoff saves use, and a save that finds
+//! the ended marker never writes over it (saves are update-only and merge
+//! only onto live records). If it still cannot end the record within the
+//! retry budget, or a session keeps rotating away faster than it follows,
+//! it fails: it never reports success and leaves a session alive.
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
@@ -22,8 +30,8 @@ use crate::state::Origin;
 use crate::store::{DeleteOutcome, UpdateOutcome, Version};
 
 /// How many rotations a logout follows from the id it ended (a session
-/// rotated again while the logout ran).
-const MAX_SUCCESSORS: usize = 4;
+/// rotated again while the logout ran) before it gives up with an error.
+const MAX_SUCCESSORS: usize = 16;
 
 /// Which sessions a revocation may end: those of `owner`, except the ids in
 /// `exclude` (the revoking request's own session).
@@ -51,13 +59,30 @@ impl Only<'_> {
 pub(super) enum Step {
     /// A live record was ended; its owner, if it was read and had one.
     Ended(Option<Owner>),
-    /// There was no live record: missing, unreadable, or an "ended" marker.
+    /// There was no live record: unreadable, or an "ended" marker.
     Gone,
-    /// The record was left alone: another owner's, or (a marker pointing
-    /// to) a session the revocation excludes.
+    /// There was no record at all (ended and deleted, expired, or not
+    /// written yet).
+    Missing,
+    /// The record was left alone: (a marker pointing to) a session the
+    /// revocation excludes.
     Skipped,
+    /// The record was left alone: a live session of another owner, or of
+    /// none (yet).
+    Foreign,
     /// The record had moved to this id (a rotation); its marker is gone.
     MovedTo(SessionId),
+}
+
+/// What [`Engine::end_named`] did.
+#[derive(Debug)]
+pub(crate) struct Ending {
+    /// The live records it ended, by their owners where it read them.
+    pub(crate) ended: Vec<Option<Owner>>,
+    /// Whether the id it was given may still become a live session: its
+    /// record was missing or not the owner's, which a session being
+    /// written (indexed, its record not yet written) also looks like.
+    pub(crate) maybe_pending: bool,
 }
 
 impl Engine {
@@ -99,8 +124,12 @@ impl Engine {
     }
 
     /// Ends every session in `owner`'s index that `pick` selects (and is
-    /// not in `exclude`), with the compare-and-swap of a logout; drops them
-    /// from the index. Returns how many live sessions ended.
+    /// not in `exclude`), with the compare-and-swap of a logout; drops from
+    /// the index the ids it ended or found ended, and those it found missing
+    /// or another owner's once they cannot be a session still being
+    /// written ([`Lifetime::may_be_pending`](crate::lifetime::Lifetime::may_be_pending)).
+    /// Returns how many live sessions ended; fails (touching no index
+    /// entry) if any of them could not be ended.
     pub(crate) async fn revoke_where(
         &self,
         owner: &str,
@@ -110,24 +139,34 @@ impl Engine {
         let Some((index, _)) = self.owners().read(owner).await? else {
             return Ok(0);
         };
-        let chosen: Vec<SessionId> = index
+        let chosen: Vec<IndexEntry> = index
             .entries
             .into_iter()
             .filter(|e| !exclude.contains(&e.id) && pick(e))
-            .map(|e| e.id)
             .collect();
         let only = &Only { owner, exclude };
-        let ended: u64 = stream::iter(chosen.clone())
-            .map(|id| async move {
-                self.end_where(Origin { id, version: None }, Some(only))
-                    .await
+        let endings: Vec<(IndexEntry, Ending)> = stream::iter(chosen)
+            .map(|entry| async move {
+                let origin = Origin {
+                    id: entry.id.clone(),
+                    version: None,
+                };
+                let ending = self.end_named(origin, Some(only)).await?;
+                Ok::<_, Error>((entry, ending))
             })
             .buffer_unordered(CONCURRENCY)
-            .try_fold(0, |total, owners| async move {
-                Ok(total + self.revoked(&owners))
-            })
+            .try_collect()
             .await?;
-        self.owners().remove(owner, &chosen).await?;
+        let now = self.clock.now_unix();
+        let mut ended = 0;
+        let mut settled = Vec::with_capacity(endings.len());
+        for (entry, ending) in endings {
+            ended += self.revoked(&ending.ended);
+            if !(ending.maybe_pending && self.rules.may_be_pending(entry.indexed, now)) {
+                settled.push(entry.id);
+            }
+        }
+        self.owners().remove(owner, &settled).await?;
         Ok(ended)
     }
 
@@ -145,33 +184,68 @@ impl Engine {
     /// Ends the stored session `origin` and whatever it was rotated to;
     /// returns how many live records that ended.
     pub(crate) async fn end(&self, origin: Origin) -> Result<usize, Error> {
-        self.end_where(origin, None).await.map(|ended| ended.len())
+        self.end_named(origin, None)
+            .await
+            .map(|ending| ending.ended.len())
     }
 
     /// [`Engine::end`], for a revocation too: with `only`, a record is
     /// ended only if it is a live session of that owner (read first), and
     /// the ids it excludes are neither ended nor followed to. Works through
-    /// the record and its successors (at most [`MAX_SUCCESSORS`]); returns
-    /// the live records it ended, by their owners where it read them.
+    /// the record and its successors; returns the live records it ended, by
+    /// their owners where it read them.
     pub(crate) async fn end_where(
         &self,
         origin: Origin,
         only: Option<&Only<'_>>,
     ) -> Result<Vec<Option<Owner>>, Error> {
-        let mut work = vec![(origin.id, origin.version)];
+        self.end_named(origin, only)
+            .await
+            .map(|ending| ending.ended)
+    }
+
+    /// [`Engine::end_where`], also saying whether the id it was given may
+    /// still be a session being written. Follows at most
+    /// [`MAX_SUCCESSORS`] rotations and fails with [`Error::Conflict`]
+    /// beyond: a session rotating away faster than the logout follows is
+    /// not reported ended.
+    pub(crate) async fn end_named(
+        &self,
+        origin: Origin,
+        only: Option<&Only<'_>>,
+    ) -> Result<Ending, Error> {
+        let mut next = Some((origin.id, origin.version));
         let mut followed = 0;
-        let mut ended = Vec::new();
-        while let Some((id, expected)) = work.pop() {
-            match self.end_one(&id, expected, only).await? {
-                Step::Ended(owner) => ended.push(owner),
-                Step::MovedTo(next) if followed < MAX_SUCCESSORS => {
+        let mut ending = Ending {
+            ended: Vec::new(),
+            maybe_pending: false,
+        };
+        let mut first = true;
+        while let Some((id, expected)) = next.take() {
+            let step = self.end_one(&id, expected, only).await?;
+            if first {
+                ending.maybe_pending = matches!(step, Step::Missing | Step::Foreign);
+                first = false;
+            }
+            match step {
+                Step::Ended(owner) => ending.ended.push(owner),
+                Step::MovedTo(successor) => {
+                    if followed == MAX_SUCCESSORS {
+                        log::warn!(
+                            "kvsession: a session kept rotating while it was being ended; \
+                             not reported ended"
+                        );
+                        return Err(Error::Conflict {
+                            attempts: MAX_SUCCESSORS as u32,
+                        });
+                    }
                     followed += 1;
-                    work.push((next, None));
+                    next = Some((successor, None));
                 }
-                Step::MovedTo(_) | Step::Gone | Step::Skipped => {}
+                Step::Gone | Step::Missing | Step::Skipped | Step::Foreign => {}
             }
         }
-        Ok(ended)
+        Ok(ending)
     }
 
     /// Ends the record of `id`, expected at version `expected` (`None`:
@@ -202,12 +276,12 @@ impl Engine {
                 // A successor, a revocation, or a conflict: read the record
                 // first, it may have moved on again.
                 let Some(current) = self.store.get(&key).await? else {
-                    return Ok(Step::Gone);
+                    return Ok(Step::Missing);
                 };
                 match Stored::decode(current.value) {
                     Ok(Stored::Live(envelope)) => {
                         if only.is_some_and(|o| !o.allows(&envelope)) {
-                            return Ok(Step::Skipped);
+                            return Ok(Step::Foreign);
                         }
                         owner = envelope.owner;
                         expected = current.version;
@@ -239,9 +313,11 @@ impl Engine {
                     metrics::save(Save::End);
                     return Ok(Step::Ended(owner));
                 }
-                DeleteOutcome::Missing => return Ok(Step::Gone),
+                DeleteOutcome::Missing => return Ok(Step::Missing),
                 DeleteOutcome::Conflict => {
-                    retries.next().await?;
+                    // Another request wrote the session: re-read at once (it
+                    // may have rotated) and end what is there now.
+                    retries.next_now()?;
                     expected = None;
                 }
             }
@@ -250,8 +326,9 @@ impl Engine {
 
     /// One conditional end of the record under `key` at `expected`: the
     /// store's compare-and-delete where it has one, else the "ended" marker
-    /// written with a compare-and-swap, then the delete.
-    async fn end_record(
+    /// written with a compare-and-swap, then the delete (of that marker:
+    /// no save writes over it, so nothing newer is lost).
+    pub(super) async fn end_record(
         &self,
         key: &str,
         id: &SessionId,

@@ -68,9 +68,14 @@ impl Engine {
         ending: Ending,
     ) -> Result<SaveOutcome, Error> {
         let owner = cell.lock().loaded_owner().cloned();
+        let id = origin.id.clone();
         if self.end(origin).await? > 0 {
             self.events
                 .emit(SessionEventKind::Destroyed, owner.as_ref());
+        }
+        if let Some(owner) = owner {
+            // Ended: it leaves its owner's index, as on a logout.
+            self.unindex(&owner.name, &[id]).await;
         }
         Ok(match ending {
             Ending::DropCookie => SaveOutcome::DropCookie,
@@ -275,10 +280,36 @@ impl Engine {
         snapshot: Snapshot,
     ) -> Result<SaveOutcome, Error> {
         let id = &snapshot.id;
-        let key = self.keys.session(id);
         if let Some(owner) = snapshot.changes.new_owner() {
             self.index(owner, id).await?;
+        } else if let Some(owner) = &snapshot.envelope.owner {
+            // A session whose index entry is gone (an evicted or rebuilt
+            // index) names itself again, alongside the write (one read of
+            // the index when nothing is missing).
+            let repair = async {
+                match self.owners().ensure(owner, id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        log::warn!("kvsession: an owner index is full; a session stays unlisted")
+                    }
+                    Err(e) => log::warn!("kvsession: could not check an owner index: {e}"),
+                }
+            };
+            let (saved, ()) =
+                futures_util::future::join(self.write_existing(cell, &snapshot), repair).await;
+            return saved;
         }
+        self.write_existing(cell, &snapshot).await
+    }
+
+    /// The compare-and-swap loop of [`Engine::save_existing`].
+    async fn write_existing(
+        &self,
+        cell: &SessionCell,
+        snapshot: &Snapshot,
+    ) -> Result<SaveOutcome, Error> {
+        let id = &snapshot.id;
+        let key = self.keys.session(id);
         let versioned = self.store.capabilities().compare_and_swap;
         let mut envelope = snapshot.written();
         let mut version = snapshot.version.clone();
@@ -297,7 +328,9 @@ impl Engine {
                 UpdateOutcome::Updated(new_version) => {
                     metrics::save(Save::Update);
                     if envelope.is_empty() {
-                        return self.drop_emptied(cell, &key, envelope, new_version).await;
+                        return self
+                            .drop_emptied(cell, &key, id, envelope, new_version)
+                            .await;
                     }
                     cell.lock().saved(envelope, new_version);
                     return Ok(SaveOutcome::Done);
@@ -305,7 +338,7 @@ impl Engine {
                 UpdateOutcome::Missing => return Ok(self.vanished()),
                 UpdateOutcome::Conflict => {
                     retries.next().await?;
-                    let Some((merged, current)) = self.remerge(&key, &snapshot).await? else {
+                    let Some((merged, current)) = self.remerge(&key, snapshot).await? else {
                         return Ok(self.vanished());
                     };
                     envelope = merged;
@@ -316,25 +349,22 @@ impl Engine {
     }
 
     /// Every key was removed (and no concurrent request added one before
-    /// the write): an empty session is not kept. Where the store can, only
-    /// the record just written goes, not one a concurrent request wrote
-    /// since.
+    /// the write): an empty session is not kept. Only the record just
+    /// written goes, not one a concurrent request wrote since: it is ended
+    /// conditionally on the version written (the store's compare-and-delete,
+    /// or the "ended" marker written with a compare-and-swap, then deleted).
     async fn drop_emptied(
         &self,
         cell: &SessionCell,
         key: &str,
+        id: &SessionId,
         envelope: Envelope,
         written: Option<Version>,
     ) -> Result<SaveOutcome, Error> {
-        match (self.store.compare_and_delete(), written.as_ref()) {
-            (Some(cad), Some(version)) => {
-                if cad.delete_if(key, version).await? == DeleteOutcome::Conflict {
-                    // Another request wrote the session meanwhile: it lives on.
-                    cell.lock().saved(envelope, written);
-                    return Ok(SaveOutcome::Done);
-                }
-            }
-            _ => self.store.delete(key).await?,
+        if self.end_record(key, id, written.as_ref()).await? == DeleteOutcome::Conflict {
+            // Another request wrote the session meanwhile: it lives on.
+            cell.lock().saved(envelope, written);
+            return Ok(SaveOutcome::Done);
         }
         cell.lock().reset(self.config.permanent);
         Ok(SaveOutcome::RemoveCookie)
@@ -376,7 +406,7 @@ impl Engine {
     async fn touch_if_due(&self, cell: &SessionCell, untouched: &Untouched) {
         let now = self.clock.now_unix();
         let rules = self.rules.for_session(&untouched.expiry);
-        let activity = rules.activity(untouched.last_active, untouched.record_expires_at);
+        let activity = rules.activity(untouched.last_active, untouched.record_expires_at, now);
         if !rules.touch_due(activity, now) {
             return;
         }

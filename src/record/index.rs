@@ -1,6 +1,8 @@
 //! Format 3, an owner index: the tag, then the MessagePack array
-//! `[owner, [[id, handle], ...]]`, naming the sessions of one owner
-//! (`Session::set_owner`) with their handles.
+//! `[owner, [[id, handle, indexed], ...]]`, naming the sessions of one owner
+//! (`Session::set_owner`) with their handles and when each was indexed
+//! (Unix seconds). Entries written before `indexed` existed (`[id,
+//! handle]`) still decode, as indexed when their id was created.
 
 use super::msgpack::{bad_in, corrupt, take_in};
 use super::owner::Handle;
@@ -13,6 +15,10 @@ use crate::id::SessionId;
 pub(crate) struct IndexEntry {
     pub(crate) id: SessionId,
     pub(crate) handle: Handle,
+    /// When the entry was written (Unix seconds): the session's record may
+    /// still be being written for a while after (see
+    /// [`Lifetime::may_be_pending`](crate::lifetime::Lifetime::may_be_pending)).
+    pub(crate) indexed: u64,
 }
 
 /// An owner index as stored.
@@ -48,9 +54,10 @@ impl Index {
             rmp::encode::write_str(out, &self.owner)?;
             rmp::encode::write_array_len(out, self.entries.len() as u32)?;
             for entry in &self.entries {
-                rmp::encode::write_array_len(out, 2)?;
+                rmp::encode::write_array_len(out, 3)?;
                 rmp::encode::write_str(out, &entry.id.to_string())?;
                 rmp::encode::write_bin(out, &entry.handle.0)?;
+                rmp::encode::write_uint(out, entry.indexed)?;
             }
             Ok(())
         };
@@ -73,11 +80,12 @@ impl Index {
         let count = rmp::decode::read_array_len(rd).map_err(bad("entries"))?;
         let mut entries = Vec::with_capacity((count as usize).min(rd.len() / 8));
         for _ in 0..count {
-            if rmp::decode::read_array_len(rd).map_err(bad("entry"))? != 2 {
+            let fields = rmp::decode::read_array_len(rd).map_err(bad("entry"))?;
+            if !(2..=3).contains(&fields) {
                 return Err(corrupt("owner index: bad entry"));
             }
             let len = rmp::decode::read_str_len(rd).map_err(bad("id"))?;
-            let id = std::str::from_utf8(take(rd, len, "id")?)
+            let id: SessionId = std::str::from_utf8(take(rd, len, "id")?)
                 .ok()
                 .and_then(|id| id.parse().ok())
                 .ok_or_else(|| corrupt("owner index: bad id"))?;
@@ -85,9 +93,15 @@ impl Index {
             let handle = take(rd, len, "handle")?
                 .try_into()
                 .map_err(|_| corrupt("owner index: handle is not 16 bytes"))?;
+            let indexed = if fields == 3 {
+                rmp::decode::read_int(rd).map_err(bad("indexed"))?
+            } else {
+                id.created_unix()
+            };
             entries.push(IndexEntry {
                 id,
                 handle: Handle(handle),
+                indexed,
             });
         }
         if !rd.is_empty() {
@@ -115,10 +129,12 @@ mod tests {
                 IndexEntry {
                     id: id(1),
                     handle: Handle([1; 16]),
+                    indexed: 0x6745_c1a5,
                 },
                 IndexEntry {
                     id: id(2),
                     handle: Handle([2; 16]),
+                    indexed: u64::MAX,
                 },
             ],
         };
@@ -133,6 +149,26 @@ mod tests {
         assert!(Index::decode(&trailing).is_err());
         // A session record is not an index.
         assert!(Index::decode(&Envelope::default().encode()).is_err());
+    }
+
+    #[test]
+    fn entries_without_an_indexed_time_decode_as_indexed_at_creation() {
+        let mut bytes = vec![FORMAT_INDEX];
+        rmp::encode::write_array_len(&mut bytes, 2).unwrap();
+        rmp::encode::write_str(&mut bytes, "alice").unwrap();
+        rmp::encode::write_array_len(&mut bytes, 1).unwrap();
+        rmp::encode::write_array_len(&mut bytes, 2).unwrap();
+        rmp::encode::write_str(&mut bytes, &id(1).to_string()).unwrap();
+        rmp::encode::write_bin(&mut bytes, &[7; 16]).unwrap();
+        let index = Index::decode(&bytes).unwrap();
+        assert_eq!(
+            index.entries,
+            vec![IndexEntry {
+                id: id(1),
+                handle: Handle([7; 16]),
+                indexed: 0x6745_c1a0,
+            }]
+        );
     }
 
     proptest! {

@@ -46,7 +46,10 @@ use crate::table::{InvalidTableName, TableName, DEFAULT_TABLE_NAME};
 /// with `cleanup_interval`) does, through the store's native sweep
 /// ([`expired_deletion`](KeyValueStore::expired_deletion)): `DELETE ...
 /// WHERE expires_at <= now`, at most 10,000 rows per statement, found
-/// through the index on `expires_at`. Its
+/// through the index on `expires_at` (every expired row under the prefix,
+/// whatever its key: an expired row is dead to every reader); the sweep
+/// then lists the rows left and judges them by their keys under the
+/// configuration in force. Its
 /// [`compare_and_delete`](KeyValueStore::compare_and_delete) deletes a row
 /// only while it is live and has the expected version, so a logout removes
 /// the session it ended in one statement.
