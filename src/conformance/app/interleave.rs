@@ -11,8 +11,9 @@
 //! steps (logins, writes, reads, rotations, logouts, revocations of other
 //! sessions, replays of old cookie copies; listings, `revoke`,
 //! `revoke_owner`, `revoke_all`, sweeps, clock moves), each sent to one of
-//! the two instances, and with one seed in four the second instance runs
-//! with a new `secret_key` and the old one as a fallback (key rotation).
+//! the two instances, and with one seed in four the instances are in the
+//! middle of a rolling key rotation (the second one seals with a new
+//! `secret_key`, each has the other's key as a fallback).
 //! The store is wrapped in an
 //! [`InterferingStore`](crate::conformance::interference::InterferingStore)
 //! that reorders the store calls of the concurrent requests (seeded yields
@@ -258,7 +259,8 @@ pub struct Scenario {
     pub browsers: Vec<(u8, [Vec<Sent<TabStep>>; 2])>,
     /// The admin's steps.
     pub admin: Vec<Sent<AdminStep>>,
-    /// Whether the second instance runs with a rotated `secret_key`.
+    /// Whether the instances are in the middle of a key rotation (see
+    /// [`ROTATED_KEY`]).
     pub key_rotation: bool,
     /// Whether sessions have an idle timeout (so reads touch them).
     pub idle_timeout: bool,
@@ -275,6 +277,9 @@ pub struct Mix {
     pub tab_steps: u32,
     /// Whether to inject faults.
     pub faults: bool,
+    /// Whether tabs rotate their sessions (`regenerate()`, logins) while
+    /// the other requests run; without, only the first logins rotate.
+    pub rotations: bool,
 }
 
 impl Mix {
@@ -282,13 +287,23 @@ impl Mix {
     pub const CALM: Mix = Mix {
         tab_steps: 5,
         faults: false,
+        rotations: true,
     };
     /// Scenarios with faults: store errors before and after calls, and
     /// spurious conflicts.
     pub const FAULTY: Mix = Mix {
         tab_steps: 5,
         faults: true,
+        rotations: true,
     };
+
+    /// The same mix without rotations racing the other requests.
+    pub const fn without_rotations(self) -> Mix {
+        Mix {
+            rotations: false,
+            ..self
+        }
+    }
 }
 
 impl Scenario {
@@ -303,7 +318,7 @@ impl Scenario {
                 let mut tab = || {
                     (0..1 + below(mix.tab_steps))
                         .map(|_| {
-                            let step = match below(100) {
+                            let mut step = match below(100) {
                                 0..=39 => TabStep::Write,
                                 40..=54 => TabStep::Read,
                                 55..=66 => TabStep::Rotate,
@@ -312,6 +327,9 @@ impl Scenario {
                                 84..=89 => TabStep::RevokeOthers,
                                 _ => TabStep::Replay(below(8) as u8),
                             };
+                            if !mix.rotations && matches!(step, TabStep::Rotate | TabStep::Login) {
+                                step = TabStep::Write;
+                            }
                             Sent {
                                 step,
                                 instance: below(2) as u8,
@@ -658,17 +676,21 @@ impl Run<'_> {
     }
 }
 
-/// Builds one instance.
+/// Builds one instance. In a key rotation (`rotating`), as in the middle
+/// of a rolling deploy of a new key, instance 0 still seals with
+/// [`SECRET_KEY`] and instance 1 already with [`ROTATED_KEY`], each with
+/// the other key as its fallback.
 async fn instance(
     store: &InterferingStore,
     config: &SessionConfig,
     clock: &ManualClock,
     seed: u64,
-    rotated_key: bool,
+    (index, rotating): (u8, bool),
 ) -> Client {
-    let (key, fallbacks) = match rotated_key {
-        true => (ROTATED_KEY, vec![SECRET_KEY.into()]),
-        false => (SECRET_KEY, vec![]),
+    let (key, fallbacks) = match (index, rotating) {
+        (_, false) => (SECRET_KEY, vec![]),
+        (0, true) => (SECRET_KEY, vec![ROTATED_KEY.into()]),
+        (_, true) => (ROTATED_KEY, vec![SECRET_KEY.into()]),
     };
     let config = SessionConfig {
         secret_key_fallbacks: fallbacks,
@@ -735,13 +757,20 @@ pub async fn run_scenario(
     let prefix = config.key_prefix.clone();
     let seed = scenario.seed;
     let clients = [
-        instance(&store, &config, &clock, seed.wrapping_mul(2), false).await,
+        instance(
+            &store,
+            &config,
+            &clock,
+            seed.wrapping_mul(2),
+            (0, scenario.key_rotation),
+        )
+        .await,
         instance(
             &store,
             &config,
             &clock,
             seed.wrapping_mul(2) + 1,
-            scenario.key_rotation,
+            (1, scenario.key_rotation),
         )
         .await,
     ];
@@ -898,9 +927,10 @@ impl Checker {
             .collect()
     }
 
-    /// The handle -> tag map of the handles logins and rotations answered.
-    fn handle_tags(&self) -> HashMap<String, String> {
-        let mut map = HashMap::new();
+    /// The handle -> tags map of the handles logins and rotations answered
+    /// (a session keeps its handle across rotations and logins).
+    fn handle_tags(&self) -> HashMap<String, BTreeSet<String>> {
+        let mut map: HashMap<String, BTreeSet<String>> = HashMap::new();
         for event in self.events.iter().filter(|e| e.status.class().is_success()) {
             let tag = match &event.op {
                 Op::Login { tag, .. } => Some(tag.clone()),
@@ -908,10 +938,24 @@ impl Checker {
                 _ => None,
             };
             if let (Some(tag), Some(handle)) = (tag, dash(event.payload.trim())) {
-                map.insert(handle, tag);
+                map.entry(handle).or_default().insert(tag);
             }
         }
         map
+    }
+
+    /// Sessions whose login ran while a revocation of their owner did: the
+    /// revocation may end them or not.
+    fn racing_logins(&self, ending: &Event, user: Option<u8>) -> BTreeSet<String> {
+        self.lineages
+            .iter()
+            .filter(|(_, l)| {
+                user.is_none_or(|u| u == l.user)
+                    && l.login.start < ending.end
+                    && ending.start < l.login.end
+            })
+            .flat_map(|(t, _)| self.descendants(t))
+            .collect()
     }
 
     /// Marks `tag` ended at `at` by `why`, and the sessions logins made
@@ -938,15 +982,25 @@ impl Checker {
     fn collect_endings(&mut self) {
         let handles = self.handle_tags();
         let mut endings: Vec<(Vec<String>, u64, String)> = Vec::new();
-        for event in self.events.iter().filter(|e| e.status.class().is_success()) {
+        let events = self.events.clone();
+        for event in &events {
+            let ok = event.status.class().is_success();
             let why = format!("{} {:?} (ended at {})", event.who, event.op, event.end);
             let named = match &event.op {
                 Op::Logout => event.found.tag.iter().cloned().collect(),
-                Op::Revoke { handle, .. } if event.payload.trim() == "true" => {
-                    handles.get(handle).cloned().into_iter().collect()
+                Op::Revoke { handle, .. } if !ok || event.payload.trim() == "true" => {
+                    handles.get(handle).cloned().into_iter().flatten().collect()
                 }
-                Op::RevokeOwner { user } => self.logged_in_before(event.start, Some(*user)),
-                Op::RevokeAll => self.logged_in_before(event.start, None),
+                Op::RevokeOwner { user } => {
+                    let racing = self.racing_logins(event, Some(*user));
+                    self.maybe_dead.extend(racing);
+                    self.logged_in_before(event.start, Some(*user))
+                }
+                Op::RevokeAll => {
+                    let racing = self.racing_logins(event, None);
+                    self.maybe_dead.extend(racing);
+                    self.logged_in_before(event.start, None)
+                }
                 Op::RevokeOthers { user } => {
                     // Its own session, and what it was before its logins, stay.
                     let Some(own) = &event.found.tag else {
@@ -977,7 +1031,16 @@ impl Checker {
                 }
                 _ => continue,
             };
-            endings.push((named, event.end, why));
+            if ok {
+                endings.push((named, event.end, why));
+            } else {
+                // An ending that failed may still have ended them (an
+                // error after the store did it).
+                for tag in named {
+                    let lineage = self.descendants(&tag);
+                    self.maybe_dead.extend(lineage);
+                }
+            }
         }
         for (named, at, why) in endings {
             for tag in named {
@@ -1042,10 +1105,14 @@ impl Checker {
             .iter()
             .filter(|e| matches!(e.op, Op::Rotate | Op::Login { .. }))
             .collect();
-        let overlaps_rotation = |e: &Event, tag: &str| {
+        // Whether another rotation (or login) loaded the same record as
+        // `e` while `e` ran: the engine then drops `e`'s save (while
+        // answering 200) instead of merging it.
+        let overlaps_rotation = |e: &Event| {
             rotations.iter().any(|r| {
                 r.start != e.start
-                    && r.found.tag.as_deref() == Some(tag)
+                    && r.found.id.is_some()
+                    && r.found.id == e.found.id
                     && r.start < e.end
                     && e.start < r.end
             })
@@ -1067,14 +1134,8 @@ impl Checker {
             {
                 continue;
             }
-            let exempt_tag = match &e.op {
-                Op::Login { .. } => e.found.tag.clone(),
-                _ => Some(tag.clone()),
-            };
-            if let Some(exempt_tag) = exempt_tag {
-                if !strict_rotation && overlaps_rotation(e, &exempt_tag) {
-                    continue;
-                }
+            if !strict_rotation && overlaps_rotation(e) {
+                continue;
             }
             // A rotation of it that failed after it may have moved the
             // session to an id no browser got (a reply lost to a fault).
