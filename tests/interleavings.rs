@@ -3,6 +3,16 @@
 //! `MemoryStore`, checked against the design's guarantees (see
 //! `rocket_kvsession::conformance::app::interleave`).
 //!
+//! By default, tabs do not rotate their sessions while other requests run
+//! (only the first logins rotate): with racing rotations
+//! (`INTERLEAVE_ROTATIONS=1`) the checker finds known engine races still
+//! being fixed: a `regenerate()` racing another owner-index write or a
+//! `revoke_other_sessions` of the same owner drops the rotated session from
+//! its owner's index (`sessions_of` misses it, `revoke_owner` does not end
+//! it), e.g. calm seeds 19 and 29; and, with faults, requests that open an
+//! id a rotation already moved away, e.g. seed 1041. Add that variable to
+//! run them.
+//!
 //! `INTERLEAVE_SEEDS=N` runs N seeds of each mix (default 200 calm and 200
 //! with faults); every failing seed is printed as `SEED=<n>` with its
 //! violations, and replays alone with `INTERLEAVE_SEED=<n>`;
@@ -45,10 +55,20 @@ async fn run(first: u64, mix: Mix, test: &str) {
 
 #[tokio::test(start_paused = true)]
 async fn calm_interleavings_keep_the_guarantees() {
-    run(0, Mix::CALM.without_rotations(), "calm_interleavings_keep_the_guarantees").await;
+    run(
+        0,
+        Mix::CALM.default_run(),
+        "calm_interleavings_keep_the_guarantees",
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn faulty_interleavings_keep_the_guarantees() {
-    run(1000, Mix::FAULTY.without_rotations(), "faulty_interleavings_keep_the_guarantees").await;
+    run(
+        1000,
+        Mix::FAULTY.default_run(),
+        "faulty_interleavings_keep_the_guarantees",
+    )
+    .await;
 }

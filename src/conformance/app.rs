@@ -382,6 +382,8 @@ macro_rules! app_conformance_cases {
             per_session_lifetime_is_capped_and_can_change,
             per_session_idle_timeout,
             session_events_are_emitted_once,
+            interleavings_keep_the_guarantees,
+            interleavings_with_faults_keep_the_guarantees,
         );
     };
 }

@@ -95,7 +95,11 @@ impl Schedule {
         if n == 0 {
             return 0;
         }
-        self.rng.lock().unwrap_or_else(|e| e.into_inner()).next_u32() % n
+        self.rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_u32()
+            % n
     }
 }
 
@@ -211,8 +215,7 @@ impl InterferingStore {
             Some(Fault::ErrorBefore)
         } else if draw < faults.error_before + faults.error_after {
             Some(Fault::ErrorAfter)
-        } else if conditional && draw < faults.error_before + faults.error_after + faults.conflict
-        {
+        } else if conditional && draw < faults.error_before + faults.error_after + faults.conflict {
             Some(Fault::Conflict)
         } else {
             None
@@ -264,10 +267,7 @@ impl InterferingStore {
 
     fn unstamp(&self, key: &str) {
         if let Some((_, stamps)) = &self.schedule.stamps {
-            stamps
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(key);
+            stamps.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
         }
     }
 
