@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -384,17 +384,32 @@ impl KeyValueStore for InterferingStore {
         self.run("delete_many", "", fault, call).await
     }
 
+    /// Until [`calm`](Self::calm), the listing is read whole and handed out
+    /// in key order, so that the order a backend happens to list keys in
+    /// (a hash map's) does not change the interleaving a seed gives.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
         let start = async move {
-            match self.interfere("list", prefix, false).await {
-                Some(Fault::ErrorBefore | Fault::ErrorAfter) => {
-                    stream::once(async move { Err(self.injected_error("list")) }).boxed()
-                }
-                _ => self
+            if self.schedule.calm.load(SeqCst) {
+                return self
                     .inner
                     .list(prefix)
                     .map(move |info| info.map(|info| self.restamp(info)))
-                    .boxed(),
+                    .boxed();
+            }
+            if let Some(Fault::ErrorBefore | Fault::ErrorAfter) =
+                self.interfere("list", prefix, false).await
+            {
+                return stream::once(async move { Err(self.injected_error("list")) }).boxed();
+            }
+            let listed: Result<Vec<KeyInfo>, StoreError> =
+                self.inner.list(prefix).try_collect().await;
+            match listed {
+                Ok(mut infos) => {
+                    infos.sort_by(|a, b| a.key.cmp(&b.key));
+                    let infos: Vec<_> = infos.into_iter().map(|i| Ok(self.restamp(i))).collect();
+                    stream::iter(infos).boxed()
+                }
+                Err(e) => stream::once(async move { Err(e) }).boxed(),
             }
         };
         stream::once(start).flatten().boxed()
