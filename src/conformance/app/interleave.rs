@@ -286,39 +286,60 @@ pub struct Mix {
     /// Whether tabs rotate their sessions (`regenerate()`, logins) while
     /// the other requests run; without, only the first logins rotate.
     pub rotations: bool,
+    /// Whether several browsers share an owner (else each browser logs in
+    /// as a user of its own).
+    pub shared_owners: bool,
+    /// Whether tabs call `revoke_other_sessions()`.
+    pub revoke_others: bool,
+    /// Whether both tabs of a browser rotate (else only the first one).
+    pub both_tabs_rotate: bool,
+    /// Whether the admin lists, revokes and sweeps while the tabs run (else
+    /// it only moves the clock).
+    pub admin_index_ops: bool,
 }
 
 impl Mix {
-    /// Scenarios without faults.
+    /// Every kind of step, without faults.
     pub const CALM: Mix = Mix {
         tab_steps: 5,
         faults: false,
         rotations: true,
+        shared_owners: true,
+        revoke_others: true,
+        both_tabs_rotate: true,
+        admin_index_ops: true,
     };
-    /// Scenarios with faults: store errors before and after calls, and
-    /// spurious conflicts.
+    /// Every kind of step, with faults: store errors before and after
+    /// calls, and spurious conflicts.
     pub const FAULTY: Mix = Mix {
-        tab_steps: 5,
         faults: true,
-        rotations: true,
+        ..Mix::CALM
     };
 
-    /// The same mix without rotations racing the other requests, unless
-    /// `INTERLEAVE_ROTATIONS=1` (they find known engine races: see
-    /// `tests/interleavings.rs`).
-    pub fn default_run(self) -> Mix {
+    /// What the default runs leave out of this mix, as long as the engine
+    /// has the races they find (see `tests/interleavings.rs`): with
+    /// `shared`, several browsers per owner but no rotations racing the
+    /// other requests; without, racing rotations, but one browser per
+    /// owner, one tab of it rotating, no `revoke_other_sessions()`, and an
+    /// admin that only moves the clock (no listing, revocation or sweep
+    /// while the tabs run). `INTERLEAVE_ROTATIONS=1` keeps the
+    /// whole mix.
+    pub fn default_run(self, shared: bool) -> Mix {
         if std::env::var_os("INTERLEAVE_ROTATIONS").is_some() {
-            self
-        } else {
-            self.without_rotations()
+            return self;
         }
-    }
-
-    /// The same mix without rotations racing the other requests.
-    pub const fn without_rotations(self) -> Mix {
-        Mix {
-            rotations: false,
-            ..self
+        match shared {
+            true => Mix {
+                rotations: false,
+                ..self
+            },
+            false => Mix {
+                shared_owners: false,
+                revoke_others: false,
+                both_tabs_rotate: false,
+                admin_index_ops: false,
+                ..self
+            },
         }
     }
 }
@@ -328,11 +349,16 @@ impl Scenario {
     pub fn generate(seed: u64, mix: Mix) -> Scenario {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut below = |n: u32| rng.next_u32() % n;
-        let users = 1 + below(2) as u8;
-        let browsers = (0..2 + below(2))
+        let (users, browsers) = (1 + below(2) as u8, 2 + below(2));
+        let users = if mix.shared_owners {
+            users
+        } else {
+            browsers as u8
+        };
+        let browsers = (0..browsers)
             .map(|b| {
                 let user = (b % u32::from(users)) as u8;
-                let mut tab = || {
+                let mut tab = |rotates: bool| {
                     (0..1 + below(mix.tab_steps))
                         .map(|_| {
                             let mut step = match below(100) {
@@ -344,7 +370,9 @@ impl Scenario {
                                 84..=89 => TabStep::RevokeOthers,
                                 _ => TabStep::Replay(below(8) as u8),
                             };
-                            if !mix.rotations && matches!(step, TabStep::Rotate | TabStep::Login) {
+                            if !rotates && matches!(step, TabStep::Rotate | TabStep::Login)
+                                || !mix.revoke_others && step == TabStep::RevokeOthers
+                            {
                                 step = TabStep::Write;
                             }
                             Sent {
@@ -354,14 +382,21 @@ impl Scenario {
                         })
                         .collect::<Vec<_>>()
                 };
-                let tabs = [tab(), tab()];
+                let tabs = [
+                    tab(mix.rotations),
+                    tab(mix.rotations && mix.both_tabs_rotate),
+                ];
                 (user, tabs)
             })
             .collect();
         let admin = (0..below(5))
             .map(|_| {
                 let user = below(u32::from(users)) as u8;
-                let step = match below(100) {
+                let draw = match mix.admin_index_ops {
+                    true => below(100),
+                    false => 99,
+                };
+                let step = match draw {
                     0..=19 => AdminStep::List(user),
                     20..=39 => AdminStep::Revoke(user, below(8) as u8),
                     40..=54 => AdminStep::RevokeOwner(user),
@@ -1013,12 +1048,12 @@ impl Checker {
                 // An ending that failed may still have ended what it was
                 // after (an error after the store did it), and its answer
                 // does not say what it found: any session it could reach.
-                let browser = event.who.split('t').next().unwrap_or_default();
+                let browser = browser_of(&event.who);
                 let reachable = match &event.op {
                     Op::Logout => self
                         .lineages
                         .iter()
-                        .filter(|(_, l)| l.login.who.split('t').next() == Some(browser))
+                        .filter(|(_, l)| browser_of(&l.login.who) == browser)
                         .map(|(t, _)| t.clone())
                         .collect(),
                     Op::Revoke { handle, .. } => {
@@ -1072,6 +1107,8 @@ impl Checker {
                             .collect();
                         self.maybe_dead.extend(racing);
                     }
+                    let racing = self.racing_logins(event, Some(*user));
+                    self.maybe_dead.extend(racing);
                     let mut kept = BTreeSet::from([own.clone()]);
                     let mut at = own.clone();
                     while let Some(parent) = self.lineages.get(&at).and_then(|l| l.parent.clone()) {
@@ -1173,7 +1210,10 @@ impl Checker {
                     Some(tag) => (tag.clone(), Some(key.clone())),
                     None => continue,
                 },
-                Op::Login { tag, .. } => (tag.clone(), None),
+                // A login answered without a new cookie lost to a
+                // concurrent save of its session and dropped its changes
+                // (the stale save above).
+                Op::Login { tag, .. } if e.sets_cookie || strict_rotation => (tag.clone(), None),
                 _ => continue,
             };
             let lineage = self.descendants(&tag);
@@ -1186,13 +1226,14 @@ impl Checker {
             if !strict_rotation && overlaps_rotation(e) {
                 continue;
             }
-            // A rotation of it that failed after it may have moved the
-            // session to an id no browser got (a reply lost to a fault).
+            // A rotation by the same browser that failed may have moved the
+            // session to an id no browser got (a reply lost to a fault);
+            // its answer does not say which session it found.
+            let browser = browser_of(&e.who);
             if self.faults
-                && rotations.iter().any(|r| {
-                    !r.status.class().is_success()
-                        && r.found.tag.as_ref().is_some_and(|t| lineage.contains(t))
-                })
+                && rotations
+                    .iter()
+                    .any(|r| !r.status.class().is_success() && browser_of(&r.who) == browser)
             {
                 continue;
             }
@@ -1333,6 +1374,11 @@ impl Checker {
     }
 }
 
+/// The browser an actor belongs to (`b1` for `b1t0s3`).
+fn browser_of(who: &str) -> &str {
+    who.split('t').next().unwrap_or_default()
+}
+
 /// Whether the known engine behaviours the checker exempts by default are
 /// checked too (`INTERLEAVE_STRICT=1`).
 fn strict() -> bool {
@@ -1348,7 +1394,7 @@ pub async fn interleavings_keep_the_guarantees(store: Arc<dyn KeyValueStore>) {
         check_interleaving(
             store.clone(),
             seed,
-            Mix::CALM.default_run(),
+            Mix::CALM.default_run(seed % 2 == 0),
             "cargo test -p <this store's crate> interleavings_keep_the_guarantees",
         )
         .await;
@@ -1362,7 +1408,7 @@ pub async fn interleavings_with_faults_keep_the_guarantees(store: Arc<dyn KeyVal
         check_interleaving(
             store.clone(),
             seed,
-            Mix::FAULTY.default_run(),
+            Mix::FAULTY.default_run(seed % 2 == 0),
             "cargo test -p <this store's crate> interleavings_with_faults_keep_the_guarantees",
         )
         .await;
@@ -1370,7 +1416,9 @@ pub async fn interleavings_with_faults_keep_the_guarantees(store: Arc<dyn KeyVal
 }
 
 /// The seeds the app conformance cases run: `INTERLEAVE_SEED` alone, or
-/// `INTERLEAVE_APP_SEEDS` (default 3) from `first`.
+/// `INTERLEAVE_APP_SEEDS` (default 4) from `first`. Even seeds run the
+/// mix with shared owners, odd ones the one with racing rotations
+/// ([`Mix::default_run`]).
 fn app_seeds(first: u64) -> Vec<u64> {
     if let Some(seed) = std::env::var("INTERLEAVE_SEED")
         .ok()
@@ -1381,6 +1429,6 @@ fn app_seeds(first: u64) -> Vec<u64> {
     let n = std::env::var("INTERLEAVE_APP_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(4);
     (first..first + n).collect()
 }
