@@ -13,6 +13,7 @@ use rocket::local::asynchronous::Client;
 use rocket::tokio::sync::Barrier;
 use rocket::{post, routes, State};
 use rocket_kvsession::conformance::app::{racing_routes, Gate};
+use rocket_kvsession::conformance::ManualClock;
 use rocket_kvsession::{KvSession, Session, SessionConfig};
 
 /// Removes a key, then waits until the test releases it.
@@ -214,50 +215,60 @@ async fn persistent_conflicts_fail_loudly() {
 
 fn idle_config() -> SessionConfig {
     SessionConfig {
-        idle_timeout: Some(3),
-        touch_after: 1,
+        idle_timeout: Some(300),
+        touch_after: 60,
         ..SessionConfig::default()
     }
 }
 
-async fn idle_timeout_ends_idle_sessions_only(store: TestStore) {
-    let client = client(store.clone(), idle_config()).await;
+/// A tracked client of the test app whose engine reads `clock`.
+async fn clocked_client(store: TestStore, config: SessionConfig, clock: &ManualClock) -> Client {
+    let rocket = rocket::custom(figment())
+        .attach(KvSession::new(store).config(config).clock(clock.clone()))
+        .mount("/", routes());
+    Client::tracked(rocket).await.expect("launch")
+}
+
+/// Reads keep a session alive past its idle timeout, then it ends once
+/// idle; returns the store's (touches, updates) while it was kept alive
+/// (ending it on the last load writes too).
+async fn idle_timeout_ends_idle_sessions_only(store: TestStore) -> (u64, u64) {
+    let clock = ManualClock::new();
+    let client = clocked_client(store.clone(), idle_config(), &clock).await;
     client.post("/login/jo").dispatch().await;
-    // Active: a read every ~1.1 s keeps it alive past the idle timeout.
-    for _ in 0..3 {
-        rocket::tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Active: a read every 100 s (by the app's clock) keeps it alive past
+    // the 300 s idle timeout.
+    for _ in 0..4 {
+        clock.advance(Duration::from_secs(100));
         let res = client.get("/whoami").dispatch().await;
         assert_eq!(res.status(), Status::Ok, "an active session timed out");
     }
+    let kept_alive = (
+        store.counters.touches.load(SeqCst),
+        store.counters.updates.load(SeqCst),
+    );
     // Idle for longer than the timeout (plus the second of rounding): gone.
-    rocket::tokio::time::sleep(Duration::from_millis(4200)).await;
+    clock.advance(Duration::from_secs(302));
     assert_eq!(
         client.get("/whoami").dispatch().await.status(),
         Status::NotFound
     );
+    kept_alive
 }
 
 #[rocket::async_test]
 async fn idle_timeout_on_a_ttl_store_touches_only_the_expiry() {
-    let store = TestStore::new();
-    idle_timeout_ends_idle_sessions_only(store.clone()).await;
-    assert!(
-        store.counters.touches.load(SeqCst) >= 2,
-        "reads did not refresh activity"
-    );
-    assert_eq!(
-        store.counters.updates.load(SeqCst),
-        0,
-        "a touch rewrote the data"
-    );
+    let (touches, updates) = idle_timeout_ends_idle_sessions_only(TestStore::new()).await;
+    assert!(touches >= 2, "reads did not refresh activity");
+    assert_eq!(updates, 0, "a touch rewrote the data");
 }
 
 #[rocket::async_test]
 async fn idle_timeout_on_a_store_without_ttl_rewrites_activity() {
     let store = TestStore::new().without_ttl();
-    idle_timeout_ends_idle_sessions_only(store.clone()).await;
-    assert_eq!(store.counters.touches.load(SeqCst), 0);
-    assert!(store.counters.updates.load(SeqCst) >= 3);
+    let (touches, updates) = idle_timeout_ends_idle_sessions_only(store).await;
+    assert_eq!(touches, 0);
+    assert!(updates >= 3, "{updates}");
 }
 
 #[rocket::async_test]
@@ -265,17 +276,18 @@ async fn touches_happen_at_most_once_per_touch_after() {
     let store = TestStore::new();
     let config = SessionConfig {
         idle_timeout: Some(600),
-        touch_after: 1,
+        touch_after: 60,
         ..SessionConfig::default()
     };
-    let client = client(store.clone(), config).await;
+    let clock = ManualClock::new();
+    let client = clocked_client(store.clone(), config, &clock).await;
     client.post("/login/kim").dispatch().await;
     for _ in 0..5 {
         client.get("/whoami").dispatch().await;
     }
-    // Written under a second ago: no touch yet.
+    // Written less than `touch_after` ago (by the app's clock): no touch yet.
     assert_eq!(store.counters.touches.load(SeqCst), 0);
-    rocket::tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(Duration::from_secs(61));
     for _ in 0..5 {
         client.get("/whoami").dispatch().await;
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::*;
 use rocket::http::{Cookie, Status};
 use rocket::local::asynchronous::Client;
+use rocket_kvsession::conformance::ManualClock;
 use rocket_kvsession::{KeyValueStore, KvSession, MemoryStore, SessionConfig};
 
 fn config() -> SessionConfig {
@@ -309,21 +310,39 @@ async fn set_permanent_changes_the_cookie() {
     assert_eq!(body(&client, "/get/a").await.1, "1");
 }
 
+/// A tracked client of the test app whose engine reads `clock`.
+async fn clocked_client(store: TestStore, config: SessionConfig, clock: &ManualClock) -> Client {
+    Client::tracked(clocked_app(store, config, clock))
+        .await
+        .expect("launch")
+}
+
+/// The test app on `store` whose engine reads `clock`.
+fn clocked_app(
+    store: TestStore,
+    config: SessionConfig,
+    clock: &ManualClock,
+) -> rocket::Rocket<rocket::Build> {
+    rocket::custom(figment())
+        .attach(KvSession::new(store).config(config).clock(clock.clone()))
+        .mount("/", routes())
+}
+
 #[rocket::async_test]
 async fn expired_sessions_are_not_loaded() {
     let store = TestStore::new();
-    let client = client(
-        store.clone(),
-        SessionConfig {
-            lifetime: 2,
-            ..config()
-        },
-    )
-    .await;
+    let clock = ManualClock::new();
+    let config = SessionConfig {
+        lifetime: 60,
+        ..config()
+    };
+    let client = clocked_client(store.clone(), config, &clock).await;
     client.post("/login/erin").dispatch().await;
     assert_eq!(body(&client, "/whoami").await.1, "erin");
     let old_id = body(&client, "/id").await.1;
-    rocket::tokio::time::sleep(Duration::from_millis(3100)).await;
+    // Past the lifetime by the app's clock (plus the second of rounding);
+    // the store still holds the record by its own.
+    clock.advance(Duration::from_secs(62));
     assert_eq!(body(&client, "/whoami").await.0, Status::NotFound);
     let res = client.post("/set/a/b").dispatch().await;
     assert_ne!(res.into_string().await.unwrap(), old_id);
@@ -332,17 +351,15 @@ async fn expired_sessions_are_not_loaded() {
 #[rocket::async_test]
 async fn expired_sessions_are_not_loaded_from_stores_without_ttl() {
     let store = TestStore::new().without_ttl();
-    let client = client(
-        store.clone(),
-        SessionConfig {
-            lifetime: 2,
-            ..config()
-        },
-    )
-    .await;
+    let clock = ManualClock::new();
+    let config = SessionConfig {
+        lifetime: 60,
+        ..config()
+    };
+    let client = clocked_client(store.clone(), config, &clock).await;
     client.post("/login/frank").dispatch().await;
     assert_eq!(body(&client, "/whoami").await.1, "frank");
-    rocket::tokio::time::sleep(Duration::from_millis(3100)).await;
+    clock.advance(Duration::from_secs(62));
     assert_eq!(store.inner.len(), 1, "no TTL: the record is still there");
     assert_eq!(body(&client, "/whoami").await.0, Status::NotFound);
 }
@@ -460,46 +477,50 @@ async fn apps_with_different_prefixes_share_a_store_without_seeing_each_other() 
 #[rocket::async_test]
 async fn scheduled_sweep_removes_expired_sessions_from_store_without_ttl() {
     let store = TestStore::new().without_ttl();
+    let clock = ManualClock::new();
     let config = SessionConfig {
-        lifetime: 1,
+        lifetime: 60,
         ..config()
     };
-    let interval = Duration::from_secs(1);
+    let interval = Duration::from_millis(200);
     let rocket = rocket::custom(figment())
         .attach(
             KvSession::new(store.clone())
-                .config(config)
+                .config(config.clone())
+                .clock(clock.clone())
                 .cleanup_interval(interval),
         )
         .mount("/", routes());
     let client = Client::tracked(rocket).await.unwrap();
     for user in ["a", "b", "c"] {
-        let other = Client::untracked(app_with(
-            store.clone(),
-            SessionConfig {
-                lifetime: 1,
-                ..SessionConfig::default()
-            },
-        ))
-        .await
-        .unwrap();
+        let other = Client::untracked(clocked_app(store.clone(), config.clone(), &clock))
+            .await
+            .unwrap();
         other.post(format!("/login/{user}")).dispatch().await;
     }
     client.post("/login/z").dispatch().await;
     assert_eq!(store.inner.len(), 4);
-    let created = std::time::Instant::now();
-    // Expired 1 s after creation (whole seconds: up to 2 s), then swept
-    // within two intervals.
-    let deadline = created + Duration::from_secs(2) + 2 * interval + Duration::from_millis(500);
-    while !store.inner.is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} sessions left after two intervals",
-            store.inner.len()
-        );
-        rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+    // Not yet expired by the app's clock: the scheduled sweeps keep them.
+    let lists = store.counters.lists.load(SeqCst);
+    wait_until("a sweep ran", || store.counters.lists.load(SeqCst) > lists).await;
+    assert_eq!(store.inner.len(), 4, "a sweep deleted live sessions");
+    // Past the lifetime (plus the second of rounding): the next sweeps
+    // delete them all.
+    clock.advance(Duration::from_secs(62));
+    wait_until("the sweeps deleted every expired session", || {
+        store.inner.is_empty()
+    })
+    .await;
+}
+
+/// Polls `done` until it holds, failing after a minute of real time (the
+/// scheduled sweeps run every 200 ms; the minute only bounds a hang).
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        rocket::tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(store.counters.lists.load(SeqCst) >= 1);
 }
 
 #[rocket::async_test]

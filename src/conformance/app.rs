@@ -388,6 +388,8 @@ macro_rules! app_conformance_cases {
             per_session_lifetime_is_capped_and_can_change,
             per_session_idle_timeout,
             session_events_are_emitted_once,
+            interleavings_keep_the_guarantees,
+            interleavings_with_faults_keep_the_guarantees,
         );
     };
 }
@@ -776,24 +778,46 @@ pub async fn hundred_concurrent_writers(store: Arc<dyn KeyValueStore>) {
 
 /// With an idle timeout, a session kept alive by reads alone (each read
 /// refreshes its activity at most once per `touch_after`) is not swept as
-/// idle: `touch` moves what the sweep reads as activity. Takes 5 seconds.
+/// idle: `touch` moves what the sweep reads as activity. On a clock the
+/// case moves ([`ManualClock`](crate::clock::ManualClock)), with the
+/// store's last-modified times taken from it too
+/// ([`InterferingStore::stamped_by`](crate::conformance::interference::InterferingStore::stamped_by)).
 pub async fn sessions_kept_alive_by_reads_survive_the_sweep(store: Arc<dyn KeyValueStore>) {
+    use crate::clock::ManualClock;
+    use crate::conformance::interference::InterferingStore;
+    use crate::SessionManager;
+
     let config = SessionConfig {
-        idle_timeout: Some(4),
-        touch_after: 1,
+        idle_timeout: Some(400),
+        touch_after: 100,
         ..config("app-idle-touch")
     };
     let prefix = config.key_prefix.clone();
-    let client = client(store.clone(), config.clone()).await;
+    let clock = ManualClock::new();
+    let stamped = InterferingStore::new(store.clone(), 0)
+        .yields(0)
+        .stamped_by(clock.clone());
+    let rocket = rocket::custom(figment())
+        .attach(
+            KvSession::from_arc(Arc::new(stamped))
+                .config(config)
+                .clock(clock.clone()),
+        )
+        .mount("/", routes());
+    let client = Client::tracked(rocket).await.expect("launch");
     assert_eq!(write(&client, "/login/erin").await, Status::Ok);
     for _ in 0..2 {
-        rocket::tokio::time::sleep(Duration::from_secs(2)).await;
+        clock.advance(Duration::from_secs(200));
         assert_eq!(read(&client, "/whoami").await, (Status::Ok, "erin".into()));
     }
-    // Four seconds after the login, one after the last read: idle by the
+    // 500 seconds after the login, 100 after the last read: idle by the
     // login's time, active by the reads'.
-    rocket::tokio::time::sleep(Duration::from_secs(1)).await;
-    let report = cleanup_sessions(&*store, &config).await.expect("sweep");
+    clock.advance(Duration::from_secs(100));
+    let manager = client
+        .rocket()
+        .state::<SessionManager>()
+        .expect("the fairing manages a SessionManager");
+    let report = manager.cleanup().await.expect("sweep");
     assert_eq!(report.deleted, 0, "{report:?}");
     assert_eq!(live_sessions(&*store, &prefix).await.len(), 1);
     assert_eq!(read(&client, "/whoami").await, (Status::Ok, "erin".into()));

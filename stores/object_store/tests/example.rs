@@ -119,28 +119,35 @@ async fn sessions_survive_a_restart_of_the_app() {
 
 #[rocket::async_test]
 async fn expired_session_files_disappear_on_schedule() {
+    // The example judges expiry by the system clock (a file's key holds
+    // its creation second), so this waits in real time; no assertion
+    // depends on the machine's speed: what must hold before the deadline
+    // is checked only while the deadline has not passed.
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("sessions");
-    // Sessions live 2 seconds; the sweep runs every 500 ms.
-    let client = client(&dir, 2, Duration::from_millis(500)).await;
+    let lifetime = Duration::from_secs(3);
+    // Sessions live 3 seconds; the sweep runs every 500 ms.
+    let client = client(&dir, lifetime.as_secs(), Duration::from_millis(500)).await;
+    let logged_in = Instant::now();
     let cookie = log_in(&client, "bob").await;
-    assert_eq!(whoami(&client, &cookie).await.as_deref(), Some("bob"));
-    assert_eq!(session_files(&dir).len(), 1);
+    // The id holds its creation time in whole seconds: the session may end
+    // up to a second before `lifetime` has passed.
+    let surely_live = logged_in + lifetime - Duration::from_secs(1);
+    let user = whoami(&client, &cookie).await;
+    if Instant::now() < surely_live {
+        assert_eq!(user.as_deref(), Some("bob"));
+    }
     // A file that is not a session is never swept.
     std::fs::write(dir.join("README"), b"not a session").expect("write");
 
-    let started = Instant::now();
     while session_files(&dir) != ["README"] {
         assert!(
-            started.elapsed() < Duration::from_secs(15),
+            logged_in.elapsed() < Duration::from_secs(30),
             "the expired session file was not swept: {:?}",
             session_files(&dir)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        started.elapsed() >= Duration::from_millis(500),
-        "swept before it expired"
-    );
+    assert!(Instant::now() >= surely_live, "swept before it expired");
     assert_eq!(whoami(&client, &cookie).await, None);
 }
