@@ -50,7 +50,6 @@ use crate::record::Stored;
 use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig};
 pub use expiry::*;
 pub use guarantees::*;
-#[allow(unused_imports, unreachable_pub)]
 pub use interleave::*;
 pub use owners::*;
 
