@@ -3,12 +3,14 @@
 
 // The layers, each importing only those listed before it: `error` (the
 // store's name and errors) and `record` (the layout of a stored value)
-// import nothing of the crate; `scripts` (the Lua scripts) the record
+// import nothing of the crate; `memory_policy` (what the server's
+// `maxmemory-policy` means for sessions) only the client; `scripts` (the Lua scripts) the record
 // layout; `connect` (`RedisStore`, its connection and timeout) the errors
 // and versions; `scan` (listing) the connection; `store` (the
 // `KeyValueStore` and `CompareAndDelete` impls) all of them.
 mod connect;
 mod error;
+mod memory_policy;
 mod record;
 mod scan;
 mod scripts;

@@ -16,6 +16,7 @@ use rocket_kvsession::{
 
 use crate::connect::RedisStore;
 use crate::error::{corrupt, unexpected, STORE_NAME};
+use crate::memory_policy::{MemorySettings, CONFIG_PATTERN};
 use crate::record::{self, Header, HEADER_LEN};
 use crate::scan;
 use crate::scripts::{LuaScript, DELETE_IF, TOUCH, UPDATE};
@@ -65,6 +66,28 @@ impl KeyValueStore for RedisStore {
     /// are compare-and-swap.
     fn capabilities(&self) -> Capabilities {
         Capabilities::new(Expiry::RemovedByBackend).with_compare_and_swap()
+    }
+
+    /// Reads the server's `maxmemory` and `maxmemory-policy` with one
+    /// `CONFIG GET` and logs a warning when the server may evict live
+    /// sessions and owner indexes (a `maxmemory` with an `allkeys-*` or
+    /// `volatile-*` policy; see the crate docs). A `CONFIG GET` that is
+    /// refused (a managed Redis, an ACL without `CONFIG`) or fails is
+    /// logged at debug level and does not stop the launch.
+    async fn init(&self) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg(CONFIG_PATTERN);
+        match self.query::<Value>(&cmd).await {
+            Ok(reply) => {
+                if let Some(warning) = MemorySettings::from_reply(&reply).warning() {
+                    log::warn!("{warning}");
+                }
+            }
+            Err(e) => log::debug!(
+                "kvsession: could not read the Redis server's maxmemory-policy, not checked: {e}"
+            ),
+        }
+        Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {

@@ -2,155 +2,43 @@
 
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use foldhash::fast::RandomState;
 use futures_util::stream::{self, BoxStream, StreamExt};
-use moka::policy::EvictionPolicy;
-use moka::sync::Cache;
-use moka::Expiry as CacheExpiry;
 
+use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::store::{
     Capabilities, CompareAndDelete, CreateOutcome, DeleteOutcome, Expiry, KeyInfo, KeyValueStore,
     Record, UpdateOutcome, Version,
 };
 
+mod shard;
+
+use shard::{record_bytes, Peers, Shard};
+
 /// The store's name in errors and logs.
 const NAME: &str = "memory";
 
-/// What one record is assumed to cost beyond its key and value bytes: the
-/// cache's own bookkeeping (hash table slot, recency list and timer wheel
-/// nodes, reference counts) and the record's version and times. An estimate,
-/// so that many tiny records cannot fill far more memory than `max_bytes`.
-const ENTRY_OVERHEAD: u64 = 256;
+/// The most shards a store has.
+const MAX_SHARDS: usize = 64;
 
-/// How many locks the writes are spread over, by the key's hash: writes to
-/// one key wait for each other, writes to keys of different stripes do not.
-const WRITE_STRIPES: usize = 64;
+/// A store is split into shards only while each keeps at least this many
+/// records...
+const MIN_SHARD_ENTRIES: u64 = 1024;
 
-/// One stored record. Shared (`Arc`) so that a read clones a pointer, not
-/// the value.
-#[derive(Debug)]
-struct Entry {
-    value: Arc<[u8]>,
-    /// Kept as the token it is handed out as, so a read clones a pointer.
-    version: Version,
-    expires_at: Option<SystemTime>,
-    /// When the record was last written or touched: `KeyInfo::last_modified`.
-    modified: SystemTime,
-}
-
-impl Entry {
-    fn live(&self, now: SystemTime) -> bool {
-        self.expires_at.is_none_or(|at| at > now)
-    }
-
-    /// How long the cache keeps the entry: until its expiry, or for ever.
-    fn time_to_live(&self) -> Option<Duration> {
-        self.expires_at.map(|at| {
-            at.duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-        })
-    }
-}
-
-/// Hands each entry's own expiry to the cache, which then drops it when it
-/// expires (from a timer wheel, without scanning the other entries).
-struct EntryExpiry;
-
-impl CacheExpiry<String, Arc<Entry>> for EntryExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        entry: &Arc<Entry>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        entry.time_to_live()
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &String,
-        entry: &Arc<Entry>,
-        _updated_at: Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        entry.time_to_live()
-    }
-}
-
-/// The two capacity limits, folded into one weight per entry.
-///
-/// Every entry weighs its bytes (key, value and [`ENTRY_OVERHEAD`]) but at
-/// least `unit = max_bytes / max_entries` (at least 1), and the cache keeps
-/// the total weight at or below `capacity = min(max_bytes, max_entries *
-/// unit)`. So the bytes never exceed `max_bytes`, and since each entry weighs
-/// at least `unit`, there are never more than `capacity / unit <=
-/// max_entries` entries (exactly `max_entries` small ones fit).
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    max_entries: u64,
-    max_bytes: u64,
-    /// The least weight of an entry (at most `u32::MAX`, the cache's weight type).
-    unit: u64,
-    /// The cache's total weight limit.
-    capacity: u64,
-}
-
-impl Limits {
-    fn new(max_entries: u64, max_bytes: u64) -> Self {
-        assert!(
-            max_entries > 0,
-            "MemoryStore: max_entries must be at least 1"
-        );
-        assert!(max_bytes > 0, "MemoryStore: max_bytes must be at least 1");
-        let unit = (max_bytes / max_entries).clamp(1, u64::from(u32::MAX));
-        let capacity = max_bytes.min(max_entries.saturating_mul(unit));
-        Limits {
-            max_entries,
-            max_bytes,
-            unit,
-            capacity,
-        }
-    }
-
-    /// The bytes a record is accounted for.
-    fn bytes(key: &str, value: &[u8]) -> u64 {
-        key.len() as u64 + value.len() as u64 + ENTRY_OVERHEAD
-    }
-
-    /// The weight of a record, if the store can hold it at all.
-    fn weight(&self, key: &str, value: &[u8]) -> Option<u32> {
-        let weight = Self::bytes(key, value).max(self.unit);
-        if weight > self.capacity {
-            return None;
-        }
-        u32::try_from(weight).ok()
-    }
-
-    fn too_large(&self, key: &str, value: &[u8]) -> StoreError {
-        StoreError::misconfigured(
-            NAME,
-            format!(
-                "a record of {} bytes does not fit in a store of {} bytes and {} entries; \
-                 raise the limits with MemoryStore::with_capacity",
-                Self::bytes(key, value),
-                self.max_bytes,
-                self.max_entries,
-            ),
-        )
-    }
-}
+/// ...and this many bytes, which is also the largest record of a store
+/// split into shards.
+const MIN_SHARD_BYTES: u64 = 4 << 20;
 
 /// An in-process, TTL-capable store: the embedded default.
 ///
 /// Cheap to clone; clones share the same data. It supports compare-and-swap
-/// updates. Data is lost when the process exits: use it for development,
-/// tests and single-process apps.
+/// updates and compare-and-delete. Data is lost when the process exits: use
+/// it for development, tests and single-process apps.
 ///
 /// # Capacity
 ///
@@ -158,37 +46,64 @@ impl Limits {
 /// most [`DEFAULT_MAX_ENTRIES`](Self::DEFAULT_MAX_ENTRIES) records and
 /// [`DEFAULT_MAX_BYTES`](Self::DEFAULT_MAX_BYTES) of keys and values (plus
 /// an estimated 256 bytes of bookkeeping per record);
-/// [`with_capacity`](Self::with_capacity) sets other limits. When a write
-/// would go over either limit, the least recently used records (read or
-/// written longest ago) are evicted: their sessions end as if they had
-/// expired. A new session is always admitted.
+/// [`with_capacity`](Self::with_capacity) sets other limits. A new record
+/// is always admitted; when a write would go over either limit, other
+/// records are evicted first (their sessions end as if they had expired).
 ///
 /// The bound matters because every request without a cookie that writes to
 /// its session creates a record: without it a client could grow the
-/// process's memory without limit. With it, such a flood costs at most the
-/// store's capacity, but it does push out the sessions idle the longest. For
-/// more sessions than fit in memory, or sessions that must survive a
-/// restart or a flood, use a persistent store.
+/// process's memory without limit.
 ///
-/// Eviction and the removal of expired records run in small batches on the
-/// tasks that use the store (after 64 reads or writes, or on the first use
-/// after 0.3 s), never as a scan of the whole store; other tasks go on
-/// reading and writing while a batch runs. A burst of writes may go over the
-/// limits by a few hundred records until the next batch.
+/// # Eviction order
+///
+/// Sessions that come back are protected from sessions that never do. The
+/// store is split into up to 64 shards by the key's hash (one for a store
+/// of fewer than 2,048 records or 8 MiB), each with its share of both
+/// limits, and each shard keeps its records in two first-in, first-out
+/// queues (S3-FIFO):
+///
+/// 1. A new record starts in the **probationary** queue, which may hold a
+///    tenth of the shard's records before eviction takes from it.
+/// 2. A record that is read, updated or touched again is **promoted** to
+///    the protected queue when it reaches the head of the probationary
+///    queue, instead of being evicted. A record that was not is evicted.
+/// 3. The **protected** queue is evicted from only while the probationary
+///    one is within its share. Each use of a record (up to 3) buys it
+///    another round there; a record not used since its last round is
+///    evicted.
+/// 4. Wherever it stands, an expired record goes first, and an owner index
+///    that names a session the store still holds is never evicted (so that
+///    [`SessionManager::revoke_owner`](crate::SessionManager::revoke_owner)
+///    always finds every live session).
+///
+/// So a flood of requests that each create a session and never come back
+/// (cookieless bots, an attacker) only pushes out other such sessions and
+/// the newest tenth of the store, never a session that was used again. A
+/// session that is new when a flood starts survives if its next request
+/// comes before a tenth of the store's capacity of new sessions was written
+/// (10,000 at the default capacity). For sessions that must survive a
+/// restart, or more sessions than fit in memory, use a persistent store.
+///
+/// The limits hold after every write, with one exception: a shard that
+/// holds nothing but the record just written and owner indexes naming held
+/// sessions keeps them all, over its share (at most one index per held
+/// session, and only with owners).
 ///
 /// # Concurrency
 ///
-/// No operation awaits anything: each runs to its end on the calling task.
-/// The writes of one key are serialized by a lock shared with the keys of the
-/// same stripe (one of 64, by the key's hash), held from the write's check
-/// of the record to its write of the cache. A write to another key of the
-/// stripe waits for it, its thread blocked for as long as one cache write
-/// takes (with, now and then, the batch above). Reads take no lock.
+/// No operation awaits anything: each runs to its end on the calling task,
+/// holding the lock of its key's shard (one of up to 64, by the key's hash)
+/// for one hash table lookup and, on writes, the eviction it causes. Keys
+/// of other shards are not held up. Eviction never waits for another
+/// shard's lock: when it cannot tell whether a session named by an owner
+/// index is held in a busy shard, it keeps the index.
 ///
 /// # Expiry
 ///
 /// Each record expires at the time it was written with; an expired record is
-/// never returned, and its memory is reclaimed without anybody reading it.
+/// never returned, it is dropped first when a shard is full, and every
+/// write checks two more slots of its shard, so that expired records are
+/// reclaimed without anybody reading them.
 ///
 /// ```
 /// use rocket_kvsession::{KvSession, MemoryStore};
@@ -200,13 +115,18 @@ impl Limits {
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Cache<String, Arc<Entry>, RandomState>,
-    /// Serialize the writes of one key (see [`write`](Self::write)), chosen
-    /// by the key's hash with `hasher`.
-    stripes: Arc<[Mutex<()>]>,
+    inner: Arc<Inner>,
+}
+
+/// The shared state of a [`MemoryStore`] and its clones.
+struct Inner {
+    shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
-    versions: Arc<AtomicU64>,
-    limits: Limits,
+    max_entries: u64,
+    max_bytes: u64,
+    /// The most bytes one record may take: that of the smallest shard.
+    max_record_bytes: u64,
+    clock: Clock,
 }
 
 impl Default for MemoryStore {
@@ -216,14 +136,36 @@ impl Default for MemoryStore {
 }
 
 impl fmt::Debug for MemoryStore {
-    // Not derived: the cache's own `Debug` would print every session.
+    // Not derived: the records' `Debug` would print every session.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("max_entries", &self.limits.max_entries)
-            .field("max_bytes", &self.limits.max_bytes)
-            .field("entries", &self.cache.entry_count())
+            .field("max_entries", &self.inner.max_entries)
+            .field("max_bytes", &self.inner.max_bytes)
+            .field("shards", &self.inner.shards.len())
+            .field("entries", &self.held().0)
             .finish()
     }
+}
+
+/// How many shards a store of these limits has: a power of two, at most
+/// [`MAX_SHARDS`], each with at least [`MIN_SHARD_ENTRIES`] records and
+/// [`MIN_SHARD_BYTES`], or one.
+fn shard_count(max_entries: u64, max_bytes: u64) -> usize {
+    let mut shards = MAX_SHARDS;
+    while shards > 1
+        && (max_entries / (shards as u64) < MIN_SHARD_ENTRIES
+            || max_bytes / (shards as u64) < MIN_SHARD_BYTES)
+    {
+        shards /= 2;
+    }
+    shards
+}
+
+/// `total` split into `parts` shares that add up to it (the first ones one
+/// larger).
+fn share(total: u64, parts: usize, part: usize) -> u64 {
+    let parts = parts as u64;
+    total / parts + u64::from((part as u64) < total % parts)
 }
 
 impl MemoryStore {
@@ -251,43 +193,58 @@ impl MemoryStore {
     /// `max_bytes` bytes of keys and values (each record counted with an
     /// estimated 256 bytes of bookkeeping).
     ///
-    /// A record larger than `max_bytes` cannot be stored: writing one fails
-    /// with [`StoreError::Misconfigured`].
+    /// A record larger than `max_bytes` cannot be stored, nor, in a store
+    /// of more than 8 MiB and 2,048 records (split into shards, see the
+    /// [eviction order](Self#eviction-order)), one larger than its shard's
+    /// share of the bytes (at least 4 MiB): writing one fails with
+    /// [`StoreError::Misconfigured`].
     ///
     /// # Panics
     ///
     /// If `max_entries` or `max_bytes` is zero.
     pub fn with_capacity(max_entries: u64, max_bytes: u64) -> Self {
-        let limits = Limits::new(max_entries, max_bytes);
-        let cache = Cache::builder()
-            .name("rocket_kvsession::MemoryStore")
-            .max_capacity(limits.capacity)
-            .weigher(move |key: &String, entry: &Arc<Entry>| {
-                limits.weight(key, &entry.value).unwrap_or(u32::MAX)
+        Self::with_clock(max_entries, max_bytes, Clock::system())
+    }
+
+    /// [`with_capacity`](Self::with_capacity) on `clock`.
+    fn with_clock(max_entries: u64, max_bytes: u64, clock: Clock) -> Self {
+        assert!(
+            max_entries > 0,
+            "MemoryStore: max_entries must be at least 1"
+        );
+        assert!(max_bytes > 0, "MemoryStore: max_bytes must be at least 1");
+        let count = shard_count(max_entries, max_bytes);
+        let shards: Box<[Mutex<Shard>]> = (0..count)
+            .map(|n| {
+                Mutex::new(Shard::new(
+                    n,
+                    count,
+                    share(max_entries, count, n),
+                    share(max_bytes, count, n),
+                ))
             })
-            .expire_after(EntryExpiry)
-            // Sessions are used by recency; TinyLFU, moka's default, could
-            // refuse to admit a new session when the store is full.
-            .eviction_policy(EvictionPolicy::lru())
-            .build_with_hasher(RandomState::default());
+            .collect();
         MemoryStore {
-            cache,
-            stripes: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
-            hasher: RandomState::default(),
-            versions: Arc::default(),
-            limits,
+            inner: Arc::new(Inner {
+                shards,
+                hasher: RandomState::default(),
+                max_entries,
+                max_bytes,
+                max_record_bytes: max_bytes / count as u64,
+                clock,
+            }),
         }
     }
 
     /// The most records the store holds.
     pub fn max_entries(&self) -> u64 {
-        self.limits.max_entries
+        self.inner.max_entries
     }
 
     /// The most bytes of keys and values (with the per-record estimate) the
     /// store holds.
     pub fn max_bytes(&self) -> u64 {
-        self.limits.max_bytes
+        self.inner.max_bytes
     }
 
     /// How many live (unexpired) records the store holds.
@@ -295,58 +252,68 @@ impl MemoryStore {
     /// Counts them one by one, so it takes time in proportion to the number
     /// of records; meant for tests and diagnostics.
     pub fn len(&self) -> usize {
-        let now = SystemTime::now();
-        self.cache.iter().filter(|(_, e)| e.live(now)).count()
+        let now = self.inner.clock.now();
+        (0..self.inner.shards.len())
+            .map(|n| self.inner.lock(n).live(now))
+            .sum()
     }
 
     /// Whether the store holds no live record.
     pub fn is_empty(&self) -> bool {
-        let now = SystemTime::now();
-        !self.cache.iter().any(|(_, e)| e.live(now))
+        self.len() == 0
     }
 
-    fn next_version(&self) -> Version {
-        Version::from(self.versions.fetch_add(1, Ordering::Relaxed) + 1)
+    /// The records the store holds, expired or not, and their bytes as
+    /// accounted (keys, value allocations and the per-record estimate).
+    fn held(&self) -> (u64, u64) {
+        (0..self.inner.shards.len())
+            .map(|n| self.inner.lock(n).held())
+            .fold((0, 0), |(a, b), (n, bytes)| (a + n, b + bytes))
     }
 
-    fn entry(
-        &self,
-        value: &[u8],
-        version: Version,
-        expires_at: Option<SystemTime>,
-        now: SystemTime,
-    ) -> Arc<Entry> {
-        Arc::new(Entry {
-            value: value.into(),
-            version,
-            expires_at,
-            modified: now,
-        })
+    /// Refuses a record no shard can hold.
+    fn check_size(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let bytes = record_bytes(key, value.len());
+        if bytes <= self.inner.max_record_bytes {
+            return Ok(());
+        }
+        Err(StoreError::misconfigured(
+            NAME,
+            format!(
+                "a record of {bytes} bytes does not fit in a store of {} bytes and {} entries \
+                 (at most {} bytes a record); raise the limits with MemoryStore::with_capacity",
+                self.inner.max_bytes, self.inner.max_entries, self.inner.max_record_bytes,
+            ),
+        ))
     }
+}
 
-    /// Takes the write lock of `key` (one of [`WRITE_STRIPES`], by the key's
-    /// hash). Every write holds it from its check of the record to its write
-    /// of the cache, so that a delete can never fall between an update's
-    /// check and its write. It is held only around calls of the cache,
-    /// never across an `await`.
-    fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
-        let stripe = self.hasher.hash_one(key) as usize % self.stripes.len();
-        // The lock guards no data, so a panic while it was held cannot have
-        // left anything half-written: a poisoned lock is as good as a clean one.
-        self.stripes[stripe]
+impl Inner {
+    /// The lock of shard `n`. The shard's operations do not panic, so a
+    /// poisoned lock (a panic elsewhere on that thread while it was held
+    /// cannot happen: no code but the shard's runs under it) is taken as it
+    /// is.
+    fn lock(&self, n: usize) -> MutexGuard<'_, Shard> {
+        self.shards[n]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
 
-    /// The live record under `key`, removing an expired one the cache still
-    /// holds. Called with the key's [`lock`](Self::lock) held.
-    fn current(&self, key: &str, now: SystemTime) -> Option<Arc<Entry>> {
-        let entry = self.cache.get(key)?;
-        if entry.live(now) {
-            Some(entry)
-        } else {
-            self.cache.invalidate(key);
-            None
+impl Peers for Inner {
+    fn route(&self, key: &str) -> (usize, u64) {
+        let hash = self.hasher.hash_one(key);
+        // The hash table uses the low bits and the top seven: pick the shard
+        // by others, so that the keys of one shard still spread over them.
+        let shard = (hash >> 32) as usize & (self.shards.len() - 1);
+        (shard, hash)
+    }
+
+    fn holds(&self, shard: usize, hash: u64, key: &str, now: SystemTime) -> bool {
+        match self.shards[shard].try_lock() {
+            Ok(guard) => guard.holds(hash, key, now),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().holds(hash, key, now),
+            Err(TryLockError::WouldBlock) => true,
         }
     }
 }
@@ -362,12 +329,10 @@ impl KeyValueStore for MemoryStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        let now = SystemTime::now();
-        Ok(self
-            .cache
-            .get(key)
-            .filter(|e| e.live(now))
-            .map(|e| Record::new(e.value.to_vec(), Some(e.version.clone()), e.expires_at)))
+        let inner = &*self.inner;
+        let (shard, hash) = inner.route(key);
+        let now = inner.clock.now();
+        Ok(inner.lock(shard).get(hash, key, now))
     }
 
     async fn create(
@@ -376,21 +341,13 @@ impl KeyValueStore for MemoryStore {
         value: &[u8],
         expires_at: Option<SystemTime>,
     ) -> Result<CreateOutcome, StoreError> {
-        if self.limits.weight(key, value).is_none() {
-            return Err(self.limits.too_large(key, value));
-        }
-        let _lock = self.lock(key);
-        let now = SystemTime::now();
-        // `contains_key` is not a use of the record (a `get` is, and costs a
-        // note in the cache's recency log): a new key, the usual case, is
-        // created without one.
-        if self.cache.contains_key(key) && self.current(key, now).is_some() {
-            return Ok(CreateOutcome::AlreadyExists);
-        }
-        let version = self.next_version();
-        let entry = self.entry(value, version.clone(), expires_at, now);
-        self.cache.insert(key.to_owned(), entry);
-        Ok(CreateOutcome::Created(Some(version)))
+        self.check_size(key, value)?;
+        let inner = &*self.inner;
+        let (shard, hash) = inner.route(key);
+        let now = inner.clock.now();
+        Ok(inner
+            .lock(shard)
+            .create(hash, key, value, expires_at, now, inner))
     }
 
     async fn update(
@@ -400,53 +357,37 @@ impl KeyValueStore for MemoryStore {
         expected: Option<&Version>,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
-        if self.limits.weight(key, value).is_none() {
-            return Err(self.limits.too_large(key, value));
-        }
-        let _lock = self.lock(key);
-        let now = SystemTime::now();
-        let Some(current) = self.current(key, now) else {
-            return Ok(UpdateOutcome::Missing);
-        };
-        if expected.is_some_and(|v| *v != current.version) {
-            return Ok(UpdateOutcome::Conflict);
-        }
-        let version = self.next_version();
-        let entry = self.entry(value, version.clone(), expires_at, now);
-        self.cache.insert(key.to_owned(), entry);
-        Ok(UpdateOutcome::Updated(Some(version)))
+        self.check_size(key, value)?;
+        let inner = &*self.inner;
+        let (shard, hash) = inner.route(key);
+        let now = inner.clock.now();
+        Ok(inner
+            .lock(shard)
+            .update(hash, key, value, expected, expires_at, now, inner))
     }
 
     /// Moves the record's expiry and its last-modified time (what
     /// [`list`](KeyValueStore::list) reports, and the sweep reads as
     /// activity); keeps its value and version.
     async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
-        let _lock = self.lock(key);
-        let now = SystemTime::now();
-        let Some(current) = self.current(key, now) else {
-            return Ok(UpdateOutcome::Missing);
-        };
-        let version = current.version.clone();
-        let entry = Arc::new(Entry {
-            value: Arc::clone(&current.value),
-            version: version.clone(),
-            expires_at: Some(expires_at),
-            modified: now,
-        });
-        self.cache.insert(key.to_owned(), entry);
-        Ok(UpdateOutcome::Updated(Some(version)))
+        let inner = &*self.inner;
+        let (shard, hash) = inner.route(key);
+        let now = inner.clock.now();
+        Ok(inner.lock(shard).touch(hash, key, expires_at, now))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let _lock = self.lock(key);
-        self.cache.invalidate(key);
+        let inner = &*self.inner;
+        let (shard, hash) = inner.route(key);
+        inner.lock(shard).delete(hash, key);
         Ok(())
     }
 
     async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
+        let inner = &*self.inner;
         for key in &keys {
-            let _lock = self.lock(key);
-            self.cache.invalidate(key);
+            let (shard, hash) = inner.route(key);
+            inner.lock(shard).delete(hash, key);
         }
         Ok(())
     }
@@ -456,15 +397,14 @@ impl KeyValueStore for MemoryStore {
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
-        // A snapshot of the matching keys (at most the store's capacity);
-        // listing does not count as use for eviction.
-        let now = SystemTime::now();
-        let keys: Vec<KeyInfo> = self
-            .cache
-            .iter()
-            .filter(|(k, e)| k.starts_with(prefix) && e.live(now))
-            .map(|(k, e)| KeyInfo::new(k.as_str(), Some(e.modified)))
-            .collect();
+        // A snapshot of the matching keys (at most the store's capacity),
+        // one shard at a time; listing does not count as use.
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        let mut keys = Vec::new();
+        for n in 0..inner.shards.len() {
+            inner.lock(n).list(prefix, now, &mut keys);
+        }
         stream::iter(keys.into_iter().map(Ok)).boxed()
     }
 }
@@ -472,22 +412,19 @@ impl KeyValueStore for MemoryStore {
 #[async_trait]
 impl CompareAndDelete for MemoryStore {
     async fn delete_if(&self, key: &str, expected: &Version) -> Result<DeleteOutcome, StoreError> {
-        let _lock = self.lock(key);
-        let Some(current) = self.current(key, SystemTime::now()) else {
-            return Ok(DeleteOutcome::Missing);
-        };
-        if current.version != *expected {
-            return Ok(DeleteOutcome::Conflict);
-        }
-        self.cache.invalidate(key);
-        Ok(DeleteOutcome::Deleted)
+        let inner = &*self.inner;
+        let (shard, hash) = inner.route(key);
+        let now = inner.clock.now();
+        Ok(inner.lock(shard).delete_if(hash, key, expected, now))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::conformance;
+    use std::time::Duration;
 
     macro_rules! case_tests {
         ($($case:ident),+ $(,)?) => {$(
@@ -519,13 +456,10 @@ mod tests {
         conformance::run_all(&MemoryStore::new()).await;
     }
 
-    /// What the store holds once its pending maintenance has run: the number
-    /// of records and the bytes of their keys and values.
+    /// What the store holds: the number of records and their bytes as
+    /// accounted (at least those of their keys and values).
     async fn held(store: &MemoryStore) -> (u64, u64) {
-        store.cache.run_pending_tasks();
-        store.cache.iter().fold((0, 0), |(n, bytes), (k, e)| {
-            (n + 1, bytes + k.len() as u64 + e.value.len() as u64)
-        })
+        store.held()
     }
 
     fn session_key(n: u64) -> String {
@@ -560,18 +494,18 @@ mod tests {
         let store = MemoryStore::default();
         assert_eq!(store.max_entries(), 100_000);
         assert_eq!(store.max_bytes(), 256 << 20);
-        let limits = store.limits;
-        assert!(limits.capacity <= limits.max_bytes);
-        assert!(limits.capacity / limits.unit <= limits.max_entries);
+        assert_eq!(store.inner.shards.len(), 64);
+        assert_eq!(store.inner.max_record_bytes, 4 << 20);
         // Debug shows the limits, not the sessions.
         let _ = store.create("secret-key", b"secret-value", None).await;
         let debug = format!("{store:?}");
         assert!(debug.contains("max_entries: 100000"), "{debug}");
+        assert!(debug.contains("entries: 1"), "{debug}");
         assert!(!debug.contains("secret"), "{debug}");
     }
 
     #[test]
-    fn limits_imply_both_bounds() {
+    fn shares_add_up_to_both_limits() {
         for (entries, bytes) in [
             (100_000, 256 << 20),
             (3, 10),
@@ -579,15 +513,31 @@ mod tests {
             (1, u64::MAX),
             (u64::MAX, 1),
             (1000, 1 << 40),
+            (5_000, 1 << 40),
+            (1 << 20, 33 << 20),
         ] {
-            let limits = Limits::new(entries, bytes);
-            assert!(limits.capacity <= bytes, "{limits:?}");
-            assert!(limits.capacity / limits.unit <= entries, "{limits:?}");
-            assert!(limits.unit <= u64::from(u32::MAX), "{limits:?}");
+            let store = MemoryStore::with_capacity(entries, bytes);
+            let n = store.inner.shards.len();
+            assert!(n.is_power_of_two() && n <= MAX_SHARDS, "{n}");
+            let shards: Vec<(u64, u64)> = (0..n)
+                .map(|i| (share(entries, n, i), share(bytes, n, i)))
+                .collect();
+            assert_eq!(shards.iter().map(|s| s.0).sum::<u64>(), entries);
+            assert_eq!(shards.iter().map(|s| s.1).sum::<u64>(), bytes);
+            assert!(
+                n == 1 || shards.iter().all(|s| s.0 >= MIN_SHARD_ENTRIES),
+                "{shards:?}"
+            );
+            assert!(
+                n == 1 || shards.iter().all(|s| s.1 >= MIN_SHARD_BYTES),
+                "{shards:?}"
+            );
+            assert!(shards.iter().all(|s| s.1 >= store.inner.max_record_bytes));
         }
-        // Exactly `max_entries` small records fit.
-        let limits = Limits::new(10, 1 << 20);
-        assert_eq!(limits.capacity / limits.unit, 10);
+        // Small stores are one shard: exactly `max_entries` records fit.
+        assert_eq!(shard_count(2_047, 1 << 40), 1);
+        assert_eq!(shard_count(1 << 20, (8 << 20) - 1), 1);
+        assert_eq!(shard_count(2_048, 8 << 20), 2);
     }
 
     #[test]
@@ -679,59 +629,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn eviction_drops_the_least_recently_used() {
+    async fn eviction_drops_records_that_were_not_used_again() {
         let store = MemoryStore::with_capacity(10, 1 << 20);
         for n in 0..10 {
             create(&store, &session_key(n), b"v").await;
         }
-        held(&store).await;
-        // Session 0 is the oldest written, but read since; 1 is the oldest used.
+        // Session 0 is the oldest written, but read since; 1 is the oldest unused.
         assert!(store.get(&session_key(0)).await.unwrap().is_some());
-        held(&store).await;
         create(&store, &session_key(10), b"v").await;
         let (entries, _) = held(&store).await;
         assert_eq!(entries, 10);
-        assert!(store.get(&session_key(0)).await.unwrap().is_some());
         assert!(store.get(&session_key(1)).await.unwrap().is_none());
+        assert!(store.get(&session_key(0)).await.unwrap().is_some());
         assert!(store.get(&session_key(10)).await.unwrap().is_some());
         // A write counts as use too.
-        held(&store).await;
         let _ = store
             .update(&session_key(2), b"w", None, in_an_hour())
             .await
             .unwrap();
-        held(&store).await;
         create(&store, &session_key(11), b"v").await;
-        held(&store).await;
         assert!(store.get(&session_key(2)).await.unwrap().is_some());
         assert!(store.get(&session_key(3)).await.unwrap().is_none());
+        assert_eq!(held(&store).await.0, 10);
     }
 
     #[tokio::test]
     async fn touch_moves_last_modified_and_expiry_and_keeps_the_version() {
-        let store = MemoryStore::new();
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(1_000, 1 << 20, Clock::manual(clock.clone()));
         let key = session_key(1);
         let version = create(&store, &key, b"v").await;
         let modified = |store: &MemoryStore| {
-            let now = SystemTime::now();
-            let infos: Vec<KeyInfo> = store
-                .cache
-                .iter()
-                .filter(|(_, e)| e.live(now))
-                .map(|(k, e)| KeyInfo::new(k.as_str(), Some(e.modified)))
-                .collect();
+            let mut infos = Vec::new();
+            store.inner.lock(0).list("", clock.now(), &mut infos);
             infos[0].last_modified.expect("a last-modified time")
         };
         let before = modified(&store);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let later = SystemTime::now() + Duration::from_secs(7200);
+        clock.advance(Duration::from_millis(20));
+        let later = clock.now() + Duration::from_secs(7200);
         let outcome = store.touch(&key, later).await.unwrap();
         assert_eq!(outcome, UpdateOutcome::Updated(Some(version.clone())));
         let after = modified(&store);
-        assert!(
-            after >= before + Duration::from_millis(20),
-            "{before:?} -> {after:?}"
-        );
+        assert_eq!(after, before + Duration::from_millis(20));
         // What `list` reports is what moved.
         let listed: Vec<KeyInfo> = store.list("").map(|r| r.unwrap()).collect::<Vec<_>>().await;
         assert_eq!(listed, vec![KeyInfo::new(key.clone(), Some(after))]);
@@ -749,17 +688,24 @@ mod tests {
 
     #[tokio::test]
     async fn expired_entries_are_invisible_and_reclaimed() {
-        let store = MemoryStore::new();
-        let soon = SystemTime::now() + Duration::from_millis(100);
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(1_000, 1 << 20, Clock::manual(clock.clone()));
+        let soon = clock.now() + Duration::from_secs(10);
         let _ = store.create("old", b"v", Some(soon)).await.unwrap();
-        let past = SystemTime::now() - Duration::from_secs(1);
+        let past = clock.now() - Duration::from_secs(1);
         let _ = store.create("older", b"v", Some(past)).await.unwrap();
-        let _ = store.create("kept", b"v", in_an_hour()).await.unwrap();
+        let in_an_hour = Some(clock.now() + Duration::from_secs(3600));
+        let _ = store.create("kept", b"v", in_an_hour).await.unwrap();
         assert!(store.get("old").await.unwrap().is_some());
         assert!(store.get("older").await.unwrap().is_none());
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        clock.advance(Duration::from_secs(10));
         assert_eq!(store.get("old").await.unwrap(), None);
         assert_eq!(store.len(), 1);
+        let _ = store
+            .create("expiring", b"v", Some(clock.now() + Duration::from_secs(5)))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(5));
         let listed: Vec<String> = store
             .list("")
             .map(|r| r.unwrap().key)
@@ -767,14 +713,21 @@ mod tests {
             .await;
         assert_eq!(listed, vec!["kept".to_owned()]);
         assert_eq!(
-            store.touch("old", SystemTime::now()).await.unwrap(),
+            store.touch("old", clock.now()).await.unwrap(),
             UpdateOutcome::Missing
         );
         assert_eq!(
             store.update("old", b"w", None, None).await.unwrap(),
             UpdateOutcome::Missing
         );
-        // Nobody reads them, yet their memory is reclaimed.
+        // Nobody reads it, yet its memory is reclaimed by other writes.
+        assert_eq!(held(&store).await.0, 2);
+        for n in 0..4 {
+            let _ = store.delete(&format!("none{n}")).await;
+            let _ = store
+                .touch("kept", clock.now() + Duration::from_secs(3600))
+                .await;
+        }
         let (entries, _) = held(&store).await;
         assert_eq!(entries, 1);
         // And their keys are free again.
