@@ -740,6 +740,7 @@ mod tests {
             index.entries.push(IndexEntry {
                 id: key["s:".len()..].parse().unwrap(),
                 handle: Handle([7; 16]),
+                indexed: 0,
             });
         }
         index.encode()
