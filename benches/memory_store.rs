@@ -15,7 +15,7 @@
 //!   store (the new `MemoryStore` by default, `moka` for the one it
 //!   replaced), for a profiler. `valgrind --tool=callgrind` of a run minus
 //!   that of `--profile -` with the same `--count`, divided by `N`, is the
-//!   instructions of one call (`scripts/memory-store-instructions.sh`).
+//!   instructions of one call.
 //!
 //! The baseline, `MokaStore` below, is the `MemoryStore` of before (moka
 //! 0.12's sync cache with LRU eviction, per-entry expiry, and 64 striped

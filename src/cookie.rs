@@ -11,12 +11,22 @@ use rocket::serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// The `SameSite` attribute of the session cookie.
+///
+/// No setting stops a cross-site form from *replacing* the cookie: a
+/// cross-site POST arrives without it (with `Lax` or `Strict`), the app
+/// starts a fresh session, and its `Set-Cookie` replaces the browser's
+/// (a logout, or at a login form a login as the attacker). Protect unsafe
+/// routes with [`CsrfChecked`](crate::CsrfChecked) or
+/// [`CsrfForm`](crate::CsrfForm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(crate = "rocket::serde", rename_all = "lowercase")]
 pub enum SameSitePolicy {
     /// `SameSite=Strict`: the cookie is never sent on cross-site requests.
     Strict,
-    /// `SameSite=Lax`: sent on top-level cross-site navigations (the default).
+    /// `SameSite=Lax`: sent on top-level cross-site navigations with a safe
+    /// method (GET links), not on cross-site POSTs, frames or scripts (the
+    /// default). It does not stop a cross-site POST from replacing the
+    /// cookie (see above).
     #[default]
     Lax,
     /// `SameSite=None`: sent on every request; requires `cookie_secure`.

@@ -219,8 +219,8 @@ fn origin_allowed(req: &Request<'_>) -> Result<(), (Status, CsrfError)> {
 /// valid token of the session in the `X-CSRF-Token` header, a session
 /// carried by a token header, or no session yet; and never a request that
 /// is cross-site (`Sec-Fetch-Site`) or from a foreign `Origin`. Otherwise
-/// the request fails with `403 Forbidden`. See the [module](self) for the
-/// rules.
+/// the request fails with `403 Forbidden` (the README's "CSRF" section
+/// has the whole rules).
 ///
 /// Put it first among a handler's guards, so that nothing runs for a
 /// refused request.

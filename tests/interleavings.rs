@@ -3,17 +3,14 @@
 //! `MemoryStore`, checked against the design's guarantees (see
 //! `rocket_kvsession::conformance::app::interleave`).
 //!
-//! Four mixes, with and without faults: several browsers per owner without
-//! rotations racing the other requests, and racing rotations with one
-//! browser per owner and no `revoke_other_sessions()`. The whole mix
-//! (`INTERLEAVE_ROTATIONS=1`) finds a known engine race still being fixed:
-//! a `regenerate()` (or login) racing the owner-index writes of another
-//! session of the same owner (its login or rotation), or a
-//! `revoke_other_sessions()` of its own, drops the rotated session from its
-//! owner's index, so `sessions_of` misses it and `revoke_owner` does not end
-//! it (Guarantee 2): calm seeds 19, 29, 83, 148, 152 of that mix
-//! (`INTERLEAVE_ROTATIONS=1 INTERLEAVE_SEED=19 cargo test ... --
-//! calm_interleavings_with_shared_owners_keep_the_guarantees`).
+//! Four mixes, with and without faults: several browsers per owner, and
+//! racing rotations with `revoke_other_sessions()`, listings, revocations
+//! and sweeps. The whole mix once found an engine race (a `regenerate()`
+//! racing the owner-index writes of another session of the same owner
+//! dropped the rotated session from its owner's index, Guarantee 2: calm
+//! seeds 19, 29, 83, 148, 152); index entries that carry their time and
+//! saves that re-add a missing entry fixed it, and the seeds stay in the
+//! default run.
 //!
 //! `INTERLEAVE_SEEDS=N` runs N seeds of each mix (default 150 each); every failing seed is printed as `SEED=<n>` with its
 //! violations, and replays alone with `INTERLEAVE_SEED=<n>`;
