@@ -84,9 +84,12 @@ impl KvSession {
         }
     }
 
-    /// Draws session ids from `rng` instead of a `ChaCha20Rng` seeded from
-    /// the operating system. It must be a cryptographically secure generator:
-    /// ids are bearer secrets.
+    /// Draws session ids (and retry jitter) from `rng` instead of a
+    /// `ChaCha20Rng` seeded from the operating system. It must be a
+    /// cryptographically secure generator: ids are bearer secrets. Cookie
+    /// and token nonces, owner handles and CSRF pads always come from an
+    /// OS-seeded generator, so a seeded `rng` (in tests) never repeats an
+    /// AES-GCM nonce across restarts.
     pub fn rng<R: RngCore + CryptoRng + Send + 'static>(self, rng: R) -> Self {
         *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(rng));
         self
