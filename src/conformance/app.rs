@@ -396,7 +396,9 @@ macro_rules! app_conformance_cases {
 /// Calls each case named by [`app_conformance_cases!`] in turn.
 macro_rules! run_app_cases {
     ($store:ident, $($case:ident),+ $(,)?) => {
-        $($case($store.clone()).await;)+
+        // Each case on the heap: one future holding every case's state
+        // would overflow a test thread's stack.
+        $(Box::pin($case($store.clone())).await;)+
     };
 }
 
