@@ -168,6 +168,14 @@ pub enum Error {
     /// refused rather than retried under another id.
     #[error("new session id collided with an existing session")]
     IdCollision,
+    /// A concurrent request (a login, a `regenerate()`) gave the session a
+    /// new id before this request's changes were saved: they were not
+    /// kept, and the request answers `409 Conflict` instead of a success.
+    /// The changes are not carried over to the new id on purpose: a request
+    /// that loaded the old id must not write into the session it became
+    /// (that is what rotating the id after a login is for).
+    #[error("the session was given a new id by a concurrent request before this request's changes were saved")]
+    Superseded,
     /// The `KvSession` fairing is not attached to this Rocket instance.
     #[error("the KvSession fairing is not attached")]
     NotAttached,
@@ -236,7 +244,8 @@ pub fn redact_ids(text: &str) -> String {
 impl Error {
     /// The HTTP status this error answers with when a handler returns it:
     /// `503 Service Unavailable` for store failures and save conflicts (the
-    /// client may retry), `500 Internal Server Error` otherwise.
+    /// client may retry), `409 Conflict` for changes a concurrent rotation
+    /// superseded, `500 Internal Server Error` otherwise.
     pub fn status(&self) -> rocket::http::Status {
         use rocket::http::Status;
         match self {
@@ -244,6 +253,7 @@ impl Error {
             | Error::Conflict { .. }
             | Error::IdCollision
             | Error::IdExhausted { .. } => Status::ServiceUnavailable,
+            Error::Superseded => Status::Conflict,
             _ => Status::InternalServerError,
         }
     }

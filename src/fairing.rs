@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::{Secret, SessionConfig};
 use crate::cookie::{self, CookieSettings};
 use crate::engine::{Engine, SaveOutcome, SessionCell};
-use crate::error::chain;
+use crate::error::{chain, Error};
 use crate::events::{Events, SessionEvent};
 use crate::manager::SessionManager;
 use crate::rng::{SessionRng, SharedRng};
@@ -321,12 +321,25 @@ impl Fairing for KvSession {
                 }
             }
             SaveOutcome::Failed { error, drop_cookie } => {
-                log::error!("kvsession: cannot save session: {}", chain(&error));
+                if matches!(error, Error::Superseded) {
+                    log::info!("kvsession: {error}; its changes were not saved");
+                } else {
+                    log::error!("kvsession: cannot save session: {}", chain(&error));
+                }
                 if drop_cookie {
                     cookie::drop_set_cookie(res, &cookies.name);
                 }
-                let body = "503 Service Unavailable: the session could not be saved\n";
-                res.set_status(Status::ServiceUnavailable);
+                let (status, body) = match error.status() {
+                    Status::Conflict => (
+                        Status::Conflict,
+                        "409 Conflict: the session changed meanwhile; this request's changes were not saved\n",
+                    ),
+                    _ => (
+                        Status::ServiceUnavailable,
+                        "503 Service Unavailable: the session could not be saved\n",
+                    ),
+                };
+                res.set_status(status);
                 res.set_header(ContentType::Plain);
                 res.set_sized_body(body.len(), Cursor::new(body));
             }

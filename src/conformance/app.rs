@@ -369,6 +369,7 @@ macro_rules! app_conformance_cases {
             a_logout_before_a_rotation_wins,
             a_logout_after_a_rotation_wins,
             a_stale_save_keeps_the_cookie_of_a_concurrent_login,
+            racing_logins_of_one_session_one_wins,
             a_failed_rotation_changes_nothing,
             hundred_concurrent_writers,
             sweep_deletes_only_expired_sessions,
@@ -697,7 +698,8 @@ pub async fn a_logout_after_a_rotation_wins(store: Arc<dyn KeyValueStore>) {
 
 /// A slow request whose session was rotated by a concurrent login does not
 /// remove the browser's cookie (it would log the user out): it sends no
-/// session cookie at all, and its changes are dropped.
+/// session cookie at all, and since its changes cannot be kept (they are
+/// not carried over to the new id) it answers 409, not a success.
 pub async fn a_stale_save_keeps_the_cookie_of_a_concurrent_login(store: Arc<dyn KeyValueStore>) {
     let config = config("app-stale-save");
     let name = config.cookie_name.clone();
@@ -714,10 +716,41 @@ pub async fn a_stale_save_keeps_the_cookie_of_a_concurrent_login(store: Arc<dyn 
         status
     };
     let ((slow, slow_cookie), login) = within(async { rocket::tokio::join!(slow, login) }).await;
-    assert_eq!((slow, login), (Status::Ok, Status::Ok));
+    assert_eq!((slow, login), (Status::Conflict, Status::Ok));
     assert_eq!(slow_cookie, None, "the stale save touched the cookie");
     assert_eq!(read(&client, "/whoami").await, (Status::Ok, "ivy".into()));
     assert_eq!(read(&client, "/get/late").await.0, Status::NotFound);
+}
+
+/// Two logins of one session race (two tabs): the one that saves first
+/// wins; the other finds the session moved to the winner's id and answers
+/// 409 with no cookie and no record of its own (it never answers 200 with
+/// its user dropped, and never writes into the winner's session).
+pub async fn racing_logins_of_one_session_one_wins(store: Arc<dyn KeyValueStore>) {
+    let config = config("app-racing-logins");
+    let prefix = config.key_prefix.clone();
+    let name = config.cookie_name.clone();
+    let (client, gate, _) = logged_in(&store, &config, "ivy").await;
+
+    let slow = async {
+        let res = client.post("/slow-login/mallory").dispatch().await;
+        (res.status(), set_cookie_of(&res, &name))
+    };
+    let login = async {
+        gate.loaded.notified().await;
+        let status = write(&client, "/login/zoe").await;
+        gate.release.notify_one();
+        status
+    };
+    let ((slow, slow_cookie), login) = within(async { rocket::tokio::join!(slow, login) }).await;
+    assert_eq!((slow, login), (Status::Conflict, Status::Ok));
+    assert_eq!(slow_cookie, None, "the losing login issued a cookie");
+    assert_eq!(read(&client, "/whoami").await, (Status::Ok, "zoe".into()));
+    assert_eq!(
+        live_sessions(&*store, &prefix).await.len(),
+        1,
+        "the losing login left a record"
+    );
 }
 
 /// A login that ends in a 5xx, or in a catcher, leaves the session exactly

@@ -12,6 +12,17 @@ use crate::record::{Envelope, Stored};
 use crate::state::{Ending, Origin, SavePlan, Snapshot, Untouched};
 use crate::store::{CreateOutcome, DeleteOutcome, UpdateOutcome, Version};
 
+/// What a save that lost a compare-and-swap finds under its session's key.
+enum Newest {
+    /// The session lives on: this request's changes merged onto its newest
+    /// data, and that data's version.
+    Live(Envelope, Option<Version>),
+    /// It ended (a logout, a revocation, expiry): the changes go with it.
+    Ended,
+    /// A concurrent login or `regenerate()` moved it to a new id.
+    Moved,
+}
+
 /// What the fairing must do to the response after a save.
 #[derive(Debug)]
 pub(crate) enum SaveOutcome {
@@ -233,8 +244,12 @@ impl Engine {
                 UpdateOutcome::Missing => return Ok(false),
                 UpdateOutcome::Conflict => {
                     retries.next().await?;
-                    let Some((merged, current)) = self.remerge(&old_key, snapshot).await? else {
-                        return Ok(false);
+                    let (merged, current) = match self.remerge(&old_key, snapshot).await? {
+                        Newest::Live(merged, current) => (merged, current),
+                        Newest::Ended => return Ok(false),
+                        // Another login or `regenerate()` of this session
+                        // won: this one's changes cannot be kept.
+                        Newest::Moved => return Err(Error::Superseded),
                     };
                     if let Some(owner) = merged
                         .owner
@@ -260,10 +275,29 @@ impl Engine {
                         .await?
                     {
                         UpdateOutcome::Updated(new_version) => *version = new_version,
-                        // Only a logout that followed the old record's
-                        // "moved to" marker can touch the new record, and
-                        // there is no marker yet: the store lost it.
-                        UpdateOutcome::Missing | UpdateOutcome::Conflict => return Ok(false),
+                        // Ended: a revocation found the new record through
+                        // the owner's index, or the session expired
+                        // meanwhile. The old record goes too (a revocation
+                        // that failed before reaching it is completed), so a
+                        // 2xx answer never leaves the session unrotated.
+                        UpdateOutcome::Missing => {
+                            if let Newest::Live(_, current) =
+                                self.remerge(&old_key, snapshot).await?
+                            {
+                                let ended = self
+                                    .end_record(&old_key, &origin.id, current.as_ref())
+                                    .await?;
+                                if ended == DeleteOutcome::Conflict {
+                                    return Err(Error::Conflict { attempts: 1 });
+                                }
+                            }
+                            return Ok(false);
+                        }
+                        // Nothing else writes the new record before the old
+                        // one names it: the store changed it (a fault). The
+                        // rotation fails; the session stays where it was,
+                        // with its data.
+                        UpdateOutcome::Conflict => return Err(Error::Conflict { attempts: 1 }),
                     }
                     expected = current;
                 }
@@ -338,11 +372,19 @@ impl Engine {
                 UpdateOutcome::Missing => return Ok(self.vanished()),
                 UpdateOutcome::Conflict => {
                     retries.next().await?;
-                    let Some((merged, current)) = self.remerge(&key, snapshot).await? else {
-                        return Ok(self.vanished());
-                    };
-                    envelope = merged;
-                    version = current;
+                    match self.remerge(&key, snapshot).await? {
+                        Newest::Live(merged, current) => {
+                            envelope = merged;
+                            version = current;
+                        }
+                        Newest::Ended => return Ok(self.vanished()),
+                        // A concurrent login or `regenerate()` moved the
+                        // session to a new id: the changes are not written
+                        // to it (a request that loaded the old id must not
+                        // reach the session it became), and the request
+                        // fails rather than answer as if they were kept.
+                        Newest::Moved => return Err(Error::Superseded),
+                    }
                 }
             }
         }
@@ -372,22 +414,21 @@ impl Engine {
 
     /// After a conflicting write: the newest record under `key` with this
     /// request's changes merged onto it (activity time `snapshot.now`), and
-    /// its version; `None` if the session has ended meanwhile (deleted,
-    /// expired, or replaced by an ended or moved marker).
-    async fn remerge(
-        &self,
-        key: &str,
-        snapshot: &Snapshot,
-    ) -> Result<Option<(Envelope, Option<Version>)>, Error> {
+    /// its version; or whether the session has ended meanwhile (deleted,
+    /// expired, replaced by an ended marker) or was moved to a new id.
+    async fn remerge(&self, key: &str, snapshot: &Snapshot) -> Result<Newest, Error> {
         let Some(current) = self.store.get(key).await? else {
-            return Ok(None);
+            return Ok(Newest::Ended);
         };
-        let Stored::Live(base) = Stored::decode(current.value)? else {
-            return Ok(None);
-        };
-        let mut merged = snapshot.changes.merge_onto(base);
-        merged.last_active = snapshot.now;
-        Ok(Some((merged, current.version)))
+        match Stored::decode(current.value)? {
+            Stored::Live(base) => {
+                let mut merged = snapshot.changes.merge_onto(base);
+                merged.last_active = snapshot.now;
+                Ok(Newest::Live(merged, current.version))
+            }
+            Stored::Ended(None) => Ok(Newest::Ended),
+            Stored::Ended(Some(_)) => Ok(Newest::Moved),
+        }
     }
 
     /// The record of a stored session vanished before this request saved
