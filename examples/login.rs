@@ -450,12 +450,12 @@ pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
     }
 }
 
-/// "3 minutes" for a number of seconds, roughly.
+/// "3 minutes" for a number of seconds, rounded to the nearest unit.
 fn span(secs: u64) -> String {
     match secs {
-        0..=3599 => plural(secs / 60, "minute", "minutes"),
-        3600..=86_399 => plural(secs / 3600, "hour", "hours"),
-        _ => plural(secs / 86_400, "day", "days"),
+        0..=3569 => plural((secs + 30) / 60, "minute", "minutes"),
+        3570..=84_599 => plural((secs + 1800) / 3600, "hour", "hours"),
+        _ => plural((secs + 43_200) / 86_400, "day", "days"),
     }
 }
 
