@@ -289,6 +289,20 @@ fn app_with(
         .mount("/", racing_routes())
 }
 
+/// [`app_with`] for one writer, on a clock the case moves.
+fn clocked_app(
+    store: Arc<dyn KeyValueStore>,
+    config: SessionConfig,
+    clock: crate::clock::ManualClock,
+) -> Rocket<Build> {
+    rocket::custom(figment())
+        .attach(KvSession::from_arc(store).config(config).clock(clock))
+        .manage(Arc::new(Barrier::new(1)))
+        .manage(Arc::new(Gate::default()))
+        .mount("/", routes())
+        .mount("/", racing_routes())
+}
+
 /// A client of [`app`] that keeps no cookies: each request sends only the
 /// cookies given to it.
 pub async fn untracked(store: Arc<dyn KeyValueStore>, config: SessionConfig) -> Client {
@@ -831,13 +845,7 @@ pub async fn sessions_kept_alive_by_reads_survive_the_sweep(store: Arc<dyn KeyVa
     let stamped = InterferingStore::new(store.clone(), 0)
         .yields(0)
         .stamped_by(clock.clone());
-    let rocket = rocket::custom(figment())
-        .attach(
-            KvSession::from_arc(Arc::new(stamped))
-                .config(config)
-                .clock(clock.clone()),
-        )
-        .mount("/", routes());
+    let rocket = clocked_app(Arc::new(stamped), config, clock.clone());
     let client = Client::tracked(rocket).await.expect("launch");
     assert_eq!(write(&client, "/login/erin").await, Status::Ok);
     for _ in 0..2 {

@@ -276,23 +276,12 @@ impl Engine {
                     {
                         UpdateOutcome::Updated(new_version) => *version = new_version,
                         // Ended: a revocation found the new record through
-                        // the owner's index, or the session expired
-                        // meanwhile. The old record goes too (a revocation
-                        // that failed before reaching it is completed), so a
-                        // 2xx answer never leaves the session unrotated.
-                        UpdateOutcome::Missing => {
-                            if let Newest::Live(_, current) =
-                                self.remerge(&old_key, snapshot).await?
-                            {
-                                let ended = self
-                                    .end_record(&old_key, &origin.id, current.as_ref())
-                                    .await?;
-                                if ended == DeleteOutcome::Conflict {
-                                    return Err(Error::Conflict { attempts: 1 });
-                                }
-                            }
-                            return Ok(false);
-                        }
+                        // the owner's index (one that ends the old record
+                        // too, or `revoke_other_sessions` of another tab that
+                        // keeps it), or it expired meanwhile. The rotation
+                        // cannot complete; the old record is left to what
+                        // ended the new one.
+                        UpdateOutcome::Missing => return Err(Error::Superseded),
                         // Nothing else writes the new record before the old
                         // one names it: the store changed it (a fault). The
                         // rotation fails; the session stays where it was,

@@ -1145,7 +1145,10 @@ impl Checker {
                 || e.found
                     .id
                     .as_ref()
-                    .is_some_and(|id| ended_anonymous(&events, id));
+                    .is_some_and(|id| ended_anonymous(&events, id))
+                || events
+                    .iter()
+                    .any(|r| r.is_ending() && r.start < e.end && e.start < r.end);
             if !e.sets_cookie && !ended {
                 self.violation(format!(
                     "{} {:?} (instance {}) answered {} without a new cookie",
@@ -1369,6 +1372,20 @@ impl Checker {
 /// The browser an actor belongs to (`b1` for `b1t0s3`).
 fn browser_of(who: &str) -> &str {
     who.split('t').next().unwrap_or_default()
+}
+
+impl Event {
+    /// Whether this request ends sessions (a logout or a revocation).
+    fn is_ending(&self) -> bool {
+        matches!(
+            self.op,
+            Op::Logout
+                | Op::Revoke { .. }
+                | Op::RevokeOwner { .. }
+                | Op::RevokeOthers { .. }
+                | Op::RevokeAll
+        )
+    }
 }
 
 /// Whether a logout (or `revoke_all`) that answered 2xx may have ended

@@ -10,7 +10,8 @@ use rocket::local::asynchronous::Client;
 use rocket::{get, post, routes, Build, Rocket, State};
 
 use super::{
-    app_with, config, live_sessions, read, stored_keys, unique_prefix, within, write, Gate,
+    app_with, clocked_app, config, live_sessions, read, stored_keys, unique_prefix, within, write,
+    Gate,
 };
 use crate::keys::Keys;
 use crate::record::Index;
@@ -441,29 +442,47 @@ pub async fn owners_revoke_wins_over_a_slow_write(store: Arc<dyn KeyValueStore>)
 /// Expired sessions drop out: `sessions_of` never lists them, and the
 /// sweep prunes the index of what it still names. Takes 9 seconds.
 pub async fn owners_expired_sessions_drop_out(store: Arc<dyn KeyValueStore>) {
-    // The store's own clock (its last-modified times) judges the sweep, so
-    // this case waits in real time, with margins of seconds: the keeper
-    // reads every 2.2 s against a 6 s idle timeout (a slow store may take
-    // seconds per request), the other one stays idle for 8.8 s (past its
-    // deadline of 7 s).
+    use crate::clock::ManualClock;
+    use crate::conformance::interference::InterferingStore;
+
+    // On a clock the case moves, with the store's last-modified times taken
+    // from it too: the keeper reads every 220 s against a 600 s idle
+    // timeout, the other one stays idle for 880 s (past its deadline). A
+    // store that expires records itself keeps the idle one (its TTL runs in
+    // real time): its deadline, not the store, ends it.
     let config = SessionConfig {
-        idle_timeout: Some(6),
-        touch_after: 2,
+        idle_timeout: Some(600),
+        touch_after: 200,
         ..config("app-owners-expiry")
     };
-    let client = browser(&store, &config).await;
-    let keeper = browser(&store, &config).await;
+    let clock = ManualClock::new();
+    let stamped: Arc<dyn KeyValueStore> = Arc::new(
+        InterferingStore::new(store.clone(), 0)
+            .yields(0)
+            .stamped_by(clock.clone()),
+    );
+    let browser = || async {
+        let rocket =
+            clocked_app(stamped.clone(), config.clone(), clock.clone()).mount("/", owner_routes());
+        Client::tracked(rocket)
+            .await
+            .expect("the conformance app launches")
+    };
+    let client = browser().await;
+    let keeper = browser().await;
     login_as(&client, "alice").await;
     let kept = login_as(&keeper, "alice").await;
     assert_eq!(listed(&client, "alice").await.len(), 2);
     for _ in 0..4 {
-        rocket::tokio::time::sleep(Duration::from_millis(2200)).await;
+        clock.advance(Duration::from_secs(220));
         assert_eq!(whoami(&keeper).await.as_deref(), Some("alice"));
     }
     // The idle one is past its deadline, whatever the store still holds.
-    let report = crate::cleanup_sessions(&*store, &config)
-        .await
-        .expect("sweep");
+    let manager = client
+        .rocket()
+        .state::<SessionManager>()
+        .expect("the fairing manages a SessionManager");
+    let report = manager.cleanup().await.expect("sweep");
     assert_eq!(
         index_entries(&*store, &config, "alice").await,
         1,
