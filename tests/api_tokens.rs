@@ -181,6 +181,128 @@ async fn a_cookie_value_is_no_token() {
     );
 }
 
+const OLD_KEY: &str = "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=";
+const NEW_KEY: &str = "Rc1+7Q0rLQGZRo/gHFm9JqTIjZoDq0DbzcNx9ku2r1s=";
+
+/// A token app on `store` whose `secret_key` is `key`, with `fallbacks`.
+async fn keyed(store: &MemoryStore, key: &str, fallbacks: &[&str]) -> Client {
+    let rocket = rocket::custom(figment().merge(("secret_key", key)))
+        .mount("/", routes![login, cookie_login, whoami, regen, logout])
+        .attach(KvSession::new(store.clone()).config(SessionConfig {
+            token_header: Some("x-session-token".into()),
+            secret_key_fallbacks: fallbacks.iter().map(|k| (*k).into()).collect(),
+            ..Default::default()
+        }));
+    Client::untracked(rocket).await.unwrap()
+}
+
+/// A token sealed with a fallback key opens and comes back re-sealed with
+/// the current key (in the token header, never as a cookie); without the
+/// fallback, only the re-sealed token opens.
+#[rocket::async_test]
+async fn tokens_rotate_with_the_secret_key() {
+    let store = MemoryStore::new();
+    let old = keyed(&store, OLD_KEY, &[]).await;
+    let token = old
+        .post("/login/alice")
+        .header(Header::new("x-session-token", ""))
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+
+    let rotating = keyed(&store, NEW_KEY, &[OLD_KEY]).await;
+    let res = rotating
+        .get("/whoami")
+        .header(Header::new("x-session-token", token.clone()))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+    no_session_cookie(&res);
+    let resealed = res
+        .headers()
+        .get_one("x-session-token")
+        .expect("the token re-sealed with the current key")
+        .to_owned();
+    assert_ne!(resealed, token);
+    assert_eq!(res.into_string().await.as_deref(), Some("alice"));
+
+    let new = keyed(&store, NEW_KEY, &[]).await;
+    assert_eq!(
+        who(&new, Header::new("x-session-token", resealed))
+            .await
+            .as_deref(),
+        Some("alice")
+    );
+    assert_eq!(who(&new, Header::new("x-session-token", token)).await, None);
+}
+
+/// A request carrying both a token and a cookie uses the token (and sets
+/// no cookie), also when the token opens nothing; `Authorization` with
+/// another scheme than `Bearer` is no token.
+#[rocket::async_test]
+async fn a_token_wins_over_a_cookie_and_only_bearer_counts() {
+    let client = client().await;
+    let res = client.post("/cookie_login/bob").dispatch().await;
+    let cookie = res.cookies().get("session").expect("cookie").clone();
+    let token = client
+        .post("/login/alice")
+        .header(Header::new("x-session-token", ""))
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+    let both = |h: Header<'static>| {
+        let client = &client;
+        let cookie = cookie.clone();
+        async move {
+            let res = client
+                .get("/whoami")
+                .cookie(cookie)
+                .header(h)
+                .dispatch()
+                .await;
+            assert!(res.status().code < 500);
+            no_session_cookie(&res);
+            if res.status() == Status::Ok {
+                res.into_string().await
+            } else {
+                None
+            }
+        }
+    };
+    assert_eq!(
+        both(Header::new("x-session-token", token.clone()))
+            .await
+            .as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        both(Header::new("Authorization", format!("Bearer {token}")))
+            .await
+            .as_deref(),
+        Some("alice")
+    );
+    assert_eq!(both(Header::new("x-session-token", "forged")).await, None);
+    // Basic credentials are not a session token: the cookie decides.
+    assert_eq!(
+        both(Header::new("Authorization", "Basic YWxpY2U6cGFzcw=="))
+            .await
+            .as_deref(),
+        Some("bob")
+    );
+    assert_eq!(
+        who(
+            &client,
+            Header::new("Authorization", format!("Basic {token}"))
+        )
+        .await,
+        None
+    );
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;

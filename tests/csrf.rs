@@ -31,9 +31,22 @@ fn act(_c: CsrfChecked) -> &'static str {
     "done"
 }
 
+/// The first CSRF token of a session, drawn while another request does the
+/// same: both wait for each other after drawing, before either saves.
+#[get("/csrf-together")]
+async fn csrf_together(
+    session: Session<'_>,
+    barrier: &rocket::State<std::sync::Arc<rocket::tokio::sync::Barrier>>,
+) -> Result<String, Error> {
+    let token = session.csrf_token()?;
+    barrier.wait().await;
+    Ok(token)
+}
+
 async fn client(store: MemoryStore) -> Client {
     let rocket = rocket::custom(figment())
-        .mount("/", routes![login, csrf, check, act])
+        .manage(std::sync::Arc::new(rocket::tokio::sync::Barrier::new(2)))
+        .mount("/", routes![login, csrf, check, act, csrf_together])
         .attach(KvSession::new(store).config(SessionConfig {
             token_header: Some("x-session-token".into()),
             ..Default::default()
@@ -155,6 +168,72 @@ async fn token_header_sessions_skip_the_token_and_trusted_origins_pass() {
     let res = client
         .post("/act")
         .header(Header::new("x-session-token", "whatever"))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+}
+
+/// A token of another session (another browser, same app) opens nothing
+/// here, and the guard refuses it.
+#[rocket::async_test]
+async fn a_token_of_another_session_is_refused() {
+    let store = MemoryStore::new();
+    let alice = client(store.clone()).await;
+    let mallory = client(store.clone()).await;
+    alice.post("/login").dispatch().await;
+    mallory.post("/login").dispatch().await;
+    let theirs = get(&mallory, "/csrf").await;
+    assert_eq!(get(&mallory, &format!("/check/{theirs}")).await, "yes");
+    assert_eq!(get(&alice, &format!("/check/{theirs}")).await, "no");
+    let res = alice
+        .post("/act")
+        .header(Header::new("X-CSRF-Token", theirs))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Forbidden);
+    let ours = get(&alice, "/csrf").await;
+    let res = alice
+        .post("/act")
+        .header(Header::new("X-CSRF-Token", ours))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+}
+
+/// Two concurrent requests that both create the session's CSRF secret end
+/// with one secret that validates both responses' tokens.
+#[rocket::async_test]
+async fn concurrent_first_tokens_both_verify() {
+    let client = client(MemoryStore::new()).await;
+    client.post("/login").dispatch().await;
+    let one = async {
+        client
+            .get("/csrf-together")
+            .dispatch()
+            .await
+            .into_string()
+            .await
+    };
+    let two = async {
+        client
+            .get("/csrf-together")
+            .dispatch()
+            .await
+            .into_string()
+            .await
+    };
+    let (one, two) = rocket::tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        rocket::tokio::join!(one, two)
+    })
+    .await
+    .expect("both requests finish");
+    let (one, two) = (one.expect("a token"), two.expect("a token"));
+    assert_ne!(one, two, "each response carries its own mask");
+    assert_eq!(get(&client, &format!("/check/{one}")).await, "yes");
+    assert_eq!(get(&client, &format!("/check/{two}")).await, "yes");
+    let res = client
+        .post("/act")
+        .header(Header::new("X-CSRF-Token", one))
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::Ok);
