@@ -31,6 +31,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use crate::store::{CreateOutcome, DeleteOutcome, Expiry, KeyValueStore, UpdateOutcome};
 
 pub mod app;
+pub mod app_tokens;
 pub mod interference;
 
 pub use crate::clock::ManualClock;

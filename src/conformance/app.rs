@@ -45,6 +45,7 @@ mod expiry;
 mod guarantees;
 mod interleave;
 mod owners;
+mod tokens;
 use crate::id::SessionId;
 use crate::record::Stored;
 use crate::{cleanup_sessions, Error, KeyValueStore, KvSession, Session, SessionConfig};
@@ -52,6 +53,8 @@ pub use expiry::*;
 pub use guarantees::*;
 pub use interleave::*;
 pub use owners::*;
+use tokens::{carried, carrying};
+pub use tokens::{over_tokens, TOKEN_HEADER};
 
 /// The secret key of every conformance app, so that a cookie issued by one
 /// app opens in another app on the same store (a restart, a second server).
@@ -281,8 +284,10 @@ fn app_with(
     writers: usize,
     gate: Arc<Gate>,
 ) -> Rocket<Build> {
-    rocket::custom(figment())
-        .attach(KvSession::from_arc(store).config(config))
+    let config = carried(config);
+    let rocket =
+        rocket::custom(figment()).attach(KvSession::from_arc(store).config(config.clone()));
+    carrying(rocket, &config)
         .manage(Arc::new(Barrier::new(writers)))
         .manage(gate)
         .mount("/", routes())
@@ -295,8 +300,11 @@ fn clocked_app(
     config: SessionConfig,
     clock: crate::clock::ManualClock,
 ) -> Rocket<Build> {
-    rocket::custom(figment())
-        .attach(KvSession::from_arc(store).config(config).clock(clock))
+    let config = carried(config);
+    let sessions = KvSession::from_arc(store)
+        .config(config.clone())
+        .clock(clock);
+    carrying(rocket::custom(figment()).attach(sessions), &config)
         .manage(Arc::new(Barrier::new(1)))
         .manage(Arc::new(Gate::default()))
         .mount("/", routes())
@@ -367,9 +375,25 @@ fn set_cookie_names(res: &LocalResponse<'_>) -> Vec<String> {
 }
 
 /// Calls `$callback!` with the name of every app-level case, like
-/// [`conformance_cases!`](crate::conformance_cases).
+/// [`conformance_cases!`](crate::conformance_cases): those of
+/// [`app_token_conformance_cases!`](crate::app_token_conformance_cases),
+/// then the ones about the cookie's own attributes.
 #[macro_export]
 macro_rules! app_conformance_cases {
+    ($callback:ident $(, $arg:tt)* $(,)?) => {
+        $crate::app_token_conformance_cases!($callback $(, $arg)*);
+        $callback!(
+            $($arg,)*
+            per_session_lifetime_ends_on_time,
+            per_session_lifetime_is_capped_and_can_change,
+        );
+    };
+}
+
+/// Calls `$callback!` with the name of every app-level case that also runs
+/// [`over_tokens`] (all but those about the cookie's `Max-Age`).
+#[macro_export]
+macro_rules! app_token_conformance_cases {
     ($callback:ident $(, $arg:tt)* $(,)?) => {
         $callback!(
             $($arg,)*
@@ -398,8 +422,6 @@ macro_rules! app_conformance_cases {
             guarantees_a_login_raced_by_a_listing_stays_listed,
             guarantees_a_session_missing_from_its_index_adds_itself_back,
             guarantees_removing_the_last_key_keeps_a_concurrent_write,
-            per_session_lifetime_ends_on_time,
-            per_session_lifetime_is_capped_and_can_change,
             per_session_idle_timeout,
             session_events_are_emitted_once,
             interleavings_keep_the_guarantees,

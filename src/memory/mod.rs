@@ -451,6 +451,42 @@ mod tests {
         crate::app_conformance_cases!(app_tests);
     }
 
+    macro_rules! app_token_tests {
+        ($($case:ident),+ $(,)?) => {$(
+            #[rocket::async_test]
+            async fn $case() {
+                conformance::app_tokens::$case(std::sync::Arc::new(MemoryStore::new())).await;
+            }
+        )+};
+    }
+
+    mod app_over_tokens {
+        use super::*;
+        crate::app_token_conformance_cases!(app_token_tests);
+
+        /// The cases above do run over tokens: a login answers with a token
+        /// and no session cookie.
+        #[rocket::async_test]
+        async fn the_app_sees_tokens() {
+            conformance::app::over_tokens(async {
+                let store = std::sync::Arc::new(MemoryStore::new());
+                let config = conformance::app::config("app-tokens-check");
+                let client = rocket::local::asynchronous::Client::untracked(conformance::app::app(
+                    store, config,
+                ))
+                .await
+                .expect("launch");
+                let res = client.post("/login/ann").dispatch().await;
+                assert_eq!(res.status(), rocket::http::Status::Ok);
+                assert!(res
+                    .headers()
+                    .get_one(conformance::app::TOKEN_HEADER)
+                    .is_some());
+            })
+            .await;
+        }
+    }
+
     #[tokio::test]
     async fn whole_suite_on_one_store() {
         conformance::run_all(&MemoryStore::new()).await;

@@ -94,6 +94,7 @@ async fn app(
     log: &Log,
 ) -> Client {
     let sink = log.clone();
+    let config = &super::carried(config.clone());
     let sessions = KvSession::from_arc(store.clone())
         .config(config.clone())
         .clock(clock.clone())
@@ -102,8 +103,7 @@ async fn app(
                 .unwrap_or_else(|e| e.into_inner())
                 .push(event.clone())
         });
-    let rocket = rocket::custom(figment())
-        .attach(sessions)
+    let rocket = super::carrying(rocket::custom(figment()).attach(sessions), config)
         .manage(clock.clone())
         .mount("/", super::routes())
         .mount("/", owner_routes())

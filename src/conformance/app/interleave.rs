@@ -732,19 +732,18 @@ async fn instance(
         (0, true) => (SECRET_KEY, vec![ROTATED_KEY.into()]),
         (_, true) => (ROTATED_KEY, vec![SECRET_KEY.into()]),
     };
-    let config = SessionConfig {
+    let config = super::carried(SessionConfig {
         secret_key_fallbacks: fallbacks,
         ..config.clone()
-    };
+    });
     let figment = rocket::Config::figment()
         .merge(("secret_key", key))
         .merge(("log_level", "off"));
     let sessions = KvSession::from_arc(Arc::new(store.clone()))
-        .config(config)
+        .config(config.clone())
         .clock(clock.clone())
         .rng(ChaCha20Rng::seed_from_u64(seed));
-    let rocket = rocket::custom(figment)
-        .attach(sessions)
+    let rocket = super::carrying(rocket::custom(figment).attach(sessions), &config)
         .mount("/", interleave_routes());
     Client::untracked(rocket)
         .await

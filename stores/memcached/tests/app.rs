@@ -6,17 +6,23 @@ mod common;
 
 /// One test per app-level case (the list comes from the core).
 macro_rules! app_tests {
-    ($($case:ident),* $(,)?) => {
+    ($suite:ident, $($case:ident),* $(,)?) => {
         $(
             #[rocket::async_test]
             async fn $case() {
                 let Some(store) = common::store(stringify!($case)).await else {
                     return;
                 };
-                rocket_kvsession::conformance::app::$case(std::sync::Arc::new(store)).await;
+                rocket_kvsession::conformance::$suite::$case(std::sync::Arc::new(store)).await;
             }
         )*
     };
 }
 
-rocket_kvsession::app_conformance_cases!(app_tests);
+rocket_kvsession::app_conformance_cases!(app_tests, app);
+
+/// The same cases over tokens.
+mod over_tokens {
+    use super::common;
+    rocket_kvsession::app_token_conformance_cases!(app_tests, app_tokens);
+}

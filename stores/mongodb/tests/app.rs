@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 /// One test per app-level case (the list comes from the core).
 macro_rules! app_tests {
-    ($($case:ident),* $(,)?) => {
+    ($suite:ident, $($case:ident),* $(,)?) => {
         $(
             #[rocket::async_test]
             async fn $case() {
@@ -15,11 +15,17 @@ macro_rules! app_tests {
                     return;
                 };
                 let collection = store.collection().clone();
-                rocket_kvsession::conformance::app::$case(Arc::new(store)).await;
+                rocket_kvsession::conformance::$suite::$case(Arc::new(store)).await;
                 common::drop_collection(&collection).await;
             }
         )*
     };
 }
 
-rocket_kvsession::app_conformance_cases!(app_tests);
+rocket_kvsession::app_conformance_cases!(app_tests, app);
+
+/// The same cases over tokens.
+mod over_tokens {
+    use super::{common, Arc};
+    rocket_kvsession::app_token_conformance_cases!(app_tests, app_tokens);
+}

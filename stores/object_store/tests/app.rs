@@ -1,6 +1,6 @@
 //! The core's app-level conformance suite through Rocket, on a local
 //! directory, in memory, and on real S3 (the test server of
-//! `scripts/s3-server.sh`).
+//! `scripts/s3-server.sh`); over tokens on the directory and on S3.
 
 #[cfg(feature = "aws")]
 mod common;
@@ -13,13 +13,13 @@ use rocket_kvsession_object_store::ObjectStoreKv;
 /// One test per app-level case, on the store `$make` returns (`None` means
 /// the backend is skipped, and the test says so).
 macro_rules! app_tests {
-    ($make:expr, $($case:ident),+ $(,)?) => {
+    ($suite:ident, $make:expr, $($case:ident),+ $(,)?) => {
         $(
             #[rocket::async_test]
             async fn $case() {
                 let Some((store, _guard)) = $make(stringify!($case)) else { return };
                 store.init().await.expect("init");
-                rocket_kvsession::conformance::app::$case(Arc::new(store)).await;
+                rocket_kvsession::conformance::$suite::$case(Arc::new(store)).await;
             }
         )+
     };
@@ -34,7 +34,12 @@ mod local_dir {
         Some((store, dir))
     }
 
-    rocket_kvsession::app_conformance_cases!(app_tests, make);
+    rocket_kvsession::app_conformance_cases!(app_tests, app, make);
+
+    mod over_tokens {
+        use super::*;
+        rocket_kvsession::app_token_conformance_cases!(app_tests, app_tokens, make);
+    }
 }
 
 mod in_memory {
@@ -44,7 +49,7 @@ mod in_memory {
         Some((ObjectStoreKv::in_memory(), ()))
     }
 
-    rocket_kvsession::app_conformance_cases!(app_tests, make);
+    rocket_kvsession::app_conformance_cases!(app_tests, app, make);
 }
 
 #[cfg(feature = "aws")]
@@ -56,5 +61,10 @@ mod s3 {
         Some((server.store(case), ()))
     }
 
-    rocket_kvsession::app_conformance_cases!(app_tests, make);
+    rocket_kvsession::app_conformance_cases!(app_tests, app, make);
+
+    mod over_tokens {
+        use super::*;
+        rocket_kvsession::app_token_conformance_cases!(app_tests, app_tokens, make);
+    }
 }
