@@ -185,19 +185,19 @@ async fn a_token_of_another_session_is_refused() {
     let theirs = get(&mallory, "/csrf").await;
     assert_eq!(get(&mallory, &format!("/check/{theirs}")).await, "yes");
     assert_eq!(get(&alice, &format!("/check/{theirs}")).await, "no");
-    let res = alice
-        .post("/act")
-        .header(Header::new("X-CSRF-Token", theirs))
-        .dispatch()
-        .await;
-    assert_eq!(res.status(), Status::Forbidden);
+    assert_eq!(act_with(&alice, theirs).await, Status::Forbidden);
     let ours = get(&alice, "/csrf").await;
-    let res = alice
+    assert_eq!(act_with(&alice, ours).await, Status::Ok);
+}
+
+/// The status of `POST /act` with `token` in the CSRF header.
+async fn act_with(client: &Client, token: String) -> Status {
+    client
         .post("/act")
-        .header(Header::new("X-CSRF-Token", ours))
+        .header(Header::new("X-CSRF-Token", token))
         .dispatch()
-        .await;
-    assert_eq!(res.status(), Status::Ok);
+        .await
+        .status()
 }
 
 /// Two concurrent requests that both create the session's CSRF secret end
@@ -206,35 +206,16 @@ async fn a_token_of_another_session_is_refused() {
 async fn concurrent_first_tokens_both_verify() {
     let client = client(MemoryStore::new()).await;
     client.post("/login").dispatch().await;
-    let one = async {
-        client
-            .get("/csrf-together")
-            .dispatch()
-            .await
-            .into_string()
-            .await
-    };
-    let two = async {
-        client
-            .get("/csrf-together")
-            .dispatch()
-            .await
-            .into_string()
-            .await
-    };
     let (one, two) = rocket::tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        rocket::tokio::join!(one, two)
+        rocket::tokio::join!(
+            get(&client, "/csrf-together"),
+            get(&client, "/csrf-together")
+        )
     })
     .await
     .expect("both requests finish");
-    let (one, two) = (one.expect("a token"), two.expect("a token"));
     assert_ne!(one, two, "each response carries its own mask");
     assert_eq!(get(&client, &format!("/check/{one}")).await, "yes");
     assert_eq!(get(&client, &format!("/check/{two}")).await, "yes");
-    let res = client
-        .post("/act")
-        .header(Header::new("X-CSRF-Token", one))
-        .dispatch()
-        .await;
-    assert_eq!(res.status(), Status::Ok);
+    assert_eq!(act_with(&client, one).await, Status::Ok);
 }
