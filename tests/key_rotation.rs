@@ -128,6 +128,69 @@ async fn a_whole_key_rotation() {
     assert_eq!(whoami(&after, &alice).await.0, None);
 }
 
+/// A browser sending each request to the next of `servers` in turn (a load
+/// balancer), keeping the newest cookie: how many of `rounds` requests
+/// found the session logged out.
+async fn logged_out_while_alternating(
+    servers: &[&Client],
+    mut cookie: Cookie<'static>,
+    user: &str,
+    rounds: usize,
+) -> usize {
+    let mut out = 0;
+    for round in 0..rounds {
+        let (found, set) = whoami(servers[round % servers.len()], &cookie).await;
+        if found.as_deref() != Some(user) {
+            out += 1;
+        }
+        if let Some(set) = set {
+            cookie = set;
+        }
+    }
+    out
+}
+
+/// A rolling deploy of a new `secret_key` in two phases logs no one out,
+/// whatever server each request reaches: first every server gets the new key
+/// as a fallback (still sealing with the old one), then every server makes it
+/// current (the old one as a fallback). Done in one phase, servers still on
+/// the old key alone cannot open what the new ones re-sealed.
+#[rocket::async_test]
+async fn a_rolling_key_rotation_in_two_phases_logs_no_one_out() {
+    let store = TestStore::new();
+    let old = app(&store, OLD_KEY, &[]).await;
+    let phase1 = app(&store, OLD_KEY, &[NEW_KEY]).await;
+    let phase2 = app(&store, NEW_KEY, &[OLD_KEY]).await;
+    let alice = login(&old, "alice").await;
+
+    // Phase 1 rolls out: old and phase-1 servers side by side.
+    assert_eq!(
+        logged_out_while_alternating(&[&old, &phase1], alice.clone(), "alice", 8).await,
+        0
+    );
+    let bob = login(&phase1, "bob").await;
+    assert_eq!(
+        logged_out_while_alternating(&[&phase1, &old], bob.clone(), "bob", 8).await,
+        0
+    );
+    // Phase 2 rolls out once every server is on phase 1.
+    for (cookie, user) in [(&alice, "alice"), (&bob, "bob")] {
+        assert_eq!(
+            logged_out_while_alternating(&[&phase2, &phase1], cookie.clone(), user, 8).await,
+            0,
+            "{user}"
+        );
+    }
+    let carol = login(&phase2, "carol").await;
+    assert_eq!(
+        logged_out_while_alternating(&[&phase1, &phase2], carol, "carol", 8).await,
+        0
+    );
+
+    // In one phase (old servers beside phase-2 ones), the browser flaps.
+    assert!(logged_out_while_alternating(&[&phase2, &old], alice, "alice", 8).await > 0);
+}
+
 /// A write request with an old-key cookie saves and re-seals once.
 #[rocket::async_test]
 async fn a_write_with_an_old_cookie_saves_and_reseals_once() {
