@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+// docs.rs: badges naming the feature each gated item needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The layers, each importing only those listed before it: `error` (the
 // store's name and errors) and `record` (the layout of a stored value)

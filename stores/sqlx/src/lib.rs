@@ -8,6 +8,8 @@
            (the full documentation is built with both features on)."
 )]
 #![forbid(unsafe_code)]
+// docs.rs: badges naming the feature each gated item needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod dialect;
 mod error;
