@@ -32,6 +32,7 @@ use crate::store::{CreateOutcome, DeleteOutcome, Expiry, KeyValueStore, UpdateOu
 
 pub mod app;
 pub mod app_tokens;
+pub mod hooked;
 pub mod interference;
 
 pub use crate::clock::ManualClock;

@@ -5,136 +5,22 @@
 //! removing a session's last key keeps what a concurrent request wrote.
 //!
 //! The races are set up exactly: the store under test is wrapped in
-//! [`Hooked`], which runs a step of the case at a chosen point of a
+//! [`HookedStore`], which runs a step of the case at a chosen point of a
 //! request's store calls, and the gate holds a request between its load and
 //! its save. Cases that rely on compare-and-swap return early on stores
 //! without it.
 
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use futures_util::future::BoxFuture;
-use futures_util::stream::BoxStream;
 use rocket::http::{Cookie, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::tokio::sync::Notify;
 
 use super::owners::owner_routes;
 use super::{app_with, config, stored_keys, within, Gate};
-use crate::keys::{Keys, INDEX_MARK};
-use crate::store::{CompareAndDelete, ExpiredDeletion};
-use crate::{
-    Capabilities, CreateOutcome, KeyInfo, KeyValueStore, Record, SessionConfig, SessionManager,
-    StoreError, UpdateOutcome, Version,
-};
-
-/// A step of a case, run once inside a store call.
-type Step = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
-
-/// An armed step, taken by the first call that runs it.
-#[derive(Clone, Default)]
-struct Armed(Arc<Mutex<Option<Step>>>);
-
-impl Armed {
-    fn arm(&self, step: impl FnOnce() -> BoxFuture<'static, ()> + Send + 'static) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(step));
-    }
-
-    async fn run(&self) {
-        let step = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(step) = step {
-            step().await;
-        }
-    }
-}
-
-/// The store under test, running a case's step before the next creation
-/// of a session record or after the next successful update of one; every
-/// other call, optional units included, goes straight through.
-#[derive(Clone)]
-struct Hooked {
-    inner: Arc<dyn KeyValueStore>,
-    before_create: Armed,
-    after_update: Armed,
-}
-
-impl Hooked {
-    fn new(inner: Arc<dyn KeyValueStore>) -> Self {
-        Hooked {
-            inner,
-            before_create: Armed::default(),
-            after_update: Armed::default(),
-        }
-    }
-}
-
-/// Whether `key` is a session's, not an owner index's.
-fn is_session(key: &str) -> bool {
-    !key.contains(INDEX_MARK)
-}
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl KeyValueStore for Hooked {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn init(&self) -> Result<(), StoreError> {
-        self.inner.init().await
-    }
-    fn check_key(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.check_key(key)
-    }
-    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn create(
-        &self,
-        key: &str,
-        value: &[u8],
-        expires_at: Option<SystemTime>,
-    ) -> Result<CreateOutcome, StoreError> {
-        if is_session(key) {
-            self.before_create.run().await;
-        }
-        self.inner.create(key, value, expires_at).await
-    }
-    async fn update(
-        &self,
-        key: &str,
-        value: &[u8],
-        expected: Option<&Version>,
-        expires_at: Option<SystemTime>,
-    ) -> Result<UpdateOutcome, StoreError> {
-        let outcome = self.inner.update(key, value, expected, expires_at).await?;
-        if is_session(key) && matches!(outcome, UpdateOutcome::Updated(_)) {
-            self.after_update.run().await;
-        }
-        Ok(outcome)
-    }
-    async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
-        self.inner.touch(key, expires_at).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
-        self.inner.delete_many(keys).await
-    }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
-        self.inner.list(prefix)
-    }
-    fn compare_and_delete(&self) -> Option<&dyn CompareAndDelete> {
-        self.inner.compare_and_delete()
-    }
-    fn expired_deletion(&self) -> Option<&dyn ExpiredDeletion> {
-        self.inner.expired_deletion()
-    }
-}
+use crate::conformance::hooked::HookedStore;
+use crate::keys::Keys;
+use crate::{KeyValueStore, SessionConfig, SessionManager};
 
 /// A tracked client of the conformance app with the owner routes on
 /// `store` with `config`, and its gate. Clients of one configuration are
@@ -231,14 +117,14 @@ pub async fn guarantees_a_logout_follows_a_session_that_keeps_rotating(
 /// session listed: a later `revoke_owner` ends it.
 pub async fn guarantees_a_login_raced_by_a_listing_stays_listed(store: Arc<dyn KeyValueStore>) {
     for racer in ["sessions_of", "revoke_owner", "cleanup"] {
-        let hooked = Hooked::new(store.clone());
+        let hooked = HookedStore::new(store.clone());
         let config = config("app-guarantees-login-race");
         let name = config.cookie_name.clone();
         let shared: Arc<dyn KeyValueStore> = Arc::new(hooked.clone());
         let (client, _) = gated(&shared, &config).await;
         let manager = manager(&client);
         let during = manager.clone();
-        hooked.before_create.arm(move || {
+        hooked.before_create(move || {
             Box::pin(async move {
                 match racer {
                     "sessions_of" => {
@@ -313,7 +199,7 @@ pub async fn guarantees_removing_the_last_key_keeps_a_concurrent_write(
     if !store.capabilities().compare_and_swap {
         return;
     }
-    let hooked = Hooked::new(store);
+    let hooked = HookedStore::new(store);
     let shared: Arc<dyn KeyValueStore> = Arc::new(hooked.clone());
     let (client, gate) = gated(&shared, &config("app-guarantees-emptied")).await;
     assert_eq!(
@@ -331,7 +217,7 @@ pub async fn guarantees_removing_the_last_key_keeps_a_concurrent_write(
         // Right after the emptied record is written, the slow request saves
         // (merging its key onto the empty record).
         let (gate, saved) = (gate.clone(), saved.clone());
-        hooked.after_update.arm(move || {
+        hooked.after_update(move || {
             Box::pin(async move {
                 gate.release.notify_one();
                 saved.notified().await;
