@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::id::SessionId;
+use crate::lifetime::Lifetime;
 use crate::record::{Data, Envelope, OwnExpiry, Owner};
 use crate::store::Version;
 
@@ -207,6 +208,17 @@ pub(crate) struct Untouched {
     pub(crate) version: Option<Version>,
     pub(crate) record_expires_at: Option<SystemTime>,
     pub(crate) expiry: OwnExpiry,
+}
+
+impl Untouched {
+    /// Whether refreshing this session's activity is due at `now` (Unix
+    /// seconds) under `rules`, the configured lifetime: what the save of a
+    /// read-only request decides first.
+    pub(crate) fn touch_due(&self, rules: &Lifetime, now: u64) -> bool {
+        let rules = rules.for_session(&self.expiry);
+        let activity = rules.activity(self.last_active, self.record_expires_at, now);
+        rules.touch_due(activity, now)
+    }
 }
 
 impl Snapshot {
