@@ -480,7 +480,11 @@ mod tests {
         let left: Vec<_> = res.headers().get("Set-Cookie").collect();
         assert_eq!(
             left,
-            ["sessionx=keep; Path=/", " other = 1", "kvsession-probe=1; Path=/"]
+            [
+                "sessionx=keep; Path=/",
+                " other = 1",
+                "kvsession-probe=1; Path=/"
+            ]
         );
         drop_set_cookies(&mut res, &mut seen, "session", true, true);
         assert_eq!(seen, ResponseHeaders::of(&res, "session"));
@@ -511,7 +515,11 @@ mod tests {
         let mut seen = ResponseHeaders::of(&res, "session");
         assert!(seen.cache_control);
         vary_by_cookie(&mut res, &mut seen);
-        assert_eq!(res.headers().get("Vary").count(), 1, "Cookie is listed already");
+        assert_eq!(
+            res.headers().get("Vary").count(),
+            1,
+            "Cookie is listed already"
+        );
 
         let mut res = Response::new();
         res.adjoin_raw_header("Vary", "*");
