@@ -341,7 +341,10 @@ pub(crate) fn drop_set_cookies(
     let keep: Vec<String> = if keeps_some {
         res.headers()
             .get("Set-Cookie")
-            .filter(|value| !(probe && sets(value, PROBE_NAME)) && !(session && sets(value, name)))
+            .filter(|value| {
+                let dropped = (probe && sets(value, PROBE_NAME)) || (session && sets(value, name));
+                !dropped
+            })
             .map(str::to_owned)
             .collect()
     } else {

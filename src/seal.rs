@@ -802,7 +802,7 @@ mod tests {
                 .map(|_| {
                     // Mostly the alphabet, sometimes another byte.
                     let i = rng.next_u32() as usize;
-                    if i % 50 == 0 {
+                    if i.is_multiple_of(50) {
                         chars[64 + i / 50 % (chars.len() - 64)]
                     } else {
                         chars[i % 64]
