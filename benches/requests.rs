@@ -1,5 +1,5 @@
 //! Per-request cost, in process: the same small route dispatched through
-//! `rocket::local::asynchronous::Client` in five apps built in the same run
+//! `rocket::local::asynchronous::Client` in seven apps built in the same run
 //! (see `apps/mod.rs`), printed as a markdown table with the ratios.
 //!
 //! `cargo bench --bench requests [-- --rounds N --millis MS]`
@@ -156,7 +156,13 @@ async fn run(options: Options) -> Result<(), String> {
     let kv_read = target(App::KvRead, None).await?;
     let bare = target(App::Bare, Some(&kv_read.cookie)).await?;
     let mut targets = vec![bare, kv_read];
-    for app in [App::KvWrite, App::RssRead, App::RssWrite] {
+    for app in [
+        App::KvWrite,
+        App::RssRead,
+        App::RssWrite,
+        App::PrivateRead,
+        App::PrivateWrite,
+    ] {
         targets.push(target(app, None).await?);
     }
     if let Some(only) = &options.profile {
@@ -227,9 +233,10 @@ fn print_ratios(rate: &dyn Fn(App) -> f64) {
         rate(App::RssRead),
         rate(App::RssWrite),
     );
+    let (e, ew) = (rate(App::PrivateRead), rate(App::PrivateWrite));
     println!("| ratio (requests/s) | value | goal |");
     println!("|---|---:|---|");
-    let rows: [RatioRow<'_>; 5] = [
+    let rows: [RatioRow<'_>; 7] = [
         ("b/a: KvSession read vs bare", b / a, Some((0.80, true))),
         ("c/a: KvSession write vs bare", c / a, None),
         (
@@ -246,6 +253,16 @@ fn print_ratios(rate: &dyn Fn(App) -> f64) {
             "c/d': KvSession write vs rocket_session_store write",
             c / dw,
             Some((0.9, true)),
+        ),
+        (
+            "b/e: KvSession read vs private cookie read",
+            b / e,
+            Some((1.0, true)),
+        ),
+        (
+            "c/e': KvSession write vs private cookie write",
+            c / ew,
+            Some((1.0, true)),
         ),
     ];
     for (name, value, goal) in rows {

@@ -5,9 +5,10 @@
 #
 # Measures, in one run:
 #   1. per-request costs in ns: id, cookie seal/open, MessagePack (benches/per_request.rs)
-#   2. the same route in five apps in process: bare Rocket, KvSession reading,
-#      KvSession writing, rocket_session_store reading and writing (benches/requests.rs)
-#   3. the same five apps over HTTP on 127.0.0.1 under `wrk` (benches/http_apps.rs)
+#   2. the same route in seven apps in process: bare Rocket, KvSession reading,
+#      KvSession writing, rocket_session_store reading and writing, Rocket's
+#      private cookie holding the state, read and written (benches/requests.rs)
+#   3. the same seven apps over HTTP on 127.0.0.1 under `wrk` (benches/http_apps.rs)
 #   4. instruction counts (valgrind's callgrind) of 1 and 2, which unlike
 #      times do not depend on what else the machine is doing
 #   5. store round trips: MemoryStore (benches/store_latency.rs), ObjectStoreKv on
@@ -85,13 +86,15 @@ http_connections=16
 # the ratios between them with their goals: the instruction-count and HTTP
 # tables below both read them from here.
 
-apps=(bare kv-read kv-write rss-read rss-write)
+apps=(bare kv-read kv-write rss-read rss-write private-read private-write)
 declare -A label=(
     [bare]="(a) bare Rocket, no sessions"
     [kv-read]="(b) KvSession + MemoryStore, route reads"
     [kv-write]="(c) KvSession + MemoryStore, route writes one key"
     [rss-read]="(d) rocket_session_store + its MemoryStore, route reads"
     [rss-write]="(d') rocket_session_store + its MemoryStore, route writes one key"
+    [private-read]="(e) Rocket private cookie holds the state, route reads"
+    [private-write]="(e') Rocket private cookie holds the state, route writes it"
 )
 # NAME|APP|BASELINE|GOAL|HTTP_GOAL: APP's speed relative to BASELINE's
 # (higher is better); GOAL is the minimum in process (the instruction
@@ -102,6 +105,8 @@ ratios=(
     "b/d: KvSession read vs rocket_session_store read|kv-read|rss-read|1.0|"
     "c/d: KvSession write vs rocket_session_store read|kv-write|rss-read||"
     "c/d': KvSession write vs rocket_session_store write|kv-write|rss-write|0.9|"
+    "b/e: KvSession read vs private cookie read|kv-read|private-read|1.0|"
+    "c/e': KvSession write vs private cookie write|kv-write|private-write|1.0|"
 )
 for app in "${apps[@]}"; do
     printf '%s\t%s\n' "$app" "${label[$app]}"
@@ -352,7 +357,7 @@ for app in "${apps[@]}"; do
 done
 # Establish a session in each session app; the bare app gets KvSession's cookie
 # so every app is sent the same request.
-for app in kv-read kv-write rss-read rss-write; do
+for app in kv-read kv-write rss-read rss-write private-read private-write; do
     cookie[$app]=$(curl -sS --max-time 5 -o /dev/null -D - "http://127.0.0.1:${port[$app]}/login" |
         tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(session=[^;]*\).*/\1/p' | head -n 1)
     [ -n "${cookie[$app]}" ] || die "$app: /login set no session cookie"
@@ -390,7 +395,7 @@ cleanup
 {
     echo "### Over HTTP (wrk on 127.0.0.1)"
     echo
-    echo "The same five apps in one process with one runtime worker thread; \`wrk -t1 -c$http_connections -d${http_seconds}s\`" \
+    echo "The same seven apps in one process with one runtime worker thread; \`wrk -t1 -c$http_connections -d${http_seconds}s\`" \
         "with the session cookie on \`GET /hello\`; $pinned; median of $http_rounds rounds, apps interleaved."
     echo "Besides requests/s, the server's own CPU time per request (user + system, from \`/proc/PID/stat\`), which other load"
     echo "on the machine disturbs much less than throughput: its inverse ratios estimate the requests/s ratios on a dedicated core."

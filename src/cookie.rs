@@ -253,36 +253,6 @@ fn base(settings: &CookieSettings, value: String) -> Cookie<'static> {
     cookie
 }
 
-/// Whether the `Set-Cookie` header value `value` sets cookie `name`.
-fn sets(value: &str, name: &str) -> bool {
-    value
-        .trim_start()
-        .strip_prefix(name)
-        .is_some_and(|rest| rest.trim_start().starts_with('='))
-}
-
-/// Whether the response sets cookie `name`.
-pub(crate) fn has_set_cookie(res: &Response<'_>, name: &str) -> bool {
-    res.headers()
-        .get("Set-Cookie")
-        .any(|value| sets(value, name))
-}
-
-/// Removes the `Set-Cookie` headers for cookie `name` from a response,
-/// keeping every other header and cookie.
-pub(crate) fn drop_set_cookie(res: &mut Response<'_>, name: &str) {
-    let keep: Vec<String> = res
-        .headers()
-        .get("Set-Cookie")
-        .filter(|value| !sets(value, name))
-        .map(str::to_owned)
-        .collect();
-    res.remove_header("Set-Cookie");
-    for value in keep {
-        res.adjoin_raw_header("Set-Cookie", value);
-    }
-}
-
 /// The name of the probe cookie (see [`probe`]).
 pub(crate) const PROBE_NAME: &str = "kvsession-probe";
 
@@ -293,23 +263,114 @@ pub(crate) fn probe() -> Cookie<'static> {
     Cookie::new(PROBE_NAME, "1")
 }
 
-/// Removes every `Set-Cookie` of `name`; returns whether there was one.
-pub(crate) fn take_set_cookie(res: &mut Response<'_>, name: &str) -> bool {
-    if !has_set_cookie(res, name) {
-        return false;
+/// What the session's response work needs to know of a response's
+/// headers, read in one pass over them: a lookup by name hashes the name
+/// (case-folded, byte by byte, with SipHash) each time, and the fairing
+/// would otherwise ask for `Set-Cookie` up to four times and for `Vary`
+/// twice. [`drop_set_cookies`] and [`vary_by_cookie`] keep it current.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResponseHeaders {
+    /// A `Set-Cookie` of the probe cookie.
+    pub(crate) probe: bool,
+    /// A `Set-Cookie` of the session cookie.
+    pub(crate) session: bool,
+    /// A `Set-Cookie` of any other cookie.
+    others: bool,
+    /// `Vary` names `Cookie` already, or is `*`.
+    varies_by_cookie: bool,
+    /// The response has a `Cache-Control` header.
+    pub(crate) cache_control: bool,
+}
+
+impl ResponseHeaders {
+    /// The headers of `res`, for the session cookie `name`.
+    pub(crate) fn of(res: &Response<'_>, name: &str) -> Self {
+        let mut seen = ResponseHeaders::default();
+        for header in res.headers().iter() {
+            let value = header.value();
+            if header.name() == "Set-Cookie" {
+                if sets(value, name) {
+                    seen.session = true;
+                } else if sets(value, PROBE_NAME) {
+                    seen.probe = true;
+                } else {
+                    seen.others = true;
+                }
+            } else if header.name() == "Vary" {
+                seen.varies_by_cookie |= lists(value, "Cookie");
+            } else if header.name() == "Cache-Control" {
+                seen.cache_control = true;
+            }
+        }
+        seen
     }
-    drop_set_cookie(res, name);
-    true
+}
+
+/// Whether the `Set-Cookie` header value `value` sets cookie `name`.
+fn sets(value: &str, name: &str) -> bool {
+    value
+        .trim_start()
+        .strip_prefix(name)
+        .is_some_and(|rest| rest.trim_start().starts_with('='))
+}
+
+/// Whether the `Vary` header value `value` lists `name` (or is `*`).
+fn lists(value: &str, name: &str) -> bool {
+    value
+        .split(',')
+        .any(|v| v.trim() == "*" || v.trim().eq_ignore_ascii_case(name))
+}
+
+/// Removes the `Set-Cookie` headers of the probe (if `probe`) and of the
+/// session cookie `name` (if `session`) from a response, keeping every
+/// other header and cookie. `seen` says which of them the response has
+/// (nothing is looked up when it has neither), and is kept current.
+pub(crate) fn drop_set_cookies(
+    res: &mut Response<'_>,
+    seen: &mut ResponseHeaders,
+    name: &str,
+    probe: bool,
+    session: bool,
+) {
+    let probe = probe && seen.probe;
+    let session = session && seen.session;
+    if !probe && !session {
+        return;
+    }
+    let keeps_some = seen.others || (seen.probe && !probe) || (seen.session && !session);
+    let keep: Vec<String> = if keeps_some {
+        res.headers()
+            .get("Set-Cookie")
+            .filter(|value| {
+                let dropped = (probe && sets(value, PROBE_NAME)) || (session && sets(value, name));
+                !dropped
+            })
+            .map(str::to_owned)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    res.remove_header("Set-Cookie");
+    for value in keep {
+        res.adjoin_raw_header("Set-Cookie", value);
+    }
+    seen.probe &= !probe;
+    seen.session &= !session;
+}
+
+/// Adds `Cookie` to the response's `Vary` unless `seen` says it is there
+/// already (or `Vary: *`).
+pub(crate) fn vary_by_cookie(res: &mut Response<'_>, seen: &mut ResponseHeaders) {
+    if !seen.varies_by_cookie {
+        res.adjoin_raw_header("Vary", "Cookie");
+        seen.varies_by_cookie = true;
+    }
 }
 
 /// Adds `value` to the response's `Vary` unless it is there already (or
 /// `Vary: *`).
 pub(crate) fn vary(res: &mut Response<'_>, value: &str) {
-    let present = res.headers().get("Vary").any(|header| {
-        header
-            .split(',')
-            .any(|v| v.trim() == "*" || v.trim().eq_ignore_ascii_case(value))
-    });
+    let present = res.headers().get("Vary").any(|header| lists(header, value));
     if !present {
         res.adjoin_raw_header("Vary", value.to_owned());
     }
@@ -412,14 +473,73 @@ mod tests {
         res.adjoin_raw_header("Set-Cookie", "session=abc; Path=/");
         res.adjoin_raw_header("Set-Cookie", "sessionx=keep; Path=/");
         res.adjoin_raw_header("Set-Cookie", " other = 1");
+        res.adjoin_raw_header("Set-Cookie", "kvsession-probe=1; Path=/");
         res.adjoin_raw_header("X-Other", "1");
-        assert!(has_set_cookie(&res, "session"));
-        drop_set_cookie(&mut res, "session");
-        assert!(!has_set_cookie(&res, "session"));
-        assert!(has_set_cookie(&res, "sessionx"));
+        let mut seen = ResponseHeaders::of(&res, "session");
+        assert!(seen.session && seen.probe && seen.others);
+        drop_set_cookies(&mut res, &mut seen, "session", false, true);
+        assert_eq!(seen, ResponseHeaders::of(&res, "session"));
+        assert!(!seen.session && seen.probe);
+        let left: Vec<_> = res.headers().get("Set-Cookie").collect();
+        assert_eq!(
+            left,
+            [
+                "sessionx=keep; Path=/",
+                " other = 1",
+                "kvsession-probe=1; Path=/"
+            ]
+        );
+        drop_set_cookies(&mut res, &mut seen, "session", true, true);
+        assert_eq!(seen, ResponseHeaders::of(&res, "session"));
         let left: Vec<_> = res.headers().get("Set-Cookie").collect();
         assert_eq!(left, ["sessionx=keep; Path=/", " other = 1"]);
         assert_eq!(res.headers().get_one("X-Other"), Some("1"));
+    }
+
+    #[test]
+    fn dropping_the_only_set_cookie_removes_the_header() {
+        let mut res = Response::new();
+        res.adjoin_raw_header("set-cookie", "kvsession-probe=1; Path=/");
+        let mut seen = ResponseHeaders::of(&res, "session");
+        assert!(seen.probe && !seen.session);
+        // Asked to drop what is not there: nothing changes.
+        drop_set_cookies(&mut res, &mut seen, "session", false, true);
+        assert_eq!(res.headers().get("Set-Cookie").count(), 1);
+        drop_set_cookies(&mut res, &mut seen, "session", true, false);
+        assert!(!res.headers().contains("Set-Cookie"));
+        assert_eq!(seen, ResponseHeaders::default());
+    }
+
+    #[test]
+    fn vary_and_cache_control_are_read_in_any_case() {
+        let mut res = Response::new();
+        res.adjoin_raw_header("vary", "Accept-Encoding, cookie");
+        res.adjoin_raw_header("cache-control", "private");
+        let mut seen = ResponseHeaders::of(&res, "session");
+        assert!(seen.cache_control);
+        vary_by_cookie(&mut res, &mut seen);
+        assert_eq!(
+            res.headers().get("Vary").count(),
+            1,
+            "Cookie is listed already"
+        );
+
+        let mut res = Response::new();
+        res.adjoin_raw_header("Vary", "*");
+        let mut seen = ResponseHeaders::of(&res, "session");
+        vary_by_cookie(&mut res, &mut seen);
+        assert_eq!(res.headers().get("Vary").collect::<Vec<_>>(), ["*"]);
+
+        let mut res = Response::new();
+        res.adjoin_raw_header("Vary", "Accept-Encoding");
+        let mut seen = ResponseHeaders::of(&res, "session");
+        assert!(!seen.cache_control);
+        vary_by_cookie(&mut res, &mut seen);
+        vary_by_cookie(&mut res, &mut seen);
+        assert_eq!(
+            res.headers().get("Vary").collect::<Vec<_>>(),
+            ["Accept-Encoding", "Cookie"]
+        );
     }
 
     #[test]

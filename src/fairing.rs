@@ -292,20 +292,33 @@ impl Fairing for KvSession {
         };
         let cookies = &engine.cookies;
         let uses_token = cell.uses_token();
+        // One pass over the headers instead of a lookup by name per question.
+        let mut seen = cookie::ResponseHeaders::of(res, &cookies.name);
         // A changed session put a probe into the jar: Rocket drops the
         // jar's cookies when a catcher answers, so the probe tells the
         // handler's response from a catcher's. It never reaches the client.
         let from_handler = if cell.probing() {
-            cookie::take_set_cookie(res, cookie::PROBE_NAME)
+            let probed = seen.probe;
+            cookie::drop_set_cookies(res, &mut seen, &cookies.name, true, false);
+            probed
         } else {
             // Nothing changed: only a re-issued cookie can tell.
-            !cell.lock().cookie_issued() || cookie::has_set_cookie(res, &cookies.name)
+            !cell.lock().cookie_issued() || seen.session
         };
-        let outcome = engine.save(cell, res.status(), from_handler).await;
-        if uses_token {
-            // A token request never sets or removes the session cookie.
-            cookie::drop_set_cookie(res, &cookies.name);
-        }
+        // A read-only request whose activity refresh is not due (most of
+        // them) has nothing to save: it skips the save's state machine,
+        // whose future is large enough to cost a slow-path allocation.
+        let idle = cell
+            .lock()
+            .untouched()
+            .is_some_and(|untouched| !untouched.touch_due(&engine.rules, engine.clock.now_unix()));
+        let outcome = if idle {
+            SaveOutcome::Done
+        } else {
+            Box::pin(engine.save(cell, res.status(), from_handler)).await
+        };
+        // A token request never sets or removes the session cookie.
+        let mut drop_cookie = uses_token;
         let mut credential_sent = false;
         match outcome {
             SaveOutcome::Done => {
@@ -313,22 +326,24 @@ impl Fairing for KvSession {
                     credential_sent = self.send_token(engine, cell, res);
                 }
             }
-            SaveOutcome::DropCookie => cookie::drop_set_cookie(res, &cookies.name),
+            SaveOutcome::DropCookie => drop_cookie = true,
             SaveOutcome::RemoveCookie => {
-                cookie::drop_set_cookie(res, &cookies.name);
+                cookie::drop_set_cookies(res, &mut seen, &cookies.name, false, true);
                 if !uses_token {
                     res.adjoin_header(cookie::removal_header(cookies));
+                    seen.session = true;
                 }
             }
-            SaveOutcome::Failed { error, drop_cookie } => {
+            SaveOutcome::Failed {
+                error,
+                drop_cookie: drop_new,
+            } => {
                 if matches!(error, Error::Superseded) {
                     log::info!("kvsession: {error}; its changes were not saved");
                 } else {
                     log::error!("kvsession: cannot save session: {}", chain(&error));
                 }
-                if drop_cookie {
-                    cookie::drop_set_cookie(res, &cookies.name);
-                }
+                drop_cookie |= drop_new;
                 let (status, body) = match error.status() {
                     Status::Conflict => (
                         Status::Conflict,
@@ -344,11 +359,11 @@ impl Fairing for KvSession {
                 res.set_sized_body(body.len(), Cursor::new(body));
             }
         }
-        cache_headers(
-            engine,
-            res,
-            credential_sent || cookie::has_set_cookie(res, &cookies.name),
-        );
+        if drop_cookie {
+            cookie::drop_set_cookies(res, &mut seen, &cookies.name, false, true);
+        }
+        let credential = credential_sent || seen.session;
+        cache_headers(engine, res, &mut seen, credential);
     }
 }
 
@@ -379,14 +394,19 @@ impl KvSession {
 /// `Vary` for a response that read the session, and `Cache-Control:
 /// no-store` (unless the handler set its own) for one that sets or removes
 /// its credential: no shared cache may serve one user's page, or cookie,
-/// to another.
-fn cache_headers(engine: &Engine, res: &mut Response<'_>, credential: bool) {
-    cookie::vary(res, "Cookie");
+/// to another. `seen` is what the response's headers hold.
+fn cache_headers(
+    engine: &Engine,
+    res: &mut Response<'_>,
+    seen: &mut cookie::ResponseHeaders,
+    credential: bool,
+) {
+    cookie::vary_by_cookie(res, seen);
     if let Some(header) = &engine.config.token_header {
         cookie::vary(res, header);
         cookie::vary(res, "Authorization");
     }
-    if credential && !res.headers().contains("Cache-Control") {
+    if credential && !seen.cache_control {
         res.set_raw_header("Cache-Control", "no-store");
     }
 }

@@ -44,6 +44,7 @@ pub(crate) enum ParseIdError {
     BadCreated,
 }
 
+#[cfg(test)]
 fn is_lower_hex(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -97,28 +98,43 @@ impl FromStr for SessionId {
     type Err = ParseIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (random, created) = s.split_once('_').ok_or(ParseIdError::NoSeparator)?;
+        // One pass over the bytes: every request with a cookie parses one.
+        let bytes = s.as_bytes();
+        let sep = bytes
+            .iter()
+            .position(|&b| b == b'_')
+            .ok_or(ParseIdError::NoSeparator)?;
+        let (random, created) = (&bytes[..sep], &bytes[sep + 1..]);
         if !(16..=64).contains(&random.len())
             || !random.len().is_multiple_of(2)
-            || !is_lower_hex(random)
+            || !random.iter().all(|&b| hex_digit(b).is_some())
         {
             return Err(ParseIdError::BadRandom);
         }
-        if created.is_empty()
-            || created.len() > 16
-            || !is_lower_hex(created)
-            || (created.len() > 1 && created.starts_with('0'))
-        {
+        if created.is_empty() || created.len() > 16 || (created.len() > 1 && created[0] == b'0') {
             return Err(ParseIdError::BadCreated);
         }
-        let created = u64::from_str_radix(created, 16).map_err(|_| ParseIdError::BadCreated)?;
+        let mut value = 0u64;
+        for &b in created {
+            let digit = hex_digit(b).ok_or(ParseIdError::BadCreated)?;
+            value = value << 4 | u64::from(digit);
+        }
         let mut bytes = [0u8; (MAX_KEY_BITS / 4) as usize];
-        bytes[..random.len()].copy_from_slice(random.as_bytes());
+        bytes[..random.len()].copy_from_slice(random);
         Ok(SessionId {
             random: bytes,
             random_len: random.len() as u8,
-            created,
+            created: value,
         })
+    }
+}
+
+/// The value of a lower-case hex digit.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
     }
 }
 

@@ -310,7 +310,7 @@ impl CookieCipher {
             return None;
         }
         let mut buf = [0u8; MAX_SEALED];
-        let len = URL_SAFE_NO_PAD.decode_slice(value, &mut buf).ok()?;
+        let len = decode_base64url(value.as_bytes(), &mut buf)?;
         if len < NONCE_LEN + TAG_LEN {
             return None;
         }
@@ -344,6 +344,71 @@ impl CookieCipher {
         opened.buf[..body.len()].copy_from_slice(body);
         Some(opened)
     }
+}
+
+/// The value of each base64url character; [`NOT_BASE64`] for the rest.
+const BASE64URL: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut table = [NOT_BASE64; 256];
+    let mut i = 0;
+    while i < alphabet.len() {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Not a base64url character (any value with either high bit set).
+const NOT_BASE64: u8 = 0xff;
+
+/// Decodes unpadded base64url `text` into `out`, strictly as
+/// `URL_SAFE_NO_PAD.decode_slice` does (no padding, no other characters,
+/// the unused bits of the last character zero), in one table lookup per
+/// character; `None` if it is not such text or does not fit.
+fn decode_base64url(text: &[u8], out: &mut [u8]) -> Option<usize> {
+    let rest = text.len() % 4;
+    if rest == 1 {
+        return None;
+    }
+    let len = text.len() / 4 * 3 + rest.saturating_sub(1);
+    if len > out.len() {
+        return None;
+    }
+    let value = |c: u8| u32::from(BASE64URL[usize::from(c)]);
+    let chunks = text.chunks_exact(4);
+    let tail = chunks.remainder();
+    let mut bad = 0u32;
+    for (chunk, bytes) in chunks.zip(out.chunks_exact_mut(3)) {
+        let (a, b, c, d) = (
+            value(chunk[0]),
+            value(chunk[1]),
+            value(chunk[2]),
+            value(chunk[3]),
+        );
+        bad |= a | b | c | d;
+        let n = a << 18 | b << 12 | c << 6 | d;
+        bytes.copy_from_slice(&n.to_be_bytes()[1..]);
+    }
+    let at = text.len() / 4 * 3;
+    match *tail {
+        [a, b] => {
+            let (a, b) = (value(a), value(b));
+            bad |= a | b;
+            let n = a << 6 | b;
+            bad |= u32::from(n & 0xf != 0) << 7;
+            out[at] = (n >> 4) as u8;
+        }
+        [a, b, c] => {
+            let (a, b, c) = (value(a), value(b), value(c));
+            bad |= a | b | c;
+            let n = a << 12 | b << 6 | c;
+            bad |= u32::from(n & 0x3 != 0) << 7;
+            out[at..at + 2].copy_from_slice(&((n >> 2) as u16).to_be_bytes());
+        }
+        _ => {}
+    }
+    // A character outside the alphabet, or unused bits that are set.
+    (bad & 0xc0 == 0).then_some(len)
 }
 
 #[cfg(test)]
@@ -724,5 +789,38 @@ mod tests {
             let opened = c.open("session", &sealed).unwrap();
             prop_assert_eq!(opened.plaintext(), &plaintext[..]);
         }
+    }
+
+    #[test]
+    fn base64url_decodes_as_the_base64_crate() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let chars =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/= .\x00\xff";
+        for _ in 0..20_000 {
+            let len = (rng.next_u32() % 40) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    // Mostly the alphabet, sometimes another byte.
+                    let i = rng.next_u32() as usize;
+                    if i.is_multiple_of(50) {
+                        chars[64 + i / 50 % (chars.len() - 64)]
+                    } else {
+                        chars[i % 64]
+                    }
+                })
+                .collect();
+            let mut out = [0u8; 64];
+            let ours = decode_base64url(&text, &mut out).map(|n| out[..n].to_vec());
+            let theirs = URL_SAFE_NO_PAD.decode(&text).ok();
+            assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(&text));
+        }
+        for bytes in [&b""[..], b"a", b"ab", b"abc", b"abcd", &[0xff; 33]] {
+            let text = URL_SAFE_NO_PAD.encode(bytes);
+            let mut out = [0u8; 64];
+            let n = decode_base64url(text.as_bytes(), &mut out).unwrap();
+            assert_eq!(&out[..n], bytes);
+        }
+        let mut small = [0u8; 2];
+        assert_eq!(decode_base64url(b"AAAA", &mut small), None, "does not fit");
     }
 }

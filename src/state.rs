@@ -4,10 +4,10 @@
 //! new cookie. No store and no Rocket here: the engine does the I/O, the
 //! guard the cookie jar.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::id::SessionId;
+use crate::lifetime::Lifetime;
 use crate::record::{Data, Envelope, OwnExpiry, Owner};
 use crate::store::Version;
 
@@ -15,7 +15,7 @@ use crate::store::Version;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Changes {
     /// Keys set (`Some`) or removed (`None`) since the last clear.
-    keys: BTreeMap<String, Option<Vec<u8>>>,
+    keys: KeyChanges,
     /// Whether the request cleared the whole session.
     cleared: bool,
     /// The permanent flag, if the request changed it.
@@ -26,6 +26,36 @@ pub(crate) struct Changes {
     lifetime: Option<Option<u64>>,
     /// The session's own idle timeout, if the request set it.
     idle_timeout: Option<Option<u64>>,
+}
+
+/// The keys one request set or removed, sorted by key: a request changes
+/// a few keys, so a sorted `Vec` (one small allocation, cloned as one)
+/// serves better than a `BTreeMap` (a 500-byte node per map, allocated
+/// again by every clone a save's snapshot takes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct KeyChanges(Vec<(String, Option<Vec<u8>>)>);
+
+impl KeyChanges {
+    /// Records that `key` now holds `change` (`None`: removed).
+    fn insert(&mut self, key: String, change: Option<Vec<u8>>) {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.0[i].1 = change,
+            Err(i) => self.0.insert(i, (key, change)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The changes, in key order.
+    fn iter(&self) -> impl Iterator<Item = (&String, &Option<Vec<u8>>)> {
+        self.0.iter().map(|(key, change)| (key, change))
+    }
 }
 
 impl Changes {
@@ -53,7 +83,7 @@ impl Changes {
             current.owner = None;
             current.expiry = OwnExpiry::default();
         }
-        for (key, change) in &self.keys {
+        for (key, change) in self.keys.iter() {
             match change {
                 Some(value) => current.data.insert(key.clone(), value.clone()),
                 None => {
@@ -207,6 +237,17 @@ pub(crate) struct Untouched {
     pub(crate) version: Option<Version>,
     pub(crate) record_expires_at: Option<SystemTime>,
     pub(crate) expiry: OwnExpiry,
+}
+
+impl Untouched {
+    /// Whether refreshing this session's activity is due at `now` (Unix
+    /// seconds) under `rules`, the configured lifetime: what the save of a
+    /// read-only request decides first.
+    pub(crate) fn touch_due(&self, rules: &Lifetime, now: u64) -> bool {
+        let rules = rules.for_session(&self.expiry);
+        let activity = rules.activity(self.last_active, self.record_expires_at, now);
+        rules.touch_due(activity, now)
+    }
 }
 
 impl Snapshot {
@@ -630,6 +671,7 @@ impl SessionState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn id(n: u64) -> SessionId {
         format!("{n:016x}_6745c1a0").parse().unwrap()

@@ -3,24 +3,30 @@
 //!
 //! Every app serves the same small route, `GET /hello`, which answers
 //! `alice`, and `GET /login`, which establishes a session holding
-//! `user = "alice"`. The apps differ only in what `/hello` does with the
-//! session:
+//! `user = "alice"` and a counter `n`. The apps differ only in what `/hello`
+//! does with the session; every client sends its session cookie back with
+//! each request:
 //!
 //! | app | `/hello` |
 //! |---|---|
 //! | `bare` | nothing: no session machinery attached |
 //! | `kv-read` | `KvSession` on `MemoryStore`: reads `user` |
-//! | `kv-write` | `KvSession` on `MemoryStore`: reads `user`, writes `n` (a new value each time, so every request saves) |
+//! | `kv-write` | `KvSession` on `MemoryStore`: reads the counter `n`, writes `n + 1`, reads `user` (every request saves) |
 //! | `rss-read` | `rocket_session_store` on its memory store: reads the session |
-//! | `rss-write` | `rocket_session_store`: reads the session, writes `n` |
+//! | `rss-write` | `rocket_session_store`: reads the session, writes it back with `n + 1` |
+//! | `private-read` | Rocket's private cookie (`CookieJar::get_private`) holds the state, `alice:N`: reads it |
+//! | `private-write` | the private cookie: reads it, writes `alice:N+1` with `add_private` (a `Set-Cookie` every request) |
+//!
+//! The private-cookie apps are what a Rocket app does when it keeps its
+//! state in an encrypted cookie instead of a server-side session: the same
+//! AES-256-GCM per request, no store.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rocket::figment::Figment;
 use rocket::http::private::cookie::CookieBuilder;
-use rocket::http::SameSite;
+use rocket::http::{CookieJar, SameSite};
 use rocket::{get, routes, Build, Rocket};
 use rocket_kvsession::{KvSession, MemoryStore, Session};
 use rocket_session_store::memory::MemoryStore as RssMemoryStore;
@@ -46,15 +52,19 @@ pub(crate) enum App {
     KvWrite,
     RssRead,
     RssWrite,
+    PrivateRead,
+    PrivateWrite,
 }
 
 impl App {
-    pub(crate) const ALL: [App; 5] = [
+    pub(crate) const ALL: [App; 7] = [
         App::Bare,
         App::KvRead,
         App::KvWrite,
         App::RssRead,
         App::RssWrite,
+        App::PrivateRead,
+        App::PrivateWrite,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -64,6 +74,8 @@ impl App {
             App::KvWrite => "kv-write",
             App::RssRead => "rss-read",
             App::RssWrite => "rss-write",
+            App::PrivateRead => "private-read",
+            App::PrivateWrite => "private-write",
         }
     }
 
@@ -74,6 +86,8 @@ impl App {
             App::KvWrite => "(c) KvSession + MemoryStore, route writes one key",
             App::RssRead => "(d) rocket_session_store + its MemoryStore, route reads",
             App::RssWrite => "(d') rocket_session_store + its MemoryStore, route writes one key",
+            App::PrivateRead => "(e) Rocket private cookie holds the state, route reads",
+            App::PrivateWrite => "(e') Rocket private cookie holds the state, route writes it",
         }
     }
 
@@ -98,6 +112,8 @@ impl App {
             App::RssWrite => rocket
                 .attach(rss_store().fairing())
                 .mount("/", routes![rss_login, rss_write]),
+            App::PrivateRead => rocket.mount("/", routes![private_login, private_read]),
+            App::PrivateWrite => rocket.mount("/", routes![private_login, private_write]),
         }
     }
 }
@@ -108,13 +124,6 @@ pub(crate) fn figment() -> Figment {
         .merge(("secret_key", SECRET))
         .merge(("log_level", "off"))
         .merge(("cli_colors", false))
-}
-
-/// The value `n` the writing routes store: a new one on every request.
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn next_n() -> u64 {
-    COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
 #[get("/login")]
@@ -130,6 +139,7 @@ fn bare_hello() -> &'static str {
 #[get("/login")]
 fn kv_login(session: Session<'_>) -> Result<&'static str, rocket_kvsession::Error> {
     session.insert("user", BODY)?;
+    session.insert("n", 0u64)?;
     Ok("ok")
 }
 
@@ -140,7 +150,8 @@ fn kv_read(session: Session<'_>) -> Option<String> {
 
 #[get("/hello")]
 fn kv_write(session: Session<'_>) -> Result<Option<String>, rocket_kvsession::Error> {
-    session.insert("n", next_n())?;
+    let n: u64 = session.get("n")?.unwrap_or(0);
+    session.insert("n", n + 1)?;
     session.get::<String>("user")
 }
 
@@ -185,10 +196,37 @@ async fn rss_write(session: RssSession<'_, Visitor>) -> Result<Option<String>, S
     let Some(mut visitor) = session.get().await? else {
         return Ok(None);
     };
-    visitor.n = next_n();
+    visitor.n += 1;
     let user = visitor.user.clone();
     session.set(visitor).await?;
     Ok(Some(user))
+}
+
+/// The private cookie's value: the user and the counter, `alice:N`.
+fn private_value(user: &str, n: u64) -> String {
+    format!("{user}:{n}")
+}
+
+#[get("/login")]
+fn private_login(jar: &CookieJar<'_>) -> &'static str {
+    jar.add_private((COOKIE, private_value(BODY, 0)));
+    "ok"
+}
+
+#[get("/hello")]
+fn private_read(jar: &CookieJar<'_>) -> Option<String> {
+    let cookie = jar.get_private(COOKIE)?;
+    let (user, _n) = cookie.value().split_once(':')?;
+    Some(user.to_owned())
+}
+
+#[get("/hello")]
+fn private_write(jar: &CookieJar<'_>) -> Option<String> {
+    let cookie = jar.get_private(COOKIE)?;
+    let (user, n) = cookie.value().split_once(':')?;
+    let n: u64 = n.parse().ok()?;
+    jar.add_private((COOKIE, private_value(user, n + 1)));
+    Some(user.to_owned())
 }
 
 /// The (percent-decoded) value of the session cookie in a `Set-Cookie`

@@ -53,6 +53,25 @@ impl Engine {
         SessionState::fresh(self.config.permanent)
     }
 
+    /// The id sealed into `credential` (a cookie's or a token's value,
+    /// sealed for `aad`), and whether it was sealed with a fallback key;
+    /// `None` if it does not open or holds no id of this app's layout.
+    /// Not async, so the opened bytes never live in a load's future.
+    fn opened_id(&self, credential: &str, aad: &str) -> Option<(SessionId, bool)> {
+        // Sealed with another key, for the other carrier, changed, or not
+        // sealed at all: `None`.
+        let opened = self.cipher.open(aad, credential)?;
+        if opened.needs_reseal {
+            metrics::fallback_key_open();
+        }
+        let id = std::str::from_utf8(opened.plaintext())
+            .ok()?
+            .parse::<SessionId>()
+            .ok()
+            .filter(|id| self.keys.fits(id))?;
+        Some((id, opened.needs_reseal))
+    }
+
     /// The session `credential` (a cookie's or a token's value, sealed for
     /// `aad`) names, saying how the load ended.
     async fn open(
@@ -63,19 +82,7 @@ impl Engine {
         let Some(credential) = credential.filter(|value| !value.is_empty()) else {
             return Ok((self.new_session(), Load::None));
         };
-        let Some(opened) = self.cipher.open(aad, credential) else {
-            // Sealed with another key, for the other carrier, changed, or
-            // not sealed at all.
-            return Ok((self.new_session(), Load::Rejected));
-        };
-        if opened.needs_reseal {
-            metrics::fallback_key_open();
-        }
-        let Some(id) = std::str::from_utf8(opened.plaintext())
-            .ok()
-            .and_then(|id| id.parse::<SessionId>().ok())
-            .filter(|id| self.keys.fits(id))
-        else {
+        let Some((id, needs_reseal)) = self.opened_id(credential, aad) else {
             return Ok((self.new_session(), Load::Rejected));
         };
         let now = self.clock.now();
@@ -97,11 +104,13 @@ impl Engine {
         };
         let rules = self.rules.for_session(&envelope.expiry);
         if !rules.is_live(&id, envelope.last_active, record.expires_at, now) {
-            self.end_expired(&id, record.version, envelope.owner).await;
+            // Boxed: a rare path, whose future would otherwise make every
+            // load's future (and its allocation) several times larger.
+            Box::pin(self.end_expired(&id, record.version, envelope.owner)).await;
             return Ok((self.new_session(), Load::Rejected));
         }
         let mut state = SessionState::loaded(id, envelope, record.version, record.expires_at);
-        if opened.needs_reseal {
+        if needs_reseal {
             // Sealed with a key of `secret_key_fallbacks`: the response
             // carries the cookie sealed with the current key.
             state.reissue_cookie();
