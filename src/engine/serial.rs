@@ -22,6 +22,12 @@
 //! [`IDLE_ENTRIES`] of them: the map holds only the sessions being saved
 //! or just saved. The record is dropped at once when the session ends or
 //! moves (a logout, a revocation, an emptied session, a rotation).
+//!
+//! A save waits for its turn at most [`TURN_WAIT`]: a turn that lasts
+//! longer is a store call that hangs, or one whose store hooks wait for
+//! another save of the session (tests do that). The save then goes ahead
+//! without its turn and races as it would without the gate: its
+//! compare-and-swap keeps it correct.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,6 +46,9 @@ pub(crate) const RETAIN: Duration = Duration::from_secs(2);
 
 /// At most this many sessions keep a record nobody is saving.
 pub(crate) const IDLE_ENTRIES: usize = 1024;
+
+/// The longest a save waits for its turn.
+pub(crate) const TURN_WAIT: Duration = Duration::from_millis(250);
 
 /// A record this process wrote: its version and data.
 #[derive(Debug, Clone)]
@@ -103,16 +112,18 @@ impl Gates {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for the turn of the session under `key`; it lasts until the
-    /// returned gate is dropped. Cancel-safe: a request dropped while
-    /// waiting only leaves its place.
+    /// Waits for the turn of the session under `key`, at most
+    /// [`TURN_WAIT`]; it lasts until the returned gate is dropped.
+    /// Cancel-safe: a request dropped while waiting only leaves its place.
     pub(crate) async fn enter(&self, key: &str) -> Gate<'_> {
         let ticket = self.ticket(key);
-        let turn = ticket.turn.clone().lock_owned().await;
-        Gate {
-            _turn: turn,
-            ticket,
+        let turn = tokio::time::timeout(TURN_WAIT, ticket.turn.clone().lock_owned())
+            .await
+            .ok();
+        if turn.is_none() {
+            log::debug!("kvsession: a save of a session went ahead without its turn");
         }
+        Gate { turn, ticket }
     }
 
     fn ticket(&self, key: &str) -> Ticket<'_> {
@@ -203,8 +214,10 @@ impl Drop for Ticket<'_> {
 /// The turn of one session: no other request of this engine writes the
 /// session's record until it is dropped.
 pub(crate) struct Gate<'a> {
-    // Released before the ticket, which may remove the entry.
-    _turn: OwnedMutexGuard<()>,
+    /// `None` if the wait timed out: the save races, and neither reads
+    /// nor leaves a remembered record. Released before the ticket, which
+    /// may remove the entry.
+    turn: Option<OwnedMutexGuard<()>>,
     ticket: Ticket<'a>,
 }
 
@@ -212,6 +225,7 @@ impl std::fmt::Debug for Gate<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gate")
             .field("key", &self.ticket.key)
+            .field("turn", &self.turn.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -222,6 +236,7 @@ impl Gate<'_> {
     /// another process wrote since: the swap on the remembered version
     /// tells which).
     pub(crate) fn newer_than(&self, loaded: Option<&Version>) -> Option<Written> {
+        self.turn.as_ref()?;
         let table = self.ticket.gates.table();
         table
             .entries
@@ -233,6 +248,12 @@ impl Gate<'_> {
 
     /// Remembers the record just written.
     pub(crate) fn wrote(&self, version: Option<Version>, envelope: &Envelope) {
+        if self.turn.is_none() {
+            // Another save may be writing right now: which record is the
+            // newer is unknown.
+            self.forget();
+            return;
+        }
         if let Some(entry) = self.ticket.gates.table().entries.get_mut(&self.ticket.key) {
             entry.written = Some(Written {
                 version,
@@ -273,6 +294,27 @@ mod tests {
         let second = second.await;
         drop(second);
         assert_eq!(gates.len(), 0, "nothing written, nothing kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_save_waits_for_its_turn_at_most_turn_wait() {
+        let gates = Gates::default();
+        let held = gates.enter("a").await;
+        held.wrote(version("2"), &Envelope::default());
+        let started = Instant::now();
+        let late = gates.enter("a").await;
+        assert_eq!(started.elapsed(), TURN_WAIT);
+        assert!(
+            late.newer_than(version("1").as_ref()).is_none(),
+            "no turn, no record"
+        );
+        late.wrote(version("3"), &Envelope::default());
+        assert!(
+            held.newer_than(version("1").as_ref()).is_none(),
+            "a save without its turn leaves nothing to trust"
+        );
+        drop((held, late));
+        assert_eq!(gates.len(), 0);
     }
 
     #[tokio::test(start_paused = true)]
