@@ -7,7 +7,7 @@
 //! KvSession: at least 0.9, the saves of one session must not fight each
 //! other).
 //!
-//! `cargo bench --bench concurrent_writes [-- --rounds N --millis MS --concurrency C]`
+//! `cargo bench --bench concurrent_writes [-- --rounds N --millis MS --concurrency C --only memory/write]`
 //! (`bash scripts/bench.sh --concurrent-writes` starts a redis-server and runs it)
 //!
 //! Each round measures every (app, mode) for `MS` milliseconds, in a
@@ -21,14 +21,17 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
 use rocket::http::private::cookie::CookieBuilder;
 use rocket::http::{Cookie, SameSite, Status};
 use rocket::local::asynchronous::Client;
 use rocket::{get, routes, Build, Rocket};
-use rocket_kvsession::{KeyValueStore, KvSession, MemoryStore, Session, SessionConfig};
+use rocket_kvsession::{
+    Capabilities, CompareAndDelete, CreateOutcome, ExpiredDeletion, KeyInfo, KeyValueStore,
+    KvSession, MemoryStore, Record, Session, SessionConfig, StoreError, UpdateOutcome, Version,
+};
 use rocket_kvsession_bench::{block_on, ArgError, Args, Runtime};
 use rocket_session_store::memory::MemoryStore as RssMemoryStore;
 use rocket_session_store::redis::RedisStore as RssRedisStore;
@@ -45,6 +48,9 @@ struct Options {
     rounds: usize,
     millis: u64,
     concurrency: usize,
+    /// Only the targets of this store and route (`memory/write`), and of
+    /// this library if given (`memory/write/KvSession`).
+    only: Option<String>,
 }
 
 fn options(args: &mut Args) -> Result<Options, ArgError> {
@@ -52,12 +58,14 @@ fn options(args: &mut Args) -> Result<Options, ArgError> {
         rounds: 5,
         millis: 300,
         concurrency: 32,
+        only: None,
     };
     while let Some(arg) = args.next_arg() {
         match arg.as_str() {
             "--rounds" => options.rounds = args.number("--rounds", 1)? as usize,
             "--millis" => options.millis = args.number("--millis", 1)?,
             "--concurrency" => options.concurrency = args.number("--concurrency", 2)? as usize,
+            "--only" => options.only = Some(args.value("--only")?),
             _ => return Err(ArgError::Unknown(arg)),
         }
     }
@@ -128,6 +136,85 @@ async fn rss_write(
     Ok(Some(user))
 }
 
+/// A store that counts the compare-and-swap conflicts of its updates.
+struct Counted {
+    inner: Arc<dyn KeyValueStore>,
+    conflicts: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counted")
+            .field("inner", &self.inner.name())
+            .finish()
+    }
+}
+
+#[rocket::async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl KeyValueStore for Counted {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn init(&self) -> Result<(), StoreError> {
+        self.inner.init().await
+    }
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.check_key(key)
+    }
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn create(
+        &self,
+        key: &str,
+        value: &[u8],
+        expires_at: Option<SystemTime>,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.inner.create(key, value, expires_at).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Option<&Version>,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let outcome = self.inner.update(key, value, expected, expires_at).await?;
+        if outcome == UpdateOutcome::Conflict {
+            self.conflicts.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(outcome)
+    }
+    async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
+        self.inner.touch(key, expires_at).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
+        self.inner.delete_many(keys).await
+    }
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
+        self.inner.list(prefix)
+    }
+    fn compare_and_delete(&self) -> Option<&dyn CompareAndDelete> {
+        self.inner.compare_and_delete()
+    }
+    fn expired_deletion(&self) -> Option<&dyn ExpiredDeletion> {
+        self.inner.expired_deletion()
+    }
+}
+
+fn conflicts(t: &Target) -> u64 {
+    t.conflicts
+        .as_ref()
+        .map_or(0, |count| count.load(Ordering::Relaxed))
+}
+
 fn figment() -> rocket::figment::Figment {
     rocket::Config::figment()
         .merge(("secret_key", SECRET))
@@ -184,6 +271,10 @@ struct Target {
     cookie: String,
     one: Vec<f64>,
     many: Vec<f64>,
+    /// concurrent / one at a time, measured back to back in each round.
+    ratios: Vec<f64>,
+    /// Failed compare-and-swaps of the KvSession apps (`None`: not counted).
+    conflicts: Option<Arc<AtomicU64>>,
 }
 
 async fn target(
@@ -218,6 +309,8 @@ async fn target(
         cookie,
         one: Vec::new(),
         many: Vec::new(),
+        ratios: Vec::new(),
+        conflicts: None,
     })
 }
 
@@ -270,11 +363,27 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The KvSession app on `store`, its conflicts counted.
+async fn kv_target(
+    store_name: &'static str,
+    op: Op,
+    store: Arc<dyn KeyValueStore>,
+) -> Result<Target, String> {
+    let conflicts = Arc::new(AtomicU64::new(0));
+    let counted = Arc::new(Counted {
+        inner: store,
+        conflicts: conflicts.clone(),
+    });
+    let mut t = target(store_name, "KvSession", op, kv_app(counted)).await?;
+    t.conflicts = Some(conflicts);
+    Ok(t)
+}
+
 async fn targets(redis_url: Option<&str>) -> Result<Vec<Target>, String> {
     let mut targets = Vec::new();
     for op in [Op::Read, Op::Write] {
         let memory: Arc<dyn KeyValueStore> = Arc::new(MemoryStore::new());
-        targets.push(target("memory", "KvSession", op, kv_app(memory)).await?);
+        targets.push(kv_target("memory", op, memory).await?);
         let rss = Box::new(RssMemoryStore::<Visitor>::new());
         targets.push(target("memory", "rocket_session_store", op, rss_app(rss)).await?);
     }
@@ -287,7 +396,7 @@ async fn targets(redis_url: Option<&str>) -> Result<Vec<Target>, String> {
         let client =
             rss_redis::Client::open(url).map_err(|e| format!("redis::Client::open({url}): {e}"))?;
         for op in [Op::Read, Op::Write] {
-            targets.push(target("redis", "KvSession", op, kv_app(kv.clone())).await?);
+            targets.push(kv_target("redis", op, kv.clone()).await?);
             let rss = RssRedisStore::<Visitor>::new(client.clone())
                 .prefix(format!("rss-cw-bench-{}:", std::process::id()));
             targets
@@ -306,34 +415,61 @@ async fn run(options: Options) -> Result<(), String> {
         );
     }
     let mut targets = targets(redis_url.as_deref()).await?;
+    if let Some(only) = &options.only {
+        targets.retain(|t| {
+            let name = format!("{}/{}/{}", t.store, t.op.name(), t.library);
+            name == *only || name.starts_with(&format!("{only}/"))
+        });
+    }
     let c = options.concurrency;
     // Warm up: allocator, connections, the session records.
     for t in &targets {
         measure(t, 50, 1).await?;
         measure(t, 50, c).await?;
     }
+    let conflicts_before: Vec<u64> = targets.iter().map(conflicts).collect();
+    let mut requests = vec![0u64; targets.len()];
     for round in 0..options.rounds {
         for i in 0..targets.len() {
             let k = (i + round) % targets.len();
-            let one = measure(&targets[k], options.millis, 1).await?;
-            let many = measure(&targets[k], options.millis, c).await?;
-            targets[k].one.push(one);
-            targets[k].many.push(many);
+            // Back to back, in alternating order: the ratio of each round
+            // is what the machine's other load disturbs least.
+            let (one, many) = if round % 2 == 0 {
+                let one = measure(&targets[k], options.millis, 1).await?;
+                (one, measure(&targets[k], options.millis, c).await?)
+            } else {
+                let many = measure(&targets[k], options.millis, c).await?;
+                (measure(&targets[k], options.millis, 1).await?, many)
+            };
+            let t = &mut targets[k];
+            requests[k] += ((one + many) * options.millis as f64 / 1000.0) as u64;
+            t.one.push(one);
+            t.many.push(many);
+            t.ratios.push(many / one);
         }
     }
 
     println!("### Concurrent requests of one session (`rocket::local`, in process)\n");
     println!(
-        "One thread; one session per app; median of {} rounds of {} ms per app and mode.\n",
+        "One thread; one session per app; median of {} rounds of {} ms per app and mode, \
+         the two modes back to back in each round (the ratio is the median of the rounds' ratios). \
+         Conflicts: failed compare-and-swaps per request, counted by a wrapper around the store.\n",
         options.rounds, options.millis
     );
     println!(
-        "| store | route | library | one at a time (req/s) | {c} concurrent (req/s) | {c} concurrent / one at a time | goal |"
+        "| store | route | library | one at a time (req/s) | {c} concurrent (req/s) | {c} concurrent / one at a time | goal | conflicts/request |"
     );
-    println!("|---|---|---|---:|---:|---:|---|");
-    for t in &targets {
+    println!("|---|---|---|---:|---:|---:|---|---:|");
+    for (k, t) in targets.iter().enumerate() {
         let (one, many) = (median(&t.one), median(&t.many));
-        let ratio = many / one;
+        let ratio = median(&t.ratios);
+        let per_request = match &t.conflicts {
+            Some(_) => format!(
+                "{:.3}",
+                (conflicts(t) - conflicts_before[k]) as f64 / requests[k].max(1) as f64
+            ),
+            None => "n/a".to_owned(),
+        };
         let goal = if t.library == "KvSession" {
             if ratio >= 0.9 {
                 ">= 0.90: met".to_owned()
@@ -344,7 +480,7 @@ async fn run(options: Options) -> Result<(), String> {
             String::new()
         };
         println!(
-            "| {} | {} | {} | {one:.0} | {many:.0} | {ratio:.3} | {goal} |",
+            "| {} | {} | {} | {one:.0} | {many:.0} | {ratio:.3} | {goal} | {per_request} |",
             t.store,
             t.op.name(),
             t.library
@@ -363,7 +499,7 @@ fn main() -> std::process::ExitCode {
         Ok(options) => block_on(args.name(), Runtime::CurrentThread, run(options)),
         Err(e) => args.usage_error(
             &e,
-            "concurrent_writes [--rounds N] [--millis MS] [--concurrency C]",
+            "concurrent_writes [--rounds N] [--millis MS] [--concurrency C] [--only STORE/ROUTE[/LIBRARY]]",
         ),
     }
 }

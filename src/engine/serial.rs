@@ -117,9 +117,13 @@ impl Gates {
     /// Cancel-safe: a request dropped while waiting only leaves its place.
     pub(crate) async fn enter(&self, key: &str) -> Gate<'_> {
         let ticket = self.ticket(key);
-        let turn = tokio::time::timeout(TURN_WAIT, ticket.turn.clone().lock_owned())
-            .await
-            .ok();
+        let turn = match ticket.turn.clone().try_lock_owned() {
+            Ok(turn) => Some(turn),
+            // Not free: wait (no timer for the common, uncontended case).
+            Err(_) => tokio::time::timeout(TURN_WAIT, ticket.turn.clone().lock_owned())
+                .await
+                .ok(),
+        };
         if turn.is_none() {
             log::debug!("kvsession: a save of a session went ahead without its turn");
         }
