@@ -92,7 +92,7 @@ fn kv_read(session: Session<'_>, _slot: usize) -> Option<String> {
 
 #[get("/write/<slot>")]
 fn kv_write(session: Session<'_>, slot: usize) -> Result<Option<String>, rocket_kvsession::Error> {
-    session.insert(&format!("w{slot}"), next_n())?;
+    session.insert(format!("w{slot}"), next_n())?;
     session.get::<String>("user")
 }
 
