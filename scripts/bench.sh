@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the per-request and store benchmarks and writes their markdown report.
 #
-#   bash scripts/bench.sh [--quick] [--no-update]
+#   bash scripts/bench.sh [--quick] [--no-update] [--concurrent-writes]
 #
 # Measures, in one run:
 #   1. per-request costs in ns: id, cookie seal/open, MessagePack (benches/per_request.rs)
@@ -25,6 +25,9 @@
 # (between the bench.sh markers) with it, unless --no-update.
 #
 # --quick: shorter rounds and fewer samples, to check that everything runs.
+# --concurrent-writes: only the section "Concurrent requests of one session"
+#   below (MemoryStore and a real redis-server, one request at a time against
+#   32 at once).
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,12 +36,14 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 quick=0
 update=1
+concurrent_only=0
 for arg in "$@"; do
     case "$arg" in
     --quick) quick=1 ;;
     --no-update) update=0 ;;
+    --concurrent-writes) concurrent_only=1 ;;
     *)
-        echo "usage: $0 [--quick] [--no-update]" >&2
+        echo "usage: $0 [--quick] [--no-update] [--concurrent-writes]" >&2
         exit 2
         ;;
     esac
@@ -80,6 +85,50 @@ else
     ir_iters=10000
 fi
 http_connections=16
+
+# ---------------------------------------------------------------------------
+# Concurrent requests of one session (benches/concurrent_writes.rs), on
+# MemoryStore and on a real redis-server started here: KvSession (+ RedisStore)
+# against rocket_session_store (+ its Redis store), a route that reads and one
+# that writes the session, one request at a time and 32 at once, in one run.
+# The table goes to $state/concurrent_writes.md and is printed at the end; its
+# numbers are recorded in BENCHMARKS.md ("## Concurrent writes to one
+# session") by hand, outside the generated markers.
+
+concurrent_writes_section() {
+    local exe args
+    if [ $quick = 1 ]; then
+        args=(--rounds 2 --millis 150)
+    else
+        args=(--rounds 5 --millis 400)
+    fi
+    log "concurrent requests of one session: building (release)"
+    cargo bench -p rocket_kvsession --bench concurrent_writes --no-run >&2
+    exe=$(cargo bench -p rocket_kvsession --bench concurrent_writes --no-run \
+        --message-format=json 2>/dev/null | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and "bench" in m["target"]["kind"] and m.get("executable"):
+        print(m["executable"])' | tail -n 1)
+    [ -n "$exe" ] && [ -x "$exe" ] || die "cannot find the executable of benches/concurrent_writes.rs"
+    # In a subshell whose exit stops the server, whatever fails.
+    (
+        trap 'bash "$root/scripts/redis-server.sh" stop "$state/redis-concurrent" >&2 || true' EXIT
+        log "concurrent requests of one session (starting a redis-server)"
+        redis_env=$(bash "$root/scripts/redis-server.sh" start "$state/redis-concurrent") ||
+            die "the Redis test server did not start"
+        redis_url=$(printf '%s\n' "$redis_env" | sed -n "s/^export REDIS_URL='\(.*\)'$/\1/p")
+        [ -n "$redis_url" ] || die "scripts/redis-server.sh printed no REDIS_URL"
+        REDIS_URL=$redis_url "$exe" --bench "${args[@]}" >"$state/concurrent_writes.md"
+    )
+    log "concurrent requests of one session: table written to $state/concurrent_writes.md"
+}
+
+if [ $concurrent_only = 1 ]; then
+    concurrent_writes_section
+    cat "$state/concurrent_writes.md"
+    exit 0
+fi
 
 # ---------------------------------------------------------------------------
 # The apps of the request benchmarks (benches/apps/mod.rs), their labels, and
@@ -493,3 +542,9 @@ if [ $update = 1 ]; then
     log "BENCHMARKS.md updated"
 fi
 cat "$report"
+
+# ---------------------------------------------------------------------------
+# Concurrent requests of one session (see concurrent_writes_section above).
+
+concurrent_writes_section
+cat "$state/concurrent_writes.md"

@@ -310,6 +310,8 @@ impl Engine {
             }
             match self.end_record(&key, id, expected.as_ref()).await? {
                 DeleteOutcome::Deleted => {
+                    // Nothing of it is left to merge onto.
+                    self.gates.forget(&key);
                     metrics::save(Save::End);
                     return Ok(Step::Ended(owner));
                 }

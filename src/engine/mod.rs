@@ -7,12 +7,15 @@
 //! - `end`: logout, revocation, and the compare-and-swap that ends a record
 //!   and follows its rotations (`end.rs`);
 //! - `owned`: the owner index as the engine uses it: indexing a login,
-//!   listing an owner's sessions, the per-owner cap (`owned.rs`).
+//!   listing an owner's sessions, the per-owner cap (`owned.rs`);
+//! - `serial`: the per-session gate that makes saves of one session in
+//!   this process take turns instead of racing (`serial.rs`).
 
 mod end;
 mod load;
 mod owned;
 mod save;
+mod serial;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,6 +151,8 @@ pub(crate) struct Engine {
     pub(crate) clock: Clock,
     /// Where lifecycle events go.
     pub(crate) events: Events,
+    /// Saves of one session in this process take turns.
+    gates: serial::Gates,
     /// `csrf_trusted_origins`, normalized.
     trusted_origins: Vec<String>,
     cipher: CookieCipher,
@@ -200,6 +205,7 @@ impl Engine {
             secrets: SharedRng::new(Box::new(ChaCha20Rng::from_os_rng())),
             clock,
             events,
+            gates: serial::Gates::default(),
         }
     }
 

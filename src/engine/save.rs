@@ -183,10 +183,19 @@ impl Engine {
             self.index(owner, id).await?;
         }
         let mut version = self.create(id, &envelope).await?;
-        match self
-            .move_record(&snapshot, origin, &mut envelope, &mut version)
-            .await
-        {
+        let moved = {
+            // The old record is swapped in its session's turn: no save of
+            // this process races the swap.
+            let gate = self.gates.enter(&self.keys.session(&origin.id)).await;
+            let moved = self
+                .move_record(&snapshot, origin, &mut envelope, &mut version)
+                .await;
+            // Moved, ended, or unknown after an error: the old record is
+            // no longer one to merge onto.
+            gate.forget();
+            moved
+        };
+        match moved {
             Ok(true) => {
                 metrics::save(Save::Rotate);
                 self.events
@@ -325,7 +334,11 @@ impl Engine {
         self.write_existing(cell, &snapshot).await
     }
 
-    /// The compare-and-swap loop of [`Engine::save_existing`].
+    /// The compare-and-swap loop of [`Engine::save_existing`], in the
+    /// session's turn (see [`serial`](super::serial)): the saves of one
+    /// session in this process write one after the other, each onto the
+    /// record the previous one wrote, so only other processes' writes
+    /// conflict.
     async fn write_existing(
         &self,
         cell: &SessionCell,
@@ -334,8 +347,20 @@ impl Engine {
         let id = &snapshot.id;
         let key = self.keys.session(id);
         let versioned = self.store.capabilities().compare_and_swap;
-        let mut envelope = snapshot.written();
-        let mut version = snapshot.version.clone();
+        let gate = self.gates.enter(&key).await;
+        let written = if versioned {
+            gate.newer_than(snapshot.version.as_ref())
+        } else {
+            None
+        };
+        let (mut envelope, mut version) = match written {
+            // Another request of this process saved the session after this
+            // one loaded it: the changes go onto that record, swapped on its
+            // version (a write of another process since makes the swap
+            // conflict, and the newest record is read as usual).
+            Some(written) => (merged(snapshot, written.envelope), written.version),
+            None => (snapshot.written(), snapshot.version.clone()),
+        };
         let mut retries = self.retry.start();
         loop {
             let expected = version.as_ref().filter(|_| versioned);
@@ -351,14 +376,23 @@ impl Engine {
                 UpdateOutcome::Updated(new_version) => {
                     metrics::save(Save::Update);
                     if envelope.is_empty() {
-                        return self
+                        let dropped = self
                             .drop_emptied(cell, &key, id, envelope, new_version)
                             .await;
+                        // Ended, or written again by another process.
+                        gate.forget();
+                        return dropped;
+                    }
+                    if versioned {
+                        gate.wrote(new_version.clone(), &envelope);
                     }
                     cell.lock().saved(envelope, new_version);
                     return Ok(SaveOutcome::Done);
                 }
-                UpdateOutcome::Missing => return Ok(self.vanished()),
+                UpdateOutcome::Missing => {
+                    gate.forget();
+                    return Ok(self.vanished());
+                }
                 UpdateOutcome::Conflict => {
                     retries.next().await?;
                     match self.remerge(&key, snapshot).await? {
@@ -366,13 +400,19 @@ impl Engine {
                             envelope = merged;
                             version = current;
                         }
-                        Newest::Ended => return Ok(self.vanished()),
+                        Newest::Ended => {
+                            gate.forget();
+                            return Ok(self.vanished());
+                        }
                         // A concurrent login or `regenerate()` moved the
                         // session to a new id: the changes are not written
                         // to it (a request that loaded the old id must not
                         // reach the session it became), and the request
                         // fails rather than answer as if they were kept.
-                        Newest::Moved => return Err(Error::Superseded),
+                        Newest::Moved => {
+                            gate.forget();
+                            return Err(Error::Superseded);
+                        }
                     }
                 }
             }
@@ -410,11 +450,7 @@ impl Engine {
             return Ok(Newest::Ended);
         };
         match Stored::decode(current.value)? {
-            Stored::Live(base) => {
-                let mut merged = snapshot.changes.merge_onto(base);
-                merged.last_active = snapshot.now;
-                Ok(Newest::Live(merged, current.version))
-            }
+            Stored::Live(base) => Ok(Newest::Live(merged(snapshot, base), current.version)),
             Stored::Ended(None) => Ok(Newest::Ended),
             Stored::Ended(Some(_)) => Ok(Newest::Moved),
         }
@@ -442,18 +478,39 @@ impl Engine {
         }
         let id = &untouched.id;
         let key = self.keys.session(id);
+        let versioned = self.store.capabilities().compare_and_swap;
+        let gate = self.gates.enter(&key).await;
+        if versioned && gate.newer_than(untouched.version.as_ref()).is_some() {
+            // Another request of this process wrote the session since this
+            // one loaded it, which recorded activity too.
+            return;
+        }
         let result = match self.expiry.for_session(&untouched.expiry).session(id, now) {
             // Only the expiry moves; the data is not rewritten.
-            Some(expiry) => self.store.touch(&key, expiry).await,
+            Some(expiry) => {
+                let touched = self.store.touch(&key, expiry).await;
+                if let Ok(UpdateOutcome::Updated(version)) = &touched {
+                    if *version != untouched.version {
+                        // A store whose touch is a write: the remembered
+                        // version is gone.
+                        gate.forget();
+                    }
+                }
+                touched
+            }
             None => {
-                let expected = untouched
-                    .version
-                    .as_ref()
-                    .filter(|_| self.store.capabilities().compare_and_swap);
+                let expected = untouched.version.as_ref().filter(|_| versioned);
                 let envelope = cell.lock().written_at(now);
-                self.store
+                let updated = self
+                    .store
                     .update(&key, &envelope.encode(), expected, None)
-                    .await
+                    .await;
+                if let Ok(UpdateOutcome::Updated(version)) = &updated {
+                    if versioned {
+                        gate.wrote(version.clone(), &envelope);
+                    }
+                }
+                updated
             }
         };
         match result {
@@ -464,4 +521,12 @@ impl Engine {
             Err(e) => log::warn!("kvsession: could not refresh session activity: {e}"),
         }
     }
+}
+
+/// `snapshot`'s changes merged onto `base`, a newer record of its session,
+/// with the snapshot's activity time.
+fn merged(snapshot: &Snapshot, base: Envelope) -> Envelope {
+    let mut merged = snapshot.changes.merge_onto(base);
+    merged.last_active = snapshot.now;
+    merged
 }
