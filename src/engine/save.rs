@@ -284,23 +284,33 @@ impl Engine {
                         .await?
                     {
                         UpdateOutcome::Updated(new_version) => *version = new_version,
-                        // Ended: a revocation found the new record through
-                        // the owner's index (one that ends the old record
-                        // too, or `revoke_other_sessions` of another tab that
-                        // keeps it), or it expired meanwhile. The rotation
-                        // cannot complete; the old record is left to what
-                        // ended the new one.
-                        UpdateOutcome::Missing => return Err(Error::Superseded),
-                        // Nothing else writes the new record before the old
-                        // one names it: the store changed it (a fault). The
-                        // rotation fails; the session stays where it was,
-                        // with its data.
-                        UpdateOutcome::Conflict => return Err(Error::Conflict { attempts: 1 }),
+                        UpdateOutcome::Missing | UpdateOutcome::Conflict => {
+                            return Err(self.new_record_lost(id).await?)
+                        }
                     }
                     expected = current;
                 }
             }
         }
+    }
+
+    /// Why the new record of a rotation could not be written again before
+    /// the old record named it. Ended (gone, or an "ended" marker on its
+    /// way to a delete): a revocation found it through the owner's index
+    /// (one that ends the old record too, or `revoke_other_sessions` of
+    /// another tab that keeps it), or it expired; the rotation cannot
+    /// complete, and the old record is left to what ended the new one.
+    /// Still live: nothing else writes a new record before the old one
+    /// names it, so the store changed it (a fault). Either way the rotation
+    /// fails and the session stays where it was, with its data.
+    async fn new_record_lost(&self, id: &SessionId) -> Result<Error, Error> {
+        let current = self.store.get(&self.keys.session(id)).await?;
+        Ok(
+            match current.map(|r| Stored::decode(r.value)).transpose()? {
+                Some(Stored::Live(_)) => Error::Conflict { attempts: 1 },
+                None | Some(Stored::Ended(_)) => Error::Superseded,
+            },
+        )
     }
 
     /// Saves the changes of a stored session: a compare-and-swap on the
