@@ -58,14 +58,18 @@ impl Engine {
         let result = match plan {
             SavePlan::Nothing => Ok(SaveOutcome::Done),
             SavePlan::DropCookie => Ok(SaveOutcome::DropCookie),
+            // The rare arms on the heap: the request's save future stays
+            // small for the common ones (an update, a first save).
             SavePlan::Touch(untouched) => {
-                self.touch_if_due(cell, &untouched).await;
+                Box::pin(self.touch_if_due(cell, &untouched)).await;
                 Ok(SaveOutcome::Done)
             }
             SavePlan::Create(snapshot) => self.save_new(cell, snapshot).await,
-            SavePlan::Rotate(snapshot, origin) => self.save_rotated(cell, snapshot, &origin).await,
+            SavePlan::Rotate(snapshot, origin) => {
+                Box::pin(self.save_rotated(cell, snapshot, &origin)).await
+            }
             SavePlan::Update(snapshot) => self.save_existing(cell, snapshot).await,
-            SavePlan::End(origin, ending) => self.end_emptied(cell, origin, ending).await,
+            SavePlan::End(origin, ending) => Box::pin(self.end_emptied(cell, origin, ending)).await,
         };
         result.unwrap_or_else(|error| SaveOutcome::Failed { error, drop_cookie })
     }
@@ -481,9 +485,7 @@ impl Engine {
     /// the request itself succeeded.
     async fn touch_if_due(&self, cell: &SessionCell, untouched: &Untouched) {
         let now = self.clock.now_unix();
-        let rules = self.rules.for_session(&untouched.expiry);
-        let activity = rules.activity(untouched.last_active, untouched.record_expires_at, now);
-        if !rules.touch_due(activity, now) {
+        if !untouched.touch_due(&self.rules, now) {
             return;
         }
         let id = &untouched.id;
