@@ -21,17 +21,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
+use futures::stream::{FuturesUnordered, StreamExt};
 use rocket::http::private::cookie::CookieBuilder;
 use rocket::http::{Cookie, SameSite, Status};
 use rocket::local::asynchronous::Client;
 use rocket::{get, routes, Build, Rocket};
-use rocket_kvsession::{
-    Capabilities, CompareAndDelete, CreateOutcome, ExpiredDeletion, KeyInfo, KeyValueStore,
-    KvSession, MemoryStore, Record, Session, SessionConfig, StoreError, UpdateOutcome, Version,
-};
+use rocket_kvsession::conformance::hooked::HookedStore;
+use rocket_kvsession::{KeyValueStore, KvSession, MemoryStore, Session, SessionConfig};
 use rocket_kvsession_bench::{block_on, ArgError, Args, Runtime};
 use rocket_session_store::memory::MemoryStore as RssMemoryStore;
 use rocket_session_store::redis::RedisStore as RssRedisStore;
@@ -136,83 +134,8 @@ async fn rss_write(
     Ok(Some(user))
 }
 
-/// A store that counts the compare-and-swap conflicts of its updates.
-struct Counted {
-    inner: Arc<dyn KeyValueStore>,
-    conflicts: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for Counted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counted")
-            .field("inner", &self.inner.name())
-            .finish()
-    }
-}
-
-#[rocket::async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl KeyValueStore for Counted {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn init(&self) -> Result<(), StoreError> {
-        self.inner.init().await
-    }
-    fn check_key(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.check_key(key)
-    }
-    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn create(
-        &self,
-        key: &str,
-        value: &[u8],
-        expires_at: Option<SystemTime>,
-    ) -> Result<CreateOutcome, StoreError> {
-        self.inner.create(key, value, expires_at).await
-    }
-    async fn update(
-        &self,
-        key: &str,
-        value: &[u8],
-        expected: Option<&Version>,
-        expires_at: Option<SystemTime>,
-    ) -> Result<UpdateOutcome, StoreError> {
-        let outcome = self.inner.update(key, value, expected, expires_at).await?;
-        if outcome == UpdateOutcome::Conflict {
-            self.conflicts.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(outcome)
-    }
-    async fn touch(&self, key: &str, expires_at: SystemTime) -> Result<UpdateOutcome, StoreError> {
-        self.inner.touch(key, expires_at).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
-        self.inner.delete_many(keys).await
-    }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
-        self.inner.list(prefix)
-    }
-    fn compare_and_delete(&self) -> Option<&dyn CompareAndDelete> {
-        self.inner.compare_and_delete()
-    }
-    fn expired_deletion(&self) -> Option<&dyn ExpiredDeletion> {
-        self.inner.expired_deletion()
-    }
-}
-
 fn conflicts(t: &Target) -> u64 {
-    t.conflicts
-        .as_ref()
-        .map_or(0, |count| count.load(Ordering::Relaxed))
+    t.conflicts.as_ref().map_or(0, HookedStore::conflicts)
 }
 
 fn figment() -> rocket::figment::Figment {
@@ -273,8 +196,9 @@ struct Target {
     many: Vec<f64>,
     /// concurrent / one at a time, measured back to back in each round.
     ratios: Vec<f64>,
-    /// Failed compare-and-swaps of the KvSession apps (`None`: not counted).
-    conflicts: Option<Arc<AtomicU64>>,
+    /// The KvSession apps' store, counting failed compare-and-swaps
+    /// (`None`: not counted).
+    conflicts: Option<HookedStore>,
 }
 
 async fn target(
@@ -369,13 +293,15 @@ async fn kv_target(
     op: Op,
     store: Arc<dyn KeyValueStore>,
 ) -> Result<Target, String> {
-    let conflicts = Arc::new(AtomicU64::new(0));
-    let counted = Arc::new(Counted {
-        inner: store,
-        conflicts: conflicts.clone(),
-    });
-    let mut t = target(store_name, "KvSession", op, kv_app(counted)).await?;
-    t.conflicts = Some(conflicts);
+    let counted = HookedStore::new(store);
+    let mut t = target(
+        store_name,
+        "KvSession",
+        op,
+        kv_app(Arc::new(counted.clone())),
+    )
+    .await?;
+    t.conflicts = Some(counted);
     Ok(t)
 }
 

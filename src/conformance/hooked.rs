@@ -1,7 +1,7 @@
 //! [`HookedStore`]: a store wrapper that runs a test's step at an exact
 //! point of a request's store calls, so a race is set up, not hoped for.
 
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -39,17 +39,22 @@ impl Armed {
 /// The store under test, running a test's step before the next creation
 /// of a session record ([`before_create`](Self::before_create)) or after the
 /// next successful update of one ([`after_update`](Self::after_update)).
-/// It can hide the inner store's compare-and-delete, and make every "ended"
-/// marker written with a compare-and-swap lose to a write of the same
-/// session landing just before it ([`interfere`](Self::interfere)). Every
-/// other call goes straight through. Clones share their steps.
+/// It can hide the inner store's compare-and-delete or compare-and-swap,
+/// make every "ended" marker written with a compare-and-swap lose to a
+/// write of the same session landing just before it
+/// ([`interfere`](Self::interfere)), and counts updates and their
+/// conflicts. Every other call goes straight through. Clones share their
+/// steps and counts.
 #[derive(Clone)]
 pub struct HookedStore {
     inner: Arc<dyn KeyValueStore>,
     compare_and_delete: bool,
+    compare_and_swap: bool,
     before_create: Armed,
     after_update: Armed,
     interfere: Arc<AtomicBool>,
+    updates: Arc<AtomicU64>,
+    conflicts: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for HookedStore {
@@ -67,9 +72,12 @@ impl HookedStore {
         HookedStore {
             inner,
             compare_and_delete: true,
+            compare_and_swap: true,
             before_create: Armed::default(),
             after_update: Armed::default(),
             interfere: Arc::default(),
+            updates: Arc::default(),
+            conflicts: Arc::default(),
         }
     }
 
@@ -77,6 +85,24 @@ impl HookedStore {
     pub fn without_compare_and_delete(mut self) -> Self {
         self.compare_and_delete = false;
         self
+    }
+
+    /// Hides the inner store's compare-and-swap (and compare-and-delete):
+    /// updates ignore the expected version, as on a store without it.
+    pub fn without_compare_and_swap(mut self) -> Self {
+        self.compare_and_swap = false;
+        self.compare_and_delete = false;
+        self
+    }
+
+    /// How many updates were asked of the store so far.
+    pub fn updates(&self) -> u64 {
+        self.updates.load(SeqCst)
+    }
+
+    /// How many updates lost their compare-and-swap so far.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(SeqCst)
     }
 
     /// Runs `step` before the next creation of a session record.
@@ -108,7 +134,10 @@ impl KeyValueStore for HookedStore {
         self.inner.name()
     }
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        Capabilities {
+            compare_and_swap: self.compare_and_swap && self.inner.capabilities().compare_and_swap,
+            ..self.inner.capabilities()
+        }
     }
     async fn init(&self) -> Result<(), StoreError> {
         self.inner.init().await
@@ -137,6 +166,8 @@ impl KeyValueStore for HookedStore {
         expected: Option<&Version>,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
+        self.updates.fetch_add(1, SeqCst);
+        let expected = expected.filter(|_| self.compare_and_swap);
         let marker = value.first() == Some(&FORMAT_MARKER);
         if marker && expected.is_some() && self.interfere.load(SeqCst) {
             // Another request's save of the same session wins the race.
@@ -148,6 +179,9 @@ impl KeyValueStore for HookedStore {
             }
         }
         let outcome = self.inner.update(key, value, expected, expires_at).await?;
+        if outcome == UpdateOutcome::Conflict {
+            self.conflicts.fetch_add(1, SeqCst);
+        }
         if is_session(key) && matches!(outcome, UpdateOutcome::Updated(_)) {
             self.after_update.run().await;
         }

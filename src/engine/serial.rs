@@ -399,117 +399,31 @@ mod tests {
 /// `MemoryStore` that counts the compare-and-swap conflicts.
 #[cfg(test)]
 mod saves {
-    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
     use std::sync::Arc;
-    use std::time::SystemTime;
 
-    use async_trait::async_trait;
-    use futures_util::stream::BoxStream;
     use rocket::http::{Cookie, Status};
     use rocket::local::asynchronous::Client;
     use rocket::tokio::sync::Barrier;
 
     use super::Gates;
     use crate::conformance::app;
+    use crate::conformance::hooked::HookedStore;
     use crate::engine::Engine;
-    use crate::error::StoreError;
-    use crate::store::{
-        Capabilities, CompareAndDelete, CreateOutcome, ExpiredDeletion, KeyInfo, KeyValueStore,
-        Record, UpdateOutcome, Version,
-    };
     use crate::{KvSession, MemoryStore, SessionConfig};
 
     /// A `MemoryStore` that counts updates and their conflicts, with or
     /// without compare-and-swap.
-    #[derive(Debug)]
-    struct CountingStore {
-        inner: MemoryStore,
-        versioned: bool,
-        updates: AtomicU64,
-        conflicts: AtomicU64,
-    }
-
-    impl CountingStore {
-        fn new(versioned: bool) -> Arc<Self> {
-            Arc::new(CountingStore {
-                inner: MemoryStore::new(),
-                versioned,
-                updates: AtomicU64::new(0),
-                conflicts: AtomicU64::new(0),
-            })
-        }
-    }
-
-    #[async_trait]
-    #[deny(clippy::missing_trait_methods)]
-    impl KeyValueStore for CountingStore {
-        fn name(&self) -> &'static str {
-            "counting"
-        }
-        fn capabilities(&self) -> Capabilities {
-            Capabilities {
-                compare_and_swap: self.versioned,
-                ..self.inner.capabilities()
-            }
-        }
-        async fn init(&self) -> Result<(), StoreError> {
-            self.inner.init().await
-        }
-        fn check_key(&self, key: &str) -> Result<(), StoreError> {
-            self.inner.check_key(key)
-        }
-        async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-            self.inner.get(key).await
-        }
-        async fn create(
-            &self,
-            key: &str,
-            value: &[u8],
-            expires_at: Option<SystemTime>,
-        ) -> Result<CreateOutcome, StoreError> {
-            self.inner.create(key, value, expires_at).await
-        }
-        async fn update(
-            &self,
-            key: &str,
-            value: &[u8],
-            expected: Option<&Version>,
-            expires_at: Option<SystemTime>,
-        ) -> Result<UpdateOutcome, StoreError> {
-            self.updates.fetch_add(1, SeqCst);
-            let expected = expected.filter(|_| self.versioned);
-            let outcome = self.inner.update(key, value, expected, expires_at).await?;
-            if outcome == UpdateOutcome::Conflict {
-                self.conflicts.fetch_add(1, SeqCst);
-            }
-            Ok(outcome)
-        }
-        async fn touch(
-            &self,
-            key: &str,
-            expires_at: SystemTime,
-        ) -> Result<UpdateOutcome, StoreError> {
-            self.inner.touch(key, expires_at).await
-        }
-        async fn delete(&self, key: &str) -> Result<(), StoreError> {
-            self.inner.delete(key).await
-        }
-        async fn delete_many(&self, keys: Vec<String>) -> Result<(), StoreError> {
-            self.inner.delete_many(keys).await
-        }
-        fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<KeyInfo, StoreError>> {
-            self.inner.list(prefix)
-        }
-        fn compare_and_delete(&self) -> Option<&dyn CompareAndDelete> {
-            self.inner.compare_and_delete().filter(|_| self.versioned)
-        }
-        fn expired_deletion(&self) -> Option<&dyn ExpiredDeletion> {
-            self.inner.expired_deletion()
-        }
+    fn counting(versioned: bool) -> Arc<HookedStore> {
+        let store = HookedStore::new(Arc::new(MemoryStore::new()));
+        Arc::new(if versioned {
+            store
+        } else {
+            store.without_compare_and_swap()
+        })
     }
 
     /// An app whose `/together` requests wait for `writers` of them.
-    async fn client(store: Arc<CountingStore>, config: SessionConfig, writers: usize) -> Client {
+    async fn client(store: Arc<HookedStore>, config: SessionConfig, writers: usize) -> Client {
         let rocket = rocket::custom(app::figment())
             .attach(KvSession::from_arc(store).config(config))
             .manage(Arc::new(Barrier::new(writers)))
@@ -567,17 +481,17 @@ mod saves {
     #[tokio::test(start_paused = true)]
     async fn concurrent_writers_in_one_process_never_conflict() {
         let writers = 32;
-        let store = CountingStore::new(true);
+        let store = counting(true);
         let client = client(store.clone(), app::config("serial-one"), writers).await;
         let cookie = session(&client).await;
-        let updates = store.updates.load(SeqCst);
+        let updates = store.updates();
         let requests = (0..writers).map(|n| write(&client, &cookie, format!("/together/k{n:02}")));
         let statuses = futures_util::future::join_all(requests).await;
         assert!(statuses.iter().all(|s| *s == Status::Ok), "{statuses:?}");
         assert_eq!(keys(&client, &cookie).await.len(), writers, "updates lost");
-        assert_eq!(store.conflicts.load(SeqCst), 0, "saves raced each other");
+        assert_eq!(store.conflicts(), 0, "saves raced each other");
         assert_eq!(
-            store.updates.load(SeqCst) - updates,
+            store.updates() - updates,
             writers as u64,
             "one write per save"
         );
@@ -589,7 +503,7 @@ mod saves {
     #[tokio::test(start_paused = true)]
     async fn two_apps_on_one_store_still_merge() {
         let writers = 16;
-        let store = CountingStore::new(true);
+        let store = counting(true);
         let config = app::config("serial-two");
         let first = client(store.clone(), config.clone(), writers).await;
         let second = client(store.clone(), config, writers).await;
@@ -605,7 +519,7 @@ mod saves {
             2 * writers,
             "updates lost"
         );
-        assert!(store.conflicts.load(SeqCst) > 0, "the apps did race");
+        assert!(store.conflicts() > 0, "the apps did race");
         assert_no_gates_left(&[&first, &second]).await;
     }
 
@@ -614,7 +528,7 @@ mod saves {
     #[tokio::test(start_paused = true)]
     async fn a_logout_racing_the_saves_ends_the_session() {
         let writers = 16;
-        let store = CountingStore::new(true);
+        let store = counting(true);
         let config = app::config("serial-logout");
         let prefix = config.key_prefix.clone();
         let client = client(store.clone(), config, writers + 1).await;
@@ -646,14 +560,14 @@ mod saves {
     #[tokio::test(start_paused = true)]
     async fn without_compare_and_swap_saves_take_turns() {
         let writers = 32;
-        let store = CountingStore::new(false);
+        let store = counting(false);
         let client = client(store.clone(), app::config("serial-plain"), writers).await;
         let cookie = session(&client).await;
         let requests = (0..writers).map(|n| write(&client, &cookie, format!("/together/k{n:02}")));
         let statuses = futures_util::future::join_all(requests).await;
         assert!(statuses.iter().all(|s| *s == Status::Ok), "{statuses:?}");
         assert!(!keys(&client, &cookie).await.is_empty());
-        assert_eq!(store.conflicts.load(SeqCst), 0);
+        assert_eq!(store.conflicts(), 0);
         assert_no_gates_left(&[&client]).await;
     }
 }
