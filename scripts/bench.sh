@@ -103,8 +103,8 @@ concurrent_writes_section() {
         args=(--rounds 5 --millis 400)
     fi
     log "concurrent requests of one session: building (release)"
-    cargo bench -p rocket_kvsession --bench concurrent_writes --no-run >&2
-    exe=$(cargo bench -p rocket_kvsession --bench concurrent_writes --no-run \
+    cargo bench -p rocket_kvsession_bench --bench concurrent_writes --no-run >&2
+    exe=$(cargo bench -p rocket_kvsession_bench --bench concurrent_writes --no-run \
         --message-format=json 2>/dev/null | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
@@ -225,7 +225,7 @@ fi
 # ---------------------------------------------------------------------------
 # Build (release). The path of a bench binary comes from cargo's JSON messages.
 
-packages=(-p rocket_kvsession -p rocket_kvsession_object_store -p rocket_kvsession_mongodb
+packages=(-p rocket_kvsession_bench -p rocket_kvsession_object_store -p rocket_kvsession_mongodb
     -p rocket_kvsession_redis -p rocket_kvsession_sqlx)
 log "building (release; from a clean clone this takes several minutes)"
 cargo bench "${packages[@]}" --benches --no-run >&2
@@ -245,10 +245,10 @@ bench_exe() {
     [ -n "$exe" ] && [ -x "$exe" ] || die "cannot find the executable of $1"
     echo "$exe"
 }
-per_request_exe=$(bench_exe benches/per_request.rs)
-requests_exe=$(bench_exe benches/requests.rs)
-store_latency_exe=$(bench_exe benches/store_latency.rs)
-http_apps_exe=$(bench_exe benches/http_apps.rs)
+per_request_exe=$(bench_exe support/bench/benches/per_request.rs)
+requests_exe=$(bench_exe support/bench/benches/requests.rs)
+store_latency_exe=$(bench_exe support/bench/benches/store_latency.rs)
+http_apps_exe=$(bench_exe support/bench/benches/http_apps.rs)
 object_store_exe=$(bench_exe stores/object_store/benches/store_latency.rs)
 mongodb_exe=$(bench_exe stores/mongodb/benches/store_latency.rs)
 redis_exe=$(bench_exe stores/redis/benches/store_latency.rs)

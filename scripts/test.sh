@@ -64,4 +64,4 @@ cargo test --workspace "${features[@]}" "$@"
 
 # The metrics tests need the core's (opt-in) `metrics` feature, which the
 # run above leaves off so that the core is tested as users build it.
-cargo test -p rocket_kvsession --features metrics --test metrics
+cargo test -p rocket_kvsession_tests --features metrics --test metrics

@@ -37,7 +37,7 @@ fn seeds(first: u64) -> Vec<u64> {
 /// guarantee.
 async fn run(first: u64, mix: Mix, test: &str) {
     let replay = format!(
-        "cargo test -p rocket_kvsession --test interleavings --features testing,conformance -- {test} --nocapture"
+        "cargo test -p rocket_kvsession_tests --test interleavings -- {test} --nocapture"
     );
     let mut failed = Vec::new();
     for seed in seeds(first) {

@@ -1,7 +1,7 @@
 //! Drives `examples/login.rs` through `rocket::local`.
 
 #[allow(dead_code)]
-#[path = "../examples/login.rs"]
+#[path = "../../../examples/login.rs"]
 mod login;
 
 use rocket::http::{ContentType, Cookie, Header, Status};

@@ -1,6 +1,6 @@
 //! The metrics (feature `metrics`): every counter moves when its event
-//! happens, and only then. Run with `cargo test --features metrics --test
-//! metrics`; the test command does.
+//! happens, and only then. Run with `cargo test -p rocket_kvsession_tests
+//! --features metrics --test metrics`; the test command does.
 #![cfg(feature = "metrics")]
 
 mod common;

@@ -1,7 +1,7 @@
 //! Drives `examples/api.rs` through `rocket::local`.
 
 #[allow(dead_code)]
-#[path = "../examples/api.rs"]
+#[path = "../../../examples/api.rs"]
 mod api;
 
 use rocket::http::{ContentType, Header, Status};
