@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Checks every publishable crate with no features and with each of its
+# features alone, without dev-dependencies (as a user's build sees it), so
+# the featureless core, sqlx with only `postgres` or only `sqlite`,
+# object_store with one cloud and redis with TLS all build.
+#
+#   bash scripts/feature-check.sh
+#
+# `.ci/run` runs it. Installs cargo-hack (from crates.io) if it is missing.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+if ! cargo hack --version >/dev/null 2>&1; then
+    log "installing cargo-hack"
+    cargo install cargo-hack --locked --quiet
+fi
+
+# The unpublished members (tests, benches, the demo app) are not what users
+# build; `--no-dev-deps` leaves out what only tests and examples need.
+cargo hack check --workspace --each-feature --no-dev-deps \
+    --exclude rocket_kvsession_tests --exclude rocket_kvsession_bench \
+    --exclude rocket_kvsession_demo
+log "every crate builds with no features and with each feature alone"
