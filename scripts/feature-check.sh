@@ -25,3 +25,10 @@ cargo hack check --workspace --each-feature --no-dev-deps \
     --exclude rocket_kvsession_tests --exclude rocket_kvsession_bench \
     --exclude rocket_kvsession_demo
 log "every crate builds with no features and with each feature alone"
+
+# The declared rust-version (Cargo.toml, [workspace.package]) is not checked
+# by a build with that toolchain here (CI has one, the current stable); it is
+# set from the dependencies' own minimums. Check that it is at least the
+# highest `rust-version` declared by any crate the publishable crates build
+# (normal and build dependencies, every platform, as locked).
+cargo metadata --format-version 1 --locked | python3 scripts/rust_version_check.py

@@ -180,6 +180,13 @@ impl KeyValueStore for MongoStore {
         index::ensure_ttl_index(&self.collection, self.operation_timeout).await
     }
 
+    /// Not empty, no NUL byte, at most [`MAX_KEY_LEN`](crate::MAX_KEY_LEN)
+    /// bytes: checked at launch for the longest keys the configuration
+    /// makes, as every operation checks its own.
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         check_key(key)?;
         let found = self

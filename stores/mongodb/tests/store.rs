@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::TryStreamExt;
 use rocket_kvsession::{
-    Capabilities, CreateOutcome, DeleteOutcome, Expiry, KeyValueStore, StoreError, UpdateOutcome,
-    Version,
+    Capabilities, CreateOutcome, DeleteOutcome, Expiry, KeyValueStore, SessionConfig, StoreError,
+    UpdateOutcome, Version,
 };
 use rocket_kvsession_mongodb::mongodb::bson::{doc, Bson, DateTime, Document};
 use rocket_kvsession_mongodb::mongodb::options::IndexOptions;
@@ -524,6 +524,27 @@ async fn bad_keys_are_refused() {
         "{listed:?}"
     );
     common::drop_collection(store.collection()).await;
+}
+
+/// A `key_prefix` that makes keys longer than the store takes refuses
+/// launch, instead of failing every request.
+#[tokio::test]
+async fn a_key_prefix_too_long_for_the_store_refuses_launch() {
+    let Some(store) = common::store("long_prefix").await else {
+        return;
+    };
+    let collection = store.collection().clone();
+    assert!(matches!(
+        KeyValueStore::check_key(&store, &"k".repeat(2000)),
+        Err(StoreError::InvalidKey { .. })
+    ));
+    let config = SessionConfig {
+        key_prefix: format!("{}:", "p".repeat(1100)),
+        ..SessionConfig::default()
+    };
+    let launched = rocket::local::asynchronous::Client::untracked(common::app(store, config)).await;
+    assert!(launched.is_err(), "a 1,100-byte key prefix launched");
+    common::drop_collection(&collection).await;
 }
 
 /// The server's own TTL monitor removes a document at its expiry (the store
