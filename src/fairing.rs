@@ -132,7 +132,7 @@ impl KvSession {
     /// Reads the time from `clock` instead of the system clock, so a test
     /// can move time (lifetimes, idle timeouts, touches, sweeps) without
     /// sleeping. Feature `testing`.
-    #[cfg(any(feature = "testing", feature = "conformance"))]
+    #[cfg(any(test, feature = "testing", feature = "conformance"))]
     pub fn clock(mut self, clock: crate::clock::ManualClock) -> Self {
         self.clock = Clock::manual(clock);
         self
