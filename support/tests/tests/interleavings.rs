@@ -36,9 +36,8 @@ fn seeds(first: u64) -> Vec<u64> {
 /// Runs every seed of `mix`, then fails naming every seed that broke a
 /// guarantee.
 async fn run(first: u64, mix: Mix, test: &str) {
-    let replay = format!(
-        "cargo test -p rocket_kvsession_tests --test interleavings -- {test} --nocapture"
-    );
+    let replay =
+        format!("cargo test -p rocket_kvsession_tests --test interleavings -- {test} --nocapture");
     let mut failed = Vec::new();
     for seed in seeds(first) {
         // A store of its own per seed, so that one seed replays alone.
