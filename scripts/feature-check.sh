@@ -20,8 +20,11 @@ if ! cargo hack --version >/dev/null 2>&1; then
 fi
 
 # The unpublished members (tests, benches, the demo app) are not what users
-# build; `--no-dev-deps` leaves out what only tests and examples need.
+# build; `--no-dev-deps` leaves out what only tests and examples need. All
+# features at once is what clippy checks; a crate's `default` is one of its
+# single features or all of them.
 cargo hack check --workspace --each-feature --no-dev-deps \
+    --exclude-all-features --exclude-features default \
     --exclude rocket_kvsession_tests --exclude rocket_kvsession_bench \
     --exclude rocket_kvsession_demo
 log "every crate builds with no features and with each feature alone"
