@@ -34,17 +34,22 @@ impl Engine {
     /// session (a client's id is never adopted).
     pub(super) async fn load(&self, req: &Request<'_>) -> Result<SessionCell, Error> {
         let token = crate::token::carried(req, self.config.token_header.as_deref());
-        let (carrier, credential, aad) = match token {
-            Some(token) => (Carrier::Token, Some(token), crate::token::TOKEN_AAD),
+        let (carrier, credential) = match token {
+            Some(token) => (Carrier::Token, Some(token)),
             None => (
                 Carrier::Cookie,
                 req.cookies()
                     .get(&self.config.cookie_name)
                     .map(|cookie| cookie.value()),
-                self.config.cookie_name.as_str(),
             ),
         };
-        let (state, outcome) = self.open(credential, aad).await?;
+        let credential = credential.filter(|value| !value.is_empty());
+        let (state, outcome) = self.open(credential, carrier).await?;
+        if let (Some(credential), Load::Rejected) = (credential, outcome) {
+            // Forged, or its session ended: if it opened before, it opens
+            // nothing now.
+            self.opened.forget(carrier, credential);
+        }
         metrics::load(outcome);
         Ok(SessionCell::new(state, carrier))
     }
@@ -53,11 +58,22 @@ impl Engine {
         SessionState::fresh(self.config.permanent)
     }
 
-    /// The id sealed into `credential` (a cookie's or a token's value,
-    /// sealed for `aad`), and whether it was sealed with a fallback key;
-    /// `None` if it does not open or holds no id of this app's layout.
-    /// Not async, so the opened bytes never live in a load's future.
-    fn opened_id(&self, credential: &str, aad: &str) -> Option<(SessionId, bool)> {
+    /// The id sealed into `credential` (a cookie's or a token's value, as
+    /// `carrier` carried it), and whether it was sealed with a fallback
+    /// key; `None` if it does not open or holds no id of this app's layout.
+    /// A value that opened lately is found in `opened` instead of opened
+    /// again. Not async, so the opened bytes never live in a load's future.
+    fn opened_id(&self, credential: &str, carrier: Carrier) -> Option<(SessionId, bool)> {
+        if let Some((id, needs_reseal)) = self.opened.get(carrier, credential) {
+            if needs_reseal {
+                metrics::fallback_key_open();
+            }
+            return Some((id, needs_reseal));
+        }
+        let aad = match carrier {
+            Carrier::Cookie => self.config.cookie_name.as_str(),
+            Carrier::Token => crate::token::TOKEN_AAD,
+        };
         // Sealed with another key, for the other carrier, changed, or not
         // sealed at all: `None`.
         let opened = self.cipher.open(aad, credential)?;
@@ -69,20 +85,22 @@ impl Engine {
             .parse::<SessionId>()
             .ok()
             .filter(|id| self.keys.fits(id))?;
+        self.opened
+            .insert(carrier, credential, &id, opened.needs_reseal);
         Some((id, opened.needs_reseal))
     }
 
-    /// The session `credential` (a cookie's or a token's value, sealed for
-    /// `aad`) names, saying how the load ended.
+    /// The session `credential` (a cookie's or a token's value, as
+    /// `carrier` carried it) names, saying how the load ended.
     async fn open(
         &self,
         credential: Option<&str>,
-        aad: &str,
+        carrier: Carrier,
     ) -> Result<(SessionState, Load), Error> {
-        let Some(credential) = credential.filter(|value| !value.is_empty()) else {
+        let Some(credential) = credential else {
             return Ok((self.new_session(), Load::None));
         };
-        let Some((id, needs_reseal)) = self.opened_id(credential, aad) else {
+        let Some((id, needs_reseal)) = self.opened_id(credential, carrier) else {
             return Ok((self.new_session(), Load::Rejected));
         };
         let now = self.clock.now();

@@ -8,11 +8,14 @@
 //!   and follows its rotations (`end.rs`);
 //! - `owned`: the owner index as the engine uses it: indexing a login,
 //!   listing an owner's sessions, the per-owner cap (`owned.rs`);
+//! - `opened`: the ids of the cookie and token values the engine opened
+//!   lately, so a session's later requests skip the cipher (`opened.rs`);
 //! - `serial`: the per-session gate that makes saves of one session in
 //!   this process take turns instead of racing (`serial.rs`).
 
 mod end;
 mod load;
+mod opened;
 mod owned;
 mod save;
 mod serial;
@@ -156,6 +159,8 @@ pub(crate) struct Engine {
     /// `csrf_trusted_origins`, normalized.
     trusted_origins: Vec<String>,
     cipher: CookieCipher,
+    /// The values `cipher` opened lately, and their ids.
+    opened: opened::OpenedIds,
     /// Session ids and retry jitter: `KvSession::rng`, or OS-seeded.
     rng: Arc<SharedRng>,
     /// Cookie and token nonces, owner handles, CSRF pads: always seeded
@@ -201,6 +206,7 @@ impl Engine {
             config,
             cookies,
             cipher,
+            opened: opened::OpenedIds::default(),
             rng,
             secrets: SharedRng::new(Box::new(ChaCha20Rng::from_os_rng())),
             clock,
