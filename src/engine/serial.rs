@@ -72,7 +72,11 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Table {
-    entries: HashMap<String, Entry>,
+    /// By store key. Hashed with foldhash, seeded at random: a save looks
+    /// its key up three or four times, and std's SipHash would cost more
+    /// than the rest of the gate (the keys are ids the engine drew, which
+    /// no client chooses).
+    entries: HashMap<String, Entry, foldhash::fast::RandomState>,
     /// Entries that became idle, oldest first: (key, `idle_since`). An
     /// entry is removed when its item comes up and it is still idle since
     /// then.
