@@ -44,14 +44,14 @@ impl Engine {
             ),
         };
         let credential = credential.filter(|value| !value.is_empty());
-        let (state, outcome) = self.open(credential, carrier).await?;
+        let (state, outcome, store_key) = self.open(credential, carrier).await?;
         if let (Some(credential), Load::Rejected) = (credential, outcome) {
             // Forged, or its session ended: if it opened before, it opens
             // nothing now.
             self.opened.forget(carrier, credential);
         }
         metrics::load(outcome);
-        Ok(SessionCell::new(state, carrier))
+        Ok(SessionCell::new(state, carrier, store_key))
     }
 
     fn new_session(&self) -> SessionState {
@@ -91,33 +91,36 @@ impl Engine {
     }
 
     /// The session `credential` (a cookie's or a token's value, as
-    /// `carrier` carried it) names, saying how the load ended.
+    /// `carrier` carried it) names, saying how the load ended; for a
+    /// session found, its id and store key.
     async fn open(
         &self,
         credential: Option<&str>,
         carrier: Carrier,
-    ) -> Result<(SessionState, Load), Error> {
+    ) -> Result<(SessionState, Load, Option<(SessionId, String)>), Error> {
+        let rejected = || Ok((self.new_session(), Load::Rejected, None));
         let Some(credential) = credential else {
-            return Ok((self.new_session(), Load::None));
+            return Ok((self.new_session(), Load::None, None));
         };
         let Some((id, needs_reseal)) = self.opened_id(credential, carrier) else {
-            return Ok((self.new_session(), Load::Rejected));
+            return rejected();
         };
         let now = self.clock.now();
         if self.rules.outlived(&id, unix(now)) {
             // Expired: no need to ask the store.
-            return Ok((self.new_session(), Load::Rejected));
+            return rejected();
         }
-        let Some(record) = self.store.get(&self.keys.session(&id)).await? else {
-            return Ok((self.new_session(), Load::Rejected));
+        let key = self.keys.session(&id);
+        let Some(record) = self.store.get(&key).await? else {
+            return rejected();
         };
         let envelope = match Stored::decode(record.value) {
             Ok(Stored::Live(envelope)) => envelope,
             // Logged out or rotated away a moment ago.
-            Ok(Stored::Ended(_)) => return Ok((self.new_session(), Load::Rejected)),
+            Ok(Stored::Ended(_)) => return rejected(),
             Err(e) => {
                 log::warn!("kvsession: ignoring unreadable session record: {e}");
-                return Ok((self.new_session(), Load::Rejected));
+                return rejected();
             }
         };
         let rules = self.rules.for_session(&envelope.expiry);
@@ -125,14 +128,15 @@ impl Engine {
             // Boxed: a rare path, whose future would otherwise make every
             // load's future (and its allocation) several times larger.
             Box::pin(self.end_expired(&id, record.version, envelope.owner)).await;
-            return Ok((self.new_session(), Load::Rejected));
+            return rejected();
         }
+        let store_key = Some((id.clone(), key));
         let mut state = SessionState::loaded(id, envelope, record.version, record.expires_at);
         if needs_reseal {
             // Sealed with a key of `secret_key_fallbacks`: the response
             // carries the cookie sealed with the current key.
             state.reissue_cookie();
         }
-        Ok((state, Load::Found))
+        Ok((state, Load::Found, store_key))
     }
 }

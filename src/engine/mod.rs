@@ -73,16 +73,33 @@ pub(crate) struct SessionCell {
     /// The token handed to the handler, for the id it seals: the response
     /// header repeats it rather than sealing the id again.
     token: Mutex<Option<(SessionId, String)>>,
+    /// The store key the load read, for the id it names: the save of that
+    /// id takes it instead of building it again.
+    store_key: Mutex<Option<(SessionId, String)>>,
 }
 
 impl SessionCell {
-    fn new(state: SessionState, carrier: Carrier) -> Self {
+    fn new(state: SessionState, carrier: Carrier, store_key: Option<(SessionId, String)>) -> Self {
         SessionCell {
             state: Mutex::new(state),
             carrier,
             token_wanted: AtomicBool::new(false),
             probing: AtomicBool::new(false),
             token: Mutex::new(None),
+            store_key: Mutex::new(store_key),
+        }
+    }
+
+    /// The store key of `id`: the one the load read, the first time it is
+    /// asked for (a save writes once), else built by `keys`.
+    pub(crate) fn store_key(&self, keys: &Keys, id: &SessionId) -> String {
+        let mut loaded = self.store_key.lock().unwrap_or_else(|e| e.into_inner());
+        match loaded.take() {
+            Some((loaded_id, key)) if loaded_id == *id => key,
+            other => {
+                *loaded = other;
+                keys.session(id)
+            }
         }
     }
 
@@ -310,5 +327,30 @@ impl Engine {
                 .cookie_max_age(&spec.id, self.clock.now())
         });
         cookie::session_cookie(&self.cookies, max_age, sealed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loaded_store_key_is_handed_out_once_and_for_its_id_only() {
+        let keys = Keys::of(&SessionConfig::default());
+        let loaded: SessionId = "00000000000000aa_6745c1a0".parse().unwrap();
+        let other: SessionId = "00000000000000bb_6745c1a0".parse().unwrap();
+        let cell = SessionCell::new(
+            SessionState::fresh(true),
+            Carrier::Cookie,
+            Some((loaded.clone(), keys.session(&loaded))),
+        );
+        // Another id (a rotation's new one) gets its own key, and leaves
+        // the loaded one in place.
+        assert_eq!(cell.store_key(&keys, &other), keys.session(&other));
+        assert_eq!(cell.store_key(&keys, &loaded), keys.session(&loaded));
+        // Taken: built again, the same.
+        assert_eq!(cell.store_key(&keys, &loaded), keys.session(&loaded));
+        let without = SessionCell::new(SessionState::fresh(true), Carrier::Token, None);
+        assert_eq!(without.store_key(&keys, &loaded), keys.session(&loaded));
     }
 }
