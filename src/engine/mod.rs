@@ -8,11 +8,14 @@
 //!   and follows its rotations (`end.rs`);
 //! - `owned`: the owner index as the engine uses it: indexing a login,
 //!   listing an owner's sessions, the per-owner cap (`owned.rs`);
+//! - `opened`: the ids of the cookie and token values the engine opened
+//!   lately, so a session's later requests skip the cipher (`opened.rs`);
 //! - `serial`: the per-session gate that makes saves of one session in
 //!   this process take turns instead of racing (`serial.rs`).
 
 mod end;
 mod load;
+mod opened;
 mod owned;
 mod save;
 mod serial;
@@ -70,16 +73,33 @@ pub(crate) struct SessionCell {
     /// The token handed to the handler, for the id it seals: the response
     /// header repeats it rather than sealing the id again.
     token: Mutex<Option<(SessionId, String)>>,
+    /// The store key the load read, for the id it names: the save of that
+    /// id takes it instead of building it again.
+    store_key: Mutex<Option<(SessionId, String)>>,
 }
 
 impl SessionCell {
-    fn new(state: SessionState, carrier: Carrier) -> Self {
+    fn new(state: SessionState, carrier: Carrier, store_key: Option<(SessionId, String)>) -> Self {
         SessionCell {
             state: Mutex::new(state),
             carrier,
             token_wanted: AtomicBool::new(false),
             probing: AtomicBool::new(false),
             token: Mutex::new(None),
+            store_key: Mutex::new(store_key),
+        }
+    }
+
+    /// The store key of `id`: the one the load read, the first time it is
+    /// asked for (a save writes once), else built by `keys`.
+    pub(crate) fn store_key(&self, keys: &Keys, id: &SessionId) -> String {
+        let mut loaded = self.store_key.lock().unwrap_or_else(|e| e.into_inner());
+        match loaded.take() {
+            Some((loaded_id, key)) if loaded_id == *id => key,
+            other => {
+                *loaded = other;
+                keys.session(id)
+            }
         }
     }
 
@@ -156,6 +176,8 @@ pub(crate) struct Engine {
     /// `csrf_trusted_origins`, normalized.
     trusted_origins: Vec<String>,
     cipher: CookieCipher,
+    /// The values `cipher` opened lately, and their ids.
+    opened: opened::OpenedIds,
     /// Session ids and retry jitter: `KvSession::rng`, or OS-seeded.
     rng: Arc<SharedRng>,
     /// Cookie and token nonces, owner handles, CSRF pads: always seeded
@@ -201,6 +223,7 @@ impl Engine {
             config,
             cookies,
             cipher,
+            opened: opened::OpenedIds::default(),
             rng,
             secrets: SharedRng::new(Box::new(ChaCha20Rng::from_os_rng())),
             clock,
@@ -304,5 +327,30 @@ impl Engine {
                 .cookie_max_age(&spec.id, self.clock.now())
         });
         cookie::session_cookie(&self.cookies, max_age, sealed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loaded_store_key_is_handed_out_once_and_for_its_id_only() {
+        let keys = Keys::of(&SessionConfig::default());
+        let loaded: SessionId = "00000000000000aa_6745c1a0".parse().unwrap();
+        let other: SessionId = "00000000000000bb_6745c1a0".parse().unwrap();
+        let cell = SessionCell::new(
+            SessionState::fresh(true),
+            Carrier::Cookie,
+            Some((loaded.clone(), keys.session(&loaded))),
+        );
+        // Another id (a rotation's new one) gets its own key, and leaves
+        // the loaded one in place.
+        assert_eq!(cell.store_key(&keys, &other), keys.session(&other));
+        assert_eq!(cell.store_key(&keys, &loaded), keys.session(&loaded));
+        // Taken: built again, the same.
+        assert_eq!(cell.store_key(&keys, &loaded), keys.session(&loaded));
+        let without = SessionCell::new(SessionState::fresh(true), Carrier::Token, None);
+        assert_eq!(without.store_key(&keys, &loaded), keys.session(&loaded));
     }
 }

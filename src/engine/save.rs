@@ -190,7 +190,7 @@ impl Engine {
         let moved = {
             // The old record is swapped in its session's turn: no save of
             // this process races the swap.
-            let gate = self.gates.enter(&self.keys.session(&origin.id)).await;
+            let gate = self.gates.enter(self.keys.session(&origin.id)).await;
             let moved = self
                 .move_record(&snapshot, origin, &mut envelope, &mut version)
                 .await;
@@ -359,9 +359,9 @@ impl Engine {
         snapshot: &Snapshot,
     ) -> Result<SaveOutcome, Error> {
         let id = &snapshot.id;
-        let key = self.keys.session(id);
         let versioned = self.store.capabilities().compare_and_swap;
-        let gate = self.gates.enter(&key).await;
+        let gate = self.gates.enter(cell.store_key(&self.keys, id)).await;
+        let key = gate.key();
         let written = if versioned {
             gate.newer_than(snapshot.version.as_ref())
         } else {
@@ -384,14 +384,14 @@ impl Engine {
                 .session(id, snapshot.now);
             match self
                 .store
-                .update(&key, &envelope.encode(), expected, expiry)
+                .update(key, &envelope.encode(), expected, expiry)
                 .await?
             {
                 UpdateOutcome::Updated(new_version) => {
                     metrics::save(Save::Update);
                     if envelope.is_empty() {
                         let dropped = self
-                            .drop_emptied(cell, &key, id, envelope, new_version)
+                            .drop_emptied(cell, key, id, envelope, new_version)
                             .await;
                         // Ended, or written again by another process.
                         gate.forget();
@@ -409,7 +409,7 @@ impl Engine {
                 }
                 UpdateOutcome::Conflict => {
                     retries.next().await?;
-                    match self.remerge(&key, snapshot).await? {
+                    match self.remerge(key, snapshot).await? {
                         Newest::Live(merged, current) => {
                             envelope = merged;
                             version = current;
@@ -489,9 +489,9 @@ impl Engine {
             return;
         }
         let id = &untouched.id;
-        let key = self.keys.session(id);
         let versioned = self.store.capabilities().compare_and_swap;
-        let gate = self.gates.enter(&key).await;
+        let gate = self.gates.enter(cell.store_key(&self.keys, id)).await;
+        let key = gate.key();
         if versioned && gate.newer_than(untouched.version.as_ref()).is_some() {
             // Another request of this process wrote the session since this
             // one loaded it, which recorded activity too.
@@ -500,7 +500,7 @@ impl Engine {
         let result = match self.expiry.for_session(&untouched.expiry).session(id, now) {
             // Only the expiry moves; the data is not rewritten.
             Some(expiry) => {
-                let touched = self.store.touch(&key, expiry).await;
+                let touched = self.store.touch(key, expiry).await;
                 if let Ok(UpdateOutcome::Updated(version)) = &touched {
                     if *version != untouched.version {
                         // A store whose touch is a write: the remembered
@@ -515,7 +515,7 @@ impl Engine {
                 let envelope = cell.lock().written_at(now);
                 let updated = self
                     .store
-                    .update(&key, &envelope.encode(), expected, None)
+                    .update(key, &envelope.encode(), expected, None)
                     .await;
                 if let Ok(UpdateOutcome::Updated(version)) = &updated {
                     if versioned {

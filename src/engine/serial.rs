@@ -72,7 +72,11 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Table {
-    entries: HashMap<String, Entry>,
+    /// By store key. Hashed with foldhash, seeded at random: a save looks
+    /// its key up three or four times, and std's SipHash would cost more
+    /// than the rest of the gate (the keys are ids the engine drew, which
+    /// no client chooses).
+    entries: HashMap<String, Entry, foldhash::fast::RandomState>,
     /// Entries that became idle, oldest first: (key, `idle_since`). An
     /// entry is removed when its item comes up and it is still idle since
     /// then.
@@ -115,8 +119,10 @@ impl Gates {
     /// Waits for the turn of the session under `key`, at most
     /// [`TURN_WAIT`]; it lasts until the returned gate is dropped.
     /// Cancel-safe: a request dropped while waiting only leaves its place.
-    pub(crate) async fn enter(&self, key: &str) -> Gate<'_> {
-        let ticket = self.ticket(key);
+    /// The gate keeps `key` (see [`Gate::key`]): a save that built it
+    /// hands it over instead of having it copied.
+    pub(crate) async fn enter(&self, key: impl Into<String>) -> Gate<'_> {
+        let ticket = self.ticket(key.into());
         let turn = match ticket.turn.clone().try_lock_owned() {
             Ok(turn) => Some(turn),
             // Not free: wait (no timer for the common, uncontended case).
@@ -130,27 +136,25 @@ impl Gates {
         Gate { turn, ticket }
     }
 
-    fn ticket(&self, key: &str) -> Ticket<'_> {
+    fn ticket(&self, key: String) -> Ticket<'_> {
         let mut table = self.table();
         let now = Instant::now();
         table.purge(now);
-        let entry = match table.entries.get_mut(key) {
+        let entry = match table.entries.get_mut(&key) {
             Some(entry) => entry,
-            None => table
-                .entries
-                .entry(key.to_owned())
-                .or_insert_with(|| Entry {
-                    users: 0,
-                    turn: Arc::default(),
-                    written: None,
-                    idle_since: now,
-                }),
+            None => table.entries.entry(key.clone()).or_insert_with(|| Entry {
+                users: 0,
+                turn: Arc::default(),
+                written: None,
+                idle_since: now,
+            }),
         };
         entry.users += 1;
+        let turn = entry.turn.clone();
         Ticket {
             gates: self,
-            key: key.to_owned(),
-            turn: entry.turn.clone(),
+            key,
+            turn,
         }
     }
 
@@ -204,9 +208,10 @@ impl Drop for Ticket<'_> {
         entry.users -= 1;
         if entry.users == 0 {
             if entry.written.is_some() {
-                // Kept for the requests that loaded before this save.
+                // Kept for the requests that loaded before this save. The
+                // ticket goes: its key moves to the queue.
                 entry.idle_since = now;
-                table.idle.push_back((self.key.clone(), now));
+                table.idle.push_back((std::mem::take(&mut self.key), now));
             } else {
                 table.entries.remove(&self.key);
             }
@@ -235,6 +240,11 @@ impl std::fmt::Debug for Gate<'_> {
 }
 
 impl Gate<'_> {
+    /// The store key of the session whose turn this is.
+    pub(crate) fn key(&self) -> &str {
+        &self.ticket.key
+    }
+
     /// The last record this process wrote for the session, if it is not at
     /// version `loaded` (the request then loaded an older record, or
     /// another process wrote since: the swap on the remembered version
