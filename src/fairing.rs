@@ -133,6 +133,7 @@ impl KvSession {
     /// can move time (lifetimes, idle timeouts, touches, sweeps) without
     /// sleeping. Feature `testing`.
     #[cfg(any(test, feature = "testing", feature = "conformance"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "testing", feature = "conformance"))))]
     pub fn clock(mut self, clock: crate::clock::ManualClock) -> Self {
         self.clock = Clock::manual(clock);
         self

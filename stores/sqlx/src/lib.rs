@@ -24,8 +24,10 @@ mod store;
 mod table;
 
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{Postgres, DEFAULT_ACQUIRE_TIMEOUT};
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::{Sqlite, DEFAULT_BUSY_TIMEOUT};
 pub use store::SqlStore;
 pub use table::{InvalidTableName, TableName, DEFAULT_TABLE_NAME};
@@ -57,6 +59,7 @@ pub use table::{InvalidTableName, TableName, DEFAULT_TABLE_NAME};
 /// [`DEFAULT_ACQUIRE_TIMEOUT`] for a connection before an operation fails
 /// as unavailable (503).
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub type PostgresStore = SqlStore<Postgres>;
 
 /// Session records in a SQLite table, through a sqlx
@@ -101,6 +104,7 @@ pub type PostgresStore = SqlStore<Postgres>;
 /// connection to it: [`connect`](SqlStore::connect) gives it a pool of one
 /// connection that is never closed, so every operation runs on it in turn.
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub type SqliteStore = SqlStore<Sqlite>;
 
 /// The sqlx version this crate is built on, re-exported so applications
