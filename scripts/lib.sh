@@ -55,17 +55,33 @@ abs_dir() {
     mkdir -p "$1" && (cd "$1" && pwd)
 }
 
+# Installs Debian packages, updating the package lists once if the first
+# try fails (stale lists on a fresh machine). The servers' scripts run at the
+# same time (scripts/test.sh starts them together) and apt-get without a
+# terminal does not wait for Debian's package lock: the installs of these
+# scripts take turns on a lock of their own, and apt-get waits up to 300 s
+# for dpkg's lock when something else holds it.
+apt_install() {
+    local lock=${TMPDIR:-/tmp}/rocket-kvsession-apt.lock
+    (
+        flock -w 900 9 || {
+            log "waited 900 s for another install to finish"
+            exit 1
+        }
+        local apt=(apt-get -o DPkg::Lock::Timeout=300 -y -q)
+        DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "$@" >&2 && exit 0
+        apt-get -o DPkg::Lock::Timeout=300 -q update >&2 || true
+        DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "$@" >&2
+    ) 9>"$lock"
+}
+
 ensure_command() {
     local cmd=$1 package=${2:-$1}
     command -v "$cmd" >/dev/null 2>&1 && return 0
     command -v apt-get >/dev/null 2>&1 || die "$cmd is missing and there is no apt-get to install it"
     [ "$(id -u)" = 0 ] || die "$cmd is missing; install it (Debian package $package) or run as root"
     log "installing $package from Debian"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package" >&2; then
-        apt-get update -q >&2 || true
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package" >&2 ||
-            die "cannot install $package"
-    fi
+    apt_install "$package" || die "cannot install $package"
     command -v "$cmd" >/dev/null 2>&1 || die "$package is installed but $cmd is still missing"
 }
 

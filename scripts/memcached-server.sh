@@ -63,21 +63,8 @@ sys.exit(0 if reply.startswith(b"VERSION ") else 1)
 EOF
 }
 
-# ensure_command, tried again while another install holds Debian's package
-# lock (scripts/test.sh starts the servers' scripts at the same time, and
-# apt-get does not wait for the lock when it runs without a terminal).
-install_memcached() {
-    local try
-    for try in 1 2 3 4 5 6; do
-        (ensure_command memcached memcached) && return 0
-        log "installing memcached failed (try $try); trying again in 5 s"
-        sleep 5
-    done
-    die "cannot install memcached"
-}
-
 start() {
-    install_memcached
+    ensure_command memcached memcached
     stop_all
     : >"$log_file"
 

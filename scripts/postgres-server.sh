@@ -68,11 +68,7 @@ install_postgres() {
     command -v apt-get >/dev/null 2>&1 || die "PostgreSQL is missing and there is no apt-get to install it"
     [ "$(id -u)" = 0 ] || die "PostgreSQL is missing; install the Debian package postgresql or run as root"
     log "installing postgresql from Debian"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2; then
-        apt-get update -q >&2 || true
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2 ||
-            die "cannot install postgresql"
-    fi
+    apt_install postgresql || die "cannot install postgresql"
     find_bin_dir >/dev/null || die "postgresql is installed but no initdb was found"
 }
 
