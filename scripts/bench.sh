@@ -110,7 +110,7 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and "bench" in m["target"]["kind"] and m.get("executable"):
         print(m["executable"])' | tail -n 1)
-    [ -n "$exe" ] && [ -x "$exe" ] || die "cannot find the executable of benches/concurrent_writes.rs"
+    [ -n "$exe" ] && [ -x "$exe" ] || die "cannot find the executable of support/bench/benches/concurrent_writes.rs"
     # In a subshell whose exit stops the server, whatever fails.
     (
         trap 'bash "$root/scripts/redis-server.sh" stop "$state/redis-concurrent" >&2 || true' EXIT

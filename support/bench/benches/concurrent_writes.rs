@@ -7,7 +7,7 @@
 //! KvSession: at least 0.9, the saves of one session must not fight each
 //! other).
 //!
-//! `cargo bench --bench concurrent_writes [-- --rounds N --millis MS --concurrency C --only memory/write]`
+//! `cargo bench -p rocket_kvsession_bench --bench concurrent_writes [-- --rounds N --millis MS --concurrency C --only memory/write]`
 //! (`bash scripts/bench.sh --concurrent-writes` starts a redis-server and runs it)
 //!
 //! Each round measures every (app, mode) for `MS` milliseconds, in a

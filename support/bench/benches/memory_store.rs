@@ -3,7 +3,7 @@
 //! `create` latency (median and p99) of a 1 KiB session record, measured in
 //! one run in alternating order, with the ratio new / old.
 //!
-//! `cargo bench --bench memory_store [-- --samples N] [--fill N] [--capacity N]`
+//! `cargo bench -p rocket_kvsession_bench --bench memory_store [-- --samples N] [--fill N] [--capacity N]`
 //!
 //! * `--fill N`: other sessions in each store before measuring (default 5,000).
 //! * `--capacity N`: both stores' capacity in records (default

@@ -2,7 +2,7 @@
 //! session id, sealing and opening the cookie that carries it, and the
 //! MessagePack encoding of a typical 1 KiB session.
 //!
-//! `cargo bench --bench per_request [-- --rounds N]`
+//! `cargo bench -p rocket_kvsession_bench --bench per_request [-- --rounds N]`
 //!
 //! * Ids: the engine's id generation (`rocket_kvsession_bench::generate_id`) with the fairing's default generator
 //!   (`ChaCha20Rng` seeded from the OS), 64 random bits, then formatted as the

@@ -2,7 +2,7 @@
 //! `rocket::local::asynchronous::Client` in seven apps built in the same run
 //! (see `apps/mod.rs`), printed as a markdown table with the ratios.
 //!
-//! `cargo bench --bench requests [-- --rounds N --millis MS]`
+//! `cargo bench -p rocket_kvsession_bench --bench requests [-- --rounds N --millis MS]`
 //! (`-- --profile APP --count N` sends N requests to one app, untimed, for a profiler)
 //!
 //! Each round measures every app for `MS` milliseconds of back-to-back

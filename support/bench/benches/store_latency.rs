@@ -1,7 +1,7 @@
 //! Store round trips of the embedded `MemoryStore`: `get` and `put` latency
 //! (median and p99) of a 1 KiB session record.
 //!
-//! `cargo bench --bench store_latency [-- --samples N]`
+//! `cargo bench -p rocket_kvsession_bench --bench store_latency [-- --samples N]`
 //!
 //! `put` is what saving an existing session does: `update` with the expected
 //! version and a new expiry. `create` is what saving a new session does. The
