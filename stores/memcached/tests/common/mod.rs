@@ -172,17 +172,24 @@ impl TestServer {
         if skipping(test) {
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
         let mut server = TestServer {
-            port,
+            port: 0,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
-        server.restart().await;
-        Some(server)
+        // A port found free can be taken by another test's server before
+        // this one binds it (the tests of a binary run in parallel): the
+        // server then exits, and another port is tried.
+        for _ in 0..5 {
+            server.port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            if server.try_start().await {
+                return Some(server);
+            }
+        }
+        panic!("no memcached of this test's own started on a free port (5 tries)");
     }
 
     /// The server's URL.
@@ -190,9 +197,20 @@ impl TestServer {
         format!("memcache://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server (again) on its port and waits until it answers
-    /// `version`.
+    /// Starts the server again on its port and waits until it answers.
     pub async fn restart(&mut self) {
+        assert!(
+            self.try_start().await,
+            "memcached could not bind port {} again (another server took it)",
+            self.port
+        );
+    }
+
+    /// Starts the server on its port and waits until the server that
+    /// answers there is this one (its `stats` name the child's PID: another
+    /// test's server on the same port must not pass for it). `false` when
+    /// the child exited first (the port was taken).
+    async fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "the server is running");
         let binary = server_binary();
         let child = Command::new(&binary)
@@ -213,11 +231,17 @@ impl TestServer {
                     binary.display()
                 )
             });
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if answers_version(self.port).await {
-                return;
+            if served_by(self.port).await == Some(pid) {
+                return true;
+            }
+            let child = self.child.as_mut().expect("started above");
+            if child.try_wait().expect("the child's status").is_some() {
+                self.child = None;
+                return false;
             }
             assert!(
                 Instant::now() < deadline,
@@ -236,6 +260,9 @@ impl TestServer {
             .status()
             .expect("kill");
         assert!(status.success(), "kill -{signal}");
+        if signal == "STOP" {
+            wait_until_stopped(child.id());
+        }
     }
 
     /// Kills the server (SIGKILL, by its PID) and waits until it is gone:
@@ -255,19 +282,57 @@ impl Drop for TestServer {
     }
 }
 
-async fn answers_version(port: u16) -> bool {
-    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
-    };
-    let mut stream = BufReader::new(stream);
-    if stream.get_mut().write_all(b"version\r\n").await.is_err() {
-        return false;
+/// Waits until every thread of `pid` is stopped: a signal is delivered
+/// asynchronously, and a thread that has not yet taken it could still
+/// answer a request.
+fn wait_until_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
+        let stopped = tasks.flatten().all(|task| {
+            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                // The state follows the parenthesised command name.
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T'))
+            })
+        });
+        if stopped {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "memcached (pid {pid}) did not stop within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
-    let mut line = String::new();
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), stream.read_line(&mut line)).await,
-        Ok(Ok(_))
-    ) && line.starts_with("VERSION ")
+}
+
+/// The PID of the memcached that answers on `port` (from its `stats`), or
+/// `None` when nothing answers.
+async fn served_by(port: u16) -> Option<u32> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let mut stream = BufReader::new(stream);
+    stream.get_mut().write_all(b"stats\r\n").await.ok()?;
+    let read = async {
+        let mut pid = None;
+        loop {
+            let mut line = String::new();
+            if stream.read_line(&mut line).await.ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end();
+            if line == "END" {
+                return pid;
+            }
+            if let Some(n) = line.strip_prefix("STAT pid ") {
+                pid = n.parse().ok();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The counters of `stats` that grew between two snapshots, without the

@@ -108,17 +108,24 @@ impl TestServer {
         if skipping(test) {
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
         let mut server = TestServer {
-            port,
+            port: 0,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
-        server.restart().await;
-        Some(server)
+        // A port found free can be taken by another test's server before
+        // this one binds it (the tests of a binary run in parallel): the
+        // server then exits, and another port is tried.
+        for _ in 0..5 {
+            server.port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            if server.try_start().await {
+                return Some(server);
+            }
+        }
+        panic!("no redis-server of this test's own started on a free port (5 tries)");
     }
 
     /// The server's URL.
@@ -126,8 +133,20 @@ impl TestServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server (again) on its port and waits until it answers.
+    /// Starts the server again on its port and waits until it answers.
     pub async fn restart(&mut self) {
+        assert!(
+            self.try_start().await,
+            "redis-server could not bind port {} again (another server took it)",
+            self.port
+        );
+    }
+
+    /// Starts the server on its port and waits until the server that
+    /// answers there is this one (another test's server on the same port
+    /// must not pass for it). `false` when the child exited first (the
+    /// port was taken).
+    async fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "the server is running");
         let binary = server_binary();
         let child = Command::new(&binary)
@@ -146,19 +165,46 @@ impl TestServer {
                     binary.display()
                 )
             });
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(client) = redis::Client::open(self.url()) {
                 if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                    let pong: redis::RedisResult<redis::Value> =
-                        redis::cmd("PING").query_async(&mut conn).await;
-                    // Any reply, even NOAUTH from a server with a
-                    // password, means it is up.
-                    if pong.as_ref().map_or_else(|e| !e.is_io_error(), |_| true) {
-                        return;
+                    let info: redis::RedisResult<String> = redis::cmd("INFO")
+                        .arg("server")
+                        .query_async(&mut conn)
+                        .await;
+                    match info {
+                        Ok(info) => {
+                            let serving = info.lines().find_map(|l| {
+                                l.strip_prefix("process_id:")
+                                    .and_then(|n| n.trim().parse::<u32>().ok())
+                            });
+                            if serving == Some(pid) {
+                                return true;
+                            }
+                        }
+                        // A server with a password refuses INFO: it is
+                        // this one when the child still runs (another
+                        // server on the port makes it exit, checked below).
+                        Err(e) if !e.is_io_error() => {
+                            let child = self.child.as_mut().expect("started above");
+                            if child.try_wait().expect("the child's status").is_none() {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                if child.try_wait().expect("the child's status").is_none() {
+                                    return true;
+                                }
+                            }
+                        }
+                        Err(_) => {}
                     }
                 }
+            }
+            let child = self.child.as_mut().expect("started above");
+            if child.try_wait().expect("the child's status").is_some() {
+                self.child = None;
+                return false;
             }
             assert!(
                 Instant::now() < deadline,
