@@ -7,8 +7,9 @@
 #
 # `start` installs memcached from Debian when it is missing, starts one
 # server on a free 127.0.0.1 port (TCP only: `-U 0`; 64 MiB of memory; as
-# root with `-u root`, which memcached otherwise refuses), waits until it
-# answers `version` over the protocol, not just an open port, writes its PID
+# root with `-u root`, which memcached otherwise refuses), waits until the
+# server on the port is this one (its `stats` name its PID: not just an open
+# port, nor another server that took the port first), writes its PID
 # to STATE_DIR/memcached.pid and prints on stdout only the exports the tests
 # read:
 #
@@ -45,22 +46,29 @@ stop_all() {
     stop_pid "$pid_file" memcached
 }
 
-# Whether the server on port $1 answers `version` (memcached's own ping).
-answers_version() {
+# Whether the server on port $1 is memcached with PID $2: its `stats` name
+# that PID (another server that took the port first must not pass for it).
+serves_as() {
     local python
     python=$(command -v python3 || command -v python) || return 1
-    "$python" - "$1" <<'EOF' 2>/dev/null
+    "$python" - "$1" "$2" <<'EOF' 2>/dev/null
 import socket, sys
 with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as s:
-    s.sendall(b"version\r\n")
+    s.sendall(b"stats\r\n")
     reply = b""
-    while not reply.endswith(b"\r\n"):
-        chunk = s.recv(256)
+    while not reply.endswith(b"END\r\n"):
+        chunk = s.recv(4096)
         if not chunk:
             break
         reply += chunk
-sys.exit(0 if reply.startswith(b"VERSION ") else 1)
+pids = [line.split()[2] for line in reply.decode().splitlines() if line.startswith("STAT pid ")]
+sys.exit(0 if pids == [sys.argv[2]] else 1)
 EOF
+}
+
+# Done waiting: our server answers on port $1, or it (PID $2) exited.
+ready() {
+    serves_as "$1" "$2" || ! is_running "$2" memcached
 }
 
 start() {
@@ -68,19 +76,28 @@ start() {
     stop_all
     : >"$log_file"
 
-    local port user_args=()
-    port=$(free_port)
+    local port pid user_args=() attempt
     if [ "$(id -u)" = 0 ]; then
         user_args=(-u root)
     fi
-    spawn "$pid_file" "$log_file" \
-        memcached -l 127.0.0.1 -p "$port" -U 0 -m 64 "${user_args[@]}"
-
-    if ! wait_until "$READY_TIMEOUT" answers_version "$port"; then
-        is_running "$(cat "$pid_file" 2>/dev/null)" memcached || show_log "$log_file"
-        stop_all
-        die "memcached on port $port did not answer \`version\` within $READY_TIMEOUT s"
-    fi
+    # A port found free can be taken before memcached binds it (the other
+    # servers' scripts start at the same time): memcached then exits, and
+    # another port is tried.
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        spawn "$pid_file" "$log_file" \
+            memcached -l 127.0.0.1 -p "$port" -U 0 -m 64 "${user_args[@]}"
+        pid=$(cat "$pid_file")
+        if wait_until "$READY_TIMEOUT" ready "$port" "$pid" && serves_as "$port" "$pid"; then
+            break
+        fi
+        if is_running "$pid" memcached || [ "$attempt" = 3 ]; then
+            show_log "$log_file"
+            stop_all
+            die "memcached on port $port did not answer within $READY_TIMEOUT s"
+        fi
+        log "memcached could not take port $port; trying another"
+    done
     log "memcached at memcache://127.0.0.1:$port (pid $(cat "$pid_file"))"
     echo "export MEMCACHED_URL='memcache://127.0.0.1:$port'"
     echo "export KVSESSION_MEMCACHED_SERVER='$(command -v memcached)'"
