@@ -239,7 +239,7 @@ impl SessionConfig {
     /// `csrf_trusted_origins`: each a `scheme://host[:port]`.
     fn validate_origins(&self) -> Result<(), Error> {
         for (i, origin) in self.csrf_trusted_origins.iter().enumerate() {
-            if crate::csrf::normalize_origin(origin).is_none() {
+            if normalize_origin(origin).is_none() {
                 return Err(Error::config(
                     "csrf_trusted_origins",
                     format!("[{i}] {origin:?} is not an origin like \"https://example.com\""),
@@ -349,7 +349,7 @@ impl SessionConfig {
                 "must be at most 256 bytes with no control characters",
             ));
         }
-        if let Some(problem) = crate::keys::prefix_problem(&self.key_prefix) {
+        if let Some(problem) = prefix_problem(&self.key_prefix) {
             return Err(Error::config(
                 "key_prefix",
                 format!("{problem}, got {:?}", self.key_prefix),
@@ -381,6 +381,46 @@ impl SessionConfig {
         }
         Ok(())
     }
+}
+
+/// Why `prefix` cannot be a `key_prefix`, if it cannot.
+///
+/// A key is ours when it is the prefix followed by an id of our layout
+/// (lower-case hex, `_`, lower-case hex). Another app sharing the store
+/// could write keys that parse as ours only under a prefix that is ours
+/// followed by hex digits, and so ends in one (`"app1"` holds keys of
+/// `"app"` with a random part one digit longer; the empty prefix holds
+/// every bare id, Flask-KVSession's among them). So a prefix must be
+/// non-empty and end in something an id cannot start with: then no two
+/// valid prefixes ever see each other's keys as their own.
+pub(crate) fn prefix_problem(prefix: &str) -> Option<&'static str> {
+    match prefix.chars().last() {
+        None => Some(
+            "must not be empty: every bare session id in the store, another app's too, \
+             would be taken for one of this app's (use e.g. \"session:\")",
+        ),
+        Some(last) if last.is_ascii_hexdigit() => Some(
+            "must not end in a hex digit (0-9, a-f): another app's keys could then parse \
+             as this app's sessions (end it with a separator such as ':')",
+        ),
+        Some(_) => None,
+    }
+}
+
+/// `scheme://host[:port]` of an origin, lower-cased, without a trailing
+/// slash; `None` if it is not one.
+pub(crate) fn normalize_origin(origin: &str) -> Option<String> {
+    let origin = origin.trim().trim_end_matches('/');
+    let (scheme, authority) = origin.split_once("://")?;
+    let valid_scheme = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let valid_authority = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
+    (valid_scheme && valid_authority).then(|| origin.to_ascii_lowercase())
 }
 
 #[cfg(test)]

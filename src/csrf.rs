@@ -40,8 +40,8 @@ pub const CSRF_HEADER: &str = "X-CSRF-Token";
 /// The form field [`CsrfForm`] reads the token from.
 pub const CSRF_FIELD: &str = "csrf_token";
 
-/// Bytes in a CSRF secret.
-pub(crate) const SECRET_LEN: usize = 32;
+/// Bytes in a CSRF secret (as the cipher derives it).
+pub(crate) const SECRET_LEN: usize = crate::seal::CSRF_SECRET_LEN;
 
 /// Characters of a masked token: the base64url of a pad and the masked
 /// secret.
@@ -119,22 +119,6 @@ fn is_safe(method: Method) -> bool {
     )
 }
 
-/// `scheme://host[:port]` of an origin, lower-cased, without a trailing
-/// slash; `None` if it is not one.
-pub(crate) fn normalize_origin(origin: &str) -> Option<String> {
-    let origin = origin.trim().trim_end_matches('/');
-    let (scheme, authority) = origin.split_once("://")?;
-    let valid_scheme = !scheme.is_empty()
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    let valid_authority = !authority.is_empty()
-        && authority
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
-    (valid_scheme && valid_authority).then(|| origin.to_ascii_lowercase())
-}
-
 /// Rule 1: `false` if the browser says the request is cross-site, or its
 /// `Origin` names another origin than the request's `Host` and none of
 /// `trusted` (normalized origins).
@@ -153,7 +137,7 @@ fn same_origin(req: &Request<'_>, trusted: &[String]) -> bool {
     };
     // `null` (a sandboxed frame, a redirect across origins) and anything
     // that is not an origin are foreign.
-    let Some(origin) = normalize_origin(origin) else {
+    let Some(origin) = crate::config::normalize_origin(origin) else {
         return false;
     };
     if trusted.contains(&origin) {
@@ -383,6 +367,7 @@ impl<'r, T: FromForm<'r>> FromForm<'r> for WithCsrf<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::normalize_origin;
 
     #[test]
     fn a_masked_token_verifies_and_differs_every_time() {

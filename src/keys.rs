@@ -19,30 +19,6 @@ const EARLIEST_CREATED: u64 = 1_577_836_800;
 /// servers) before the key is taken as not written by this crate.
 const CLOCK_SKEW: u64 = 24 * 3600;
 
-/// Why `prefix` cannot be a `key_prefix`, if it cannot.
-///
-/// A key is ours when it is the prefix followed by an id of our layout
-/// (lower-case hex, `_`, lower-case hex). Another app sharing the store
-/// could write keys that parse as ours only under a prefix that is ours
-/// followed by hex digits, and so ends in one (`"app1"` holds keys of
-/// `"app"` with a random part one digit longer; the empty prefix holds
-/// every bare id, Flask-KVSession's among them). So a prefix must be
-/// non-empty and end in something an id cannot start with: then no two
-/// valid prefixes ever see each other's keys as their own.
-pub(crate) fn prefix_problem(prefix: &str) -> Option<&'static str> {
-    match prefix.chars().last() {
-        None => Some(
-            "must not be empty: every bare session id in the store, another app's too, \
-             would be taken for one of this app's (use e.g. \"session:\")",
-        ),
-        Some(last) if last.is_ascii_hexdigit() => Some(
-            "must not end in a hex digit (0-9, a-f): another app's keys could then parse \
-             as this app's sessions (end it with a separator such as ':')",
-        ),
-        Some(_) => None,
-    }
-}
-
 /// The key layout of one configuration: its `key_prefix` and `key_bits`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Keys {
@@ -125,6 +101,7 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::prefix_problem;
     use crate::time::now_unix;
 
     fn id(n: u64) -> SessionId {

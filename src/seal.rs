@@ -30,6 +30,8 @@ use sha2::Sha256;
 const KEY_LABEL: &[u8] = b"rocket_kvsession cookie v1";
 /// The HKDF label of the key CSRF secrets are derived with.
 const CSRF_LABEL: &[u8] = b"rocket_kvsession csrf v1";
+/// Bytes of a CSRF secret derived with it.
+pub(crate) const CSRF_SECRET_LEN: usize = 32;
 
 /// Bytes of a nonce (96 bits).
 const NONCE_LEN: usize = 12;
@@ -252,8 +254,8 @@ impl CookieCipher {
     /// expanded under the current key's CSRF key with the id as info, so
     /// every request of one session derives the same secret (two requests
     /// that both create it agree) and no one without the key can.
-    pub(crate) fn csrf_secret(&self, id: &[u8]) -> [u8; 32] {
-        let mut secret = [0u8; 32];
+    pub(crate) fn csrf_secret(&self, id: &[u8]) -> [u8; CSRF_SECRET_LEN] {
+        let mut secret = [0u8; CSRF_SECRET_LEN];
         self.csrf
             .expand(id, &mut secret)
             .expect("32 bytes is a valid HKDF-SHA256 output length");

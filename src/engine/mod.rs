@@ -213,7 +213,7 @@ impl Engine {
             trusted_origins: config
                 .csrf_trusted_origins
                 .iter()
-                .filter_map(|origin| crate::csrf::normalize_origin(origin))
+                .filter_map(|origin| crate::config::normalize_origin(origin))
                 .collect(),
             keys: Keys::of(&config),
             rules: Lifetime::of(&config),
@@ -308,7 +308,7 @@ impl Engine {
     }
 
     /// The CSRF secret of session `id` (see `crate::csrf`).
-    pub(crate) fn csrf_secret(&self, id: &SessionId) -> [u8; crate::csrf::SECRET_LEN] {
+    pub(crate) fn csrf_secret(&self, id: &SessionId) -> [u8; crate::seal::CSRF_SECRET_LEN] {
         let mut plain = String::with_capacity(82);
         id.push_to(&mut plain);
         self.cipher.csrf_secret(plain.as_bytes())
