@@ -167,37 +167,35 @@ impl TestServer {
             });
         let pid = child.id();
         self.child = Some(child);
+        // A server started with a password answers INFO only after AUTH.
+        let password = self
+            .args
+            .iter()
+            .position(|a| a == "--requirepass")
+            .and_then(|i| self.args.get(i + 1))
+            .cloned();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(client) = redis::Client::open(self.url()) {
                 if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                    if let Some(password) = &password {
+                        let _: redis::RedisResult<redis::Value> = redis::cmd("AUTH")
+                            .arg(password)
+                            .query_async(&mut conn)
+                            .await;
+                    }
                     let info: redis::RedisResult<String> = redis::cmd("INFO")
                         .arg("server")
                         .query_async(&mut conn)
                         .await;
-                    match info {
-                        Ok(info) => {
-                            let serving = info.lines().find_map(|l| {
-                                l.strip_prefix("process_id:")
-                                    .and_then(|n| n.trim().parse::<u32>().ok())
-                            });
-                            if serving == Some(pid) {
-                                return true;
-                            }
-                        }
-                        // A server with a password refuses INFO: it is
-                        // this one when the child still runs (another
-                        // server on the port makes it exit, checked below).
-                        Err(e) if !e.is_io_error() => {
-                            let child = self.child.as_mut().expect("started above");
-                            if child.try_wait().expect("the child's status").is_none() {
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                                if child.try_wait().expect("the child's status").is_none() {
-                                    return true;
-                                }
-                            }
-                        }
-                        Err(_) => {}
+                    let serving = info.ok().and_then(|info| {
+                        info.lines().find_map(|l| {
+                            l.strip_prefix("process_id:")
+                                .and_then(|n| n.trim().parse::<u32>().ok())
+                        })
+                    });
+                    if serving == Some(pid) {
+                        return true;
                     }
                 }
             }
