@@ -88,7 +88,8 @@ start() {
         spawn "$pid_file" "$log_file" \
             memcached -l 127.0.0.1 -p "$port" -U 0 -m 64 "${user_args[@]}"
         pid=$(cat "$pid_file")
-        if wait_until "$READY_TIMEOUT" ready "$port" "$pid" && serves_as "$port" "$pid"; then
+        # Ready and still running: it is ours on the port.
+        if wait_until "$READY_TIMEOUT" ready "$port" "$pid" && is_running "$pid" memcached; then
             break
         fi
         if is_running "$pid" memcached || [ "$attempt" = 3 ]; then

@@ -127,12 +127,22 @@ impl Raw {
 
     /// The counters of `stats`.
     pub async fn stats(&mut self) -> BTreeMap<String, u64> {
-        self.stream.get_mut().write_all(b"stats\r\n").await.unwrap();
+        self.try_stats().await.expect("the server's stats")
+    }
+
+    /// The counters of `stats`, or `None` if the connection fails or
+    /// closes first (a server that is starting, or exiting).
+    async fn try_stats(&mut self) -> Option<BTreeMap<String, u64>> {
+        self.stream.get_mut().write_all(b"stats\r\n").await.ok()?;
         let mut stats = BTreeMap::new();
         loop {
-            let line = self.line().await;
+            let mut line = String::new();
+            if self.stream.read_line(&mut line).await.ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end();
             if line == "END" {
-                return stats;
+                return Some(stats);
             }
             let mut words = line.split(' ').skip(1);
             if let (Some(name), Some(value)) = (words.next(), words.next()) {
@@ -310,24 +320,13 @@ fn wait_until_stopped(pid: u32) {
 /// The PID of the memcached that answers on `port` (from its `stats`), or
 /// `None` when nothing answers.
 async fn served_by(port: u16) -> Option<u32> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let mut stream = BufReader::new(stream);
-    stream.get_mut().write_all(b"stats\r\n").await.ok()?;
     let read = async {
-        let mut pid = None;
-        loop {
-            let mut line = String::new();
-            if stream.read_line(&mut line).await.ok()? == 0 {
-                return None;
-            }
-            let line = line.trim_end();
-            if line == "END" {
-                return pid;
-            }
-            if let Some(n) = line.strip_prefix("STAT pid ") {
-                pid = n.parse().ok();
-            }
-        }
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut raw = Raw {
+            stream: BufReader::new(stream),
+        };
+        let pid = *raw.try_stats().await?.get("pid")?;
+        u32::try_from(pid).ok()
     };
     tokio::time::timeout(Duration::from_secs(2), read)
         .await
